@@ -1,0 +1,189 @@
+// lameduck-hello: the demo server. Its delayed and streamed answers are completed from a
+// separate timer thread, which shows that a response can be finished later, from anywhere,
+// without blocking the thread that serves the connection.
+
+#include <csignal>
+#include <condition_variable>
+#include <cstdio>
+#include <functional>
+#include <iostream>
+#include <mutex>
+#include <queue>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <lameduck/lameduck.hpp>
+
+namespace {
+
+// Runs functions at given times on one thread of its own.
+class timer_thread {
+ public:
+  using clock = std::chrono::steady_clock;
+  timer_thread() : thread_([this] { run(); }) {}
+  ~timer_thread() {
+    {
+      std::lock_guard lock(mutex_);
+      done_ = true;
+    }
+    wake_.notify_one();
+    thread_.join();
+  }
+  void at(clock::time_point when, std::function<void()> f) {
+    {
+      std::lock_guard lock(mutex_);
+      queue_.push({when, seq_++, std::move(f)});
+    }
+    wake_.notify_one();
+  }
+
+ private:
+  struct item {
+    clock::time_point when;
+    std::uint64_t seq;
+    std::function<void()> f;
+    bool operator>(const item& o) const { return std::tie(when, seq) > std::tie(o.when, o.seq); }
+  };
+  void run() {
+    std::unique_lock lock(mutex_);
+    while (!done_) {
+      if (queue_.empty()) {
+        wake_.wait(lock);
+      } else if (queue_.top().when > clock::now()) {
+        wake_.wait_until(lock, queue_.top().when);
+      } else {
+        auto f = std::move(const_cast<item&>(queue_.top()).f);
+        queue_.pop();
+        lock.unlock();
+        f();
+        lock.lock();
+      }
+    }
+  }
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::priority_queue<item, std::vector<item>, std::greater<>> queue_;
+  std::uint64_t seq_ = 0;
+  bool done_ = false;
+  std::thread thread_;
+};
+
+// Reads a non-negative integer query parameter, or gives `fallback`; false when malformed.
+bool number_param(const lameduck::request& req, std::string_view name, long max, long fallback,
+                  long& out) {
+  auto v = req.query_param(name);
+  if (!v) {
+    out = fallback;
+    return true;
+  }
+  try {
+    std::size_t used = 0;
+    out = std::stol(std::string(*v), &used);
+    return used == v->size() && out >= 0 && out <= max;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+void bad_request(lameduck::response res, std::string_view what) {
+  res.header("Content-Type", "text/plain");
+  res.send(400, std::string(what) + "\n");
+}
+
+// Streams the remaining chunks of /stream, one per interval, from the timer thread.
+void stream_chunks(timer_thread& timers, std::shared_ptr<lameduck::response> res, long left,
+                   std::chrono::milliseconds interval, long index) {
+  if (left == 0 || res->stop_token().stop_requested()) {
+    res->end();
+    return;
+  }
+  res->write("chunk " + std::to_string(index) + "\n");
+  timers.at(timer_thread::clock::now() + interval, [&timers, res, left, interval, index] {
+    stream_chunks(timers, res, left - 1, interval, index + 1);
+  });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> listen;
+  unsigned threads = 0;
+  CLI::App app{"lameduck-hello: the lameduck demo server"};
+  app.add_option("--listen", listen, "Address to listen on, HOST:PORT (repeatable)")
+      ->default_str("127.0.0.1:8080");
+  app.add_option("--threads", threads, "Event-loop threads (default: one per core)")
+      ->check(CLI::Range(0u, 1024u));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::cout << app.help();
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "lameduck-hello: " << e.what() << " (see --help)\n";
+    return 2;
+  }
+  if (listen.empty()) listen.push_back("127.0.0.1:8080");
+
+  timer_thread timers;
+  lameduck::router routes;
+  routes.get("/", [](const lameduck::request&, lameduck::response res) {
+    res.header("Content-Type", "text/plain");
+    res.send("Hello, World!\n");
+  });
+  routes.get("/delay", [&timers](const lameduck::request& req, lameduck::response res) {
+    long ms = 0;
+    if (!number_param(req, "ms", 3'600'000, 0, ms)) return bad_request(std::move(res), "bad ms");
+    auto shared = std::make_shared<lameduck::response>(std::move(res));
+    timers.at(timer_thread::clock::now() + std::chrono::milliseconds(ms), [shared, ms] {
+      shared->header("Content-Type", "text/plain");
+      shared->send("waited " + std::to_string(ms) + " ms\n");
+    });
+  });
+  routes.get("/stream", [&timers](const lameduck::request& req, lameduck::response res) {
+    long chunks = 0, interval = 0;
+    if (!number_param(req, "chunks", 1'000'000, 10, chunks) ||
+        !number_param(req, "interval_ms", 60'000, 100, interval)) {
+      return bad_request(std::move(res), "bad chunks or interval_ms");
+    }
+    res.header("Content-Type", "text/plain");
+    stream_chunks(timers, std::make_shared<lameduck::response>(std::move(res)), chunks,
+                  std::chrono::milliseconds(interval), 1);
+  });
+  routes.post("/echo", [](const lameduck::request& req, lameduck::response res) {
+    if (auto type = req.header("Content-Type")) res.header("Content-Type", *type);
+    res.send(std::string(req.body()));
+  });
+
+  // Signals are taken by sigwait() on this thread; the server's threads never see them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  lameduck::server_options options;
+  options.listen = listen;
+  options.threads = threads;
+  lameduck::server server(options, routes);
+  std::error_code ec;
+  server.start(ec);
+  if (ec) {
+    std::cerr << "lameduck-hello: cannot listen: " << ec.message() << "\n";
+    return 2;
+  }
+  for (const auto& a : server.local_addresses()) std::cout << "listening on http://" << a << "\n";
+  auto first = server.local_addresses().front();
+  std::cout << "try:\n"
+            << "  curl http://" << first << "/\n"
+            << "  curl 'http://" << first << "/delay?ms=500'\n"
+            << "  curl -N 'http://" << first << "/stream?chunks=5&interval_ms=200'\n"
+            << "  curl -d 'quack' http://" << first << "/echo\n"
+            << "stop with Ctrl-C" << std::endl;
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  server.destroy().wait();
+  return 0;
+}

@@ -1,0 +1,9 @@
+#pragma once
+/// @file Everything in lameduck's public API.
+
+#include <lameduck/errors.hpp>
+#include <lameduck/options.hpp>
+#include <lameduck/request.hpp>
+#include <lameduck/response.hpp>
+#include <lameduck/router.hpp>
+#include <lameduck/server.hpp>

@@ -1,0 +1,59 @@
+#pragma once
+/// @file Everything a server can be configured with; every limit and timeout is here.
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace lameduck {
+
+/// What a client may send before it gets an error status; each has its own status code.
+struct limits {
+  /// Longest request line (method, target, version); past it: 414.
+  std::size_t max_request_line = 8 * 1024;
+  /// Total size of all header lines of one request; past it: 431.
+  std::size_t max_header_bytes = 16 * 1024;
+  /// Number of header fields in one request; past it: 431.
+  std::size_t max_header_count = 100;
+  /// Size of one request body (after de-chunking); past it: 413.
+  std::size_t max_body_bytes = 1024 * 1024;
+  /// Open connections per server; past it a new connection gets a 503 and is closed.
+  std::size_t max_connections = 100'000;
+};
+
+/// How long the server waits for a client; zero disables a timeout.
+struct timeouts {
+  /// From the first byte of a request (or the accept) until its headers are complete; then 408.
+  std::chrono::milliseconds header{10'000};
+  /// Longest pause between two reads of a request body; then 408.
+  std::chrono::milliseconds body{30'000};
+  /// Keep-alive: how long an idle connection waits for its next request.
+  std::chrono::milliseconds idle{60'000};
+  /// Longest pause in writing a response to a client that has stopped reading.
+  std::chrono::milliseconds write{30'000};
+  /// After a half-close, how long to read and discard before the final close.
+  std::chrono::milliseconds linger{2'000};
+};
+
+/// A server's configuration.
+struct server_options {
+  /// Addresses to listen on, each "HOST:PORT" ("[::1]:8080" for IPv6); port 0 asks the kernel.
+  std::vector<std::string> listen;
+  /// Event-loop threads, each with its own connections; 0 means one per core.
+  unsigned threads = 0;
+  /// Listen backlog (the kernel caps it at net.core.somaxconn).
+  int backlog = 4096;
+  /// Set SO_REUSEPORT so that other processes may listen on the same port too.
+  bool reuse_port = false;
+  /// Request size limits.
+  struct limits limits;
+  /// Timeouts.
+  struct timeouts timeouts;
+  /// Where error lines go (a throwing handler, an internal failure); default: standard error.
+  std::function<void(std::string_view)> log;
+};
+
+}  // namespace lameduck

@@ -1,0 +1,64 @@
+#pragma once
+/// @file One HTTP request as the handler sees it.
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <netinet/in.h>
+
+namespace lameduck {
+
+namespace detail {
+class request_builder;
+}
+
+/// One header field as received (name case preserved).
+struct header_field {
+  std::string_view name;   ///< field name, as sent
+  std::string_view value;  ///< field value, without surrounding whitespace
+};
+
+/// An HTTP request; valid until its response is completed, and safe to read from any thread.
+class request {
+ public:
+  /// The method, e.g. "GET".
+  std::string_view method() const noexcept { return method_; }
+  /// The request target as sent, e.g. "/search?q=duck".
+  std::string_view target() const noexcept { return target_; }
+  /// The path part of the target, e.g. "/search".
+  std::string_view path() const noexcept { return path_; }
+  /// The query part of the target without '?', e.g. "q=duck"; empty when there is none.
+  std::string_view query() const noexcept { return query_; }
+  /// The value of a query parameter (not percent-decoded), if present.
+  std::optional<std::string_view> query_param(std::string_view name) const noexcept;
+  /// HTTP version as major*10+minor: 10 or 11.
+  int version() const noexcept { return version_; }
+  /// The value of the first header with this name, compared case-insensitively.
+  std::optional<std::string_view> header(std::string_view name) const noexcept;
+  /// Every header field in the order received.
+  std::span<const header_field> headers() const noexcept { return headers_; }
+  /// The whole request body (de-chunked).
+  std::string_view body() const noexcept { return body_; }
+  /// The client's address as "ADDRESS:PORT" ("[ADDRESS]:PORT" for IPv6).
+  std::string peer() const;
+  /// Whether the client asked to keep the connection open after this request.
+  bool keep_alive() const noexcept { return keep_alive_; }
+  /// Stop is requested when the server gives up on this request (destroy, deadline, disconnect).
+  std::stop_token stop_token() const noexcept { return stop_; }
+
+ private:
+  friend class detail::request_builder;
+  std::string_view method_, target_, path_, query_, body_;
+  std::vector<header_field> headers_;
+  int version_ = 11;
+  bool keep_alive_ = true;
+  sockaddr_in6 peer_{};  // AF_INET addresses are stored as sockaddr_in in the same bytes
+  std::stop_token stop_;
+};
+
+}  // namespace lameduck

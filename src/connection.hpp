@@ -1,0 +1,477 @@
+#pragma once
+// One HTTP/1.1 connection: reads requests, hands them to the handler one at a time, writes
+// the responses in order, and closes cleanly. Written over a Stream (tcp_stream, and later a
+// TLS stream) so that every transport shares this code. Every state change goes through
+// set_state() in server.cpp, the lifecycle file.
+
+#include <netinet/in.h>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <string>
+
+#include <lameduck/server.hpp>
+
+#include "exchange.hpp"
+#include "http1/response_writer.hpp"
+#include "net/loop.hpp"
+#include "net/tcp_stream.hpp"
+#include "request_builder.hpp"
+
+namespace lameduck::detail {
+
+/// What every connection has whatever its stream: its state, registry place and timeout.
+class connection_base : public registry_hook, public timeout_hook {
+ public:
+  connection_base(loop& l, const sockaddr* peer, socklen_t peer_size) noexcept;
+  virtual ~connection_base() = default;
+  connection_base(const connection_base&) = delete;
+  connection_base& operator=(const connection_base&) = delete;
+
+  /// The timeout this connection waited on has passed.
+  virtual void on_timeout(timeout_kind k) = 0;
+  /// Closes the connection now, whatever it is doing (destroy, a drain's deadline).
+  virtual void abort() = 0;
+  /// Carries out what the response handle asked (on the loop thread).
+  virtual void on_response(response_op op, std::string& data) = 0;
+
+  connection_state state() const noexcept { return state_; }
+
+  loop& owner;
+  std::int64_t deadline_ns = 0;  ///< when the armed timeout passes
+  std::int64_t created_ns;
+  std::int64_t idle_since_ns = 0;
+  std::uint64_t requests = 0;  ///< requests answered completely
+  timeout_kind timeout = timeout_kind::none;
+  sockaddr_in6 peer{};
+
+ private:
+  friend void set_state(connection_base& c, connection_state s) noexcept;
+  connection_state state_ = connection_state::closed;  // not yet registered
+};
+
+/// Performs every change of a connection's state: registry, counts, and what the server's
+/// lifecycle does on it (server.cpp).
+void set_state(connection_base& c, connection_state s) noexcept;
+/// The handler of the server that owns loop l (server.cpp).
+const handler& handler_of(loop& l) noexcept;
+/// Writes one line to the server's log (server.cpp).
+void log_line(loop& l, std::string_view line);
+/// Counts a request answered completely, or abandoned (server.cpp).
+void count_request(loop& l, bool completed) noexcept;
+
+template <class Stream>
+class connection final : public connection_base {
+ public:
+  connection(loop& l, Stream stream, const sockaddr* peer, socklen_t peer_size)
+      : connection_base(l, peer, peer_size), stream_(std::move(stream)) {}
+
+  /// Registers the connection and starts reading its first request.
+  void start() {
+    set_state(*this, connection_state::fresh);
+    owner.arm(*this, timeout_kind::header);
+    // epoll reports data that is already there when the socket is added, so no read is
+    // tried before the first readiness event.
+    wait_readable();
+  }
+
+  /// Registers the connection only to answer it with an error status and close it.
+  void reject(int status) {
+    set_state(*this, connection_state::fresh);
+    fail(status);
+    pump();
+  }
+
+  void abort() override {
+    if (phase_ == phase::closed) return;
+    // A response already produced (a handler that answered and then destroyed its own server)
+    // is given one chance to go out before the close.
+    if (exchange_ && exchange_->output_sent < exchange_->output.size()) flush();
+    close_now();
+    maybe_delete();
+  }
+
+  void on_timeout(timeout_kind k) override {
+    timeout = timeout_kind::none;
+    switch (k) {
+      case timeout_kind::header:
+        // A client that never sent a byte gets no answer, only a clean close.
+        if (exchange_ && exchange_->parser.started()) {
+          fail(408);
+        } else {
+          begin_close();
+        }
+        break;
+      case timeout_kind::body:
+        fail(408);
+        break;
+      case timeout_kind::idle:
+        begin_close();
+        break;
+      case timeout_kind::write:
+      case timeout_kind::linger:
+      case timeout_kind::none:
+        close_now();
+        break;
+    }
+    resume();
+  }
+
+  void on_response(response_op op, std::string& data) override {
+    if (phase_ != phase::handling) return;
+    auto& ex = *exchange_;
+    switch (op) {
+      case response_op::send:
+        write_head(framing_for(data.size()), data.size());
+        if (body_allowed_) ex.output.append(data);
+        finish_response(true);
+        break;
+      case response_op::write:
+        if (!head_written_) write_head(streaming_framing(), ex.declared_length.value_or(0));
+        if (body_allowed_) {
+          if (framing_ == http1::framing::chunked) {
+            http1::write_chunk(ex.output, data);
+          } else {
+            ex.output.append(data);
+          }
+        }
+        body_written_ += data.size();
+        break;
+      case response_op::end:
+        if (!head_written_) {
+          write_head(framing_for(0), ex.declared_length.value_or(0));
+        } else if (framing_ == http1::framing::chunked && body_allowed_) {
+          http1::write_last_chunk(ex.output);
+        }
+        // A streamed body that does not match its declared length leaves the client unable
+        // to find the next response: finish it as aborted, which closes the connection.
+        finish_response(framing_ != http1::framing::content_length || !body_allowed_ ||
+                        body_written_ == ex.declared_length.value_or(body_written_));
+        break;
+      case response_op::abort:
+        finish_response(false);
+        break;
+    }
+    if (!in_pump_) resume();  // inside the handler, the running pump carries on
+  }
+
+ private:
+  enum class phase : std::uint8_t {
+    reading,    // receiving a request (or waiting for the next one)
+    handling,   // the handler has the request; its response is not complete
+    closing,    // writing what is left, then half-closing
+    lingering,  // half-closed: reading and discarding until the client closes or time is up
+    closed,
+  };
+
+  // Re-enters the state machine after an event that did not come from a read-readiness wait:
+  // read readiness may have been reported while no read wait was queued.
+  void resume() {
+    drained_ = false;
+    pump();
+  }
+
+  void pump() {
+    if (in_pump_) return;  // the running pump sees what changed
+    in_pump_ = true;
+    while (step()) {
+    }
+    in_pump_ = false;
+    if (phase_ == phase::closed) maybe_delete();
+  }
+
+  // Does one thing; false when the connection now waits for an event.
+  bool step() {
+    switch (phase_) {
+      case phase::reading:
+        if (has_input()) return parse();
+        if (!flush()) return false;
+        return read();
+      case phase::handling:
+        flush();  // a streamed response goes out as it is written
+        return false;
+      case phase::closing:
+        if (!flush()) return false;
+        stream_.shutdown_send();
+        phase_ = phase::lingering;
+        owner.arm(*this, timeout_kind::linger);
+        return true;
+      case phase::lingering:
+        return linger();
+      case phase::closed:
+        return false;
+    }
+    return false;
+  }
+
+  bool has_input() const noexcept {
+    return exchange_ && exchange_->input_begin < exchange_->input_end;
+  }
+
+  bool read() {
+    if (!exchange_ || !exchange_->parser.started()) {
+      if (state() == connection_state::active) go_idle();
+      if (state() != connection_state::active) release_exchange();
+    }
+    if (drained_) return wait_readable(), false;
+    acquire_exchange();
+    auto& ex = *exchange_;
+    if (ex.input_begin == ex.input_end) ex.input_begin = ex.input_end = 0;
+    if (ex.input_end == exchange::input_capacity) {  // compact the unparsed rest
+      std::memmove(ex.input.get(), ex.input.get() + ex.input_begin, ex.input_end - ex.input_begin);
+      ex.input_end -= ex.input_begin;
+      ex.input_begin = 0;
+    }
+    std::size_t room = exchange::input_capacity - ex.input_end;
+    std::error_code ec;
+    std::size_t n = stream_.read_some(ex.input.get() + ex.input_end, room, ec);
+    if (ec && would_block(ec)) {
+      if (state() != connection_state::active) release_exchange();
+      return wait_readable(), false;
+    }
+    if (ec || n == 0) {
+      close_now();  // the client closed or failed; nothing of ours is left to deliver
+      return false;
+    }
+    ex.input_end += n;
+    drained_ = n < room;  // a short read emptied the socket: the next read waits for an edge
+    if (state() == connection_state::idle) {
+      set_state(*this, connection_state::active);
+      owner.arm(*this, timeout_kind::header);
+    } else if (state() == connection_state::fresh) {
+      set_state(*this, connection_state::active);  // the header timeout runs from the accept
+    }
+    return true;
+  }
+
+  bool parse() {
+    auto& ex = *exchange_;
+    std::size_t used = 0;
+    auto event = ex.parser.feed({ex.input.get() + ex.input_begin, ex.input_end - ex.input_begin},
+                                used);
+    ex.input_begin += used;
+    using event_t = http1::request_parser::event;
+    switch (event) {
+      case event_t::need_more:
+        if (ex.parser.head_complete()) owner.arm(*this, timeout_kind::body);  // progress
+        return true;
+      case event_t::headers_complete:
+        if (ex.parser.expects_continue() && !has_input()) {
+          ex.output.append("HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        owner.arm(*this, timeout_kind::body);
+        return true;
+      case event_t::message_complete:
+        dispatch();
+        return true;
+      case event_t::error:
+        fail(ex.parser.error_status());
+        return true;
+    }
+    return true;
+  }
+
+  void dispatch() {
+    auto& ex = *exchange_;
+    auto& req = ex.parser.get();
+    phase_ = phase::handling;
+    owner.arm(*this, timeout_kind::none);
+    if (ex.stop.stop_requested()) ex.stop = std::stop_source{};
+    request_builder::set_peer(req, peer);
+    request_builder::set_stop(req, ex.stop.get_token());
+    ex.status = 200;
+    ex.fields.clear();
+    ex.declared_length.reset();
+    ex.close_requested = false;
+    head_written_ = false;
+    body_written_ = 0;
+    try {
+      handler_of(owner)(req, exchange::new_response(ex));
+    } catch (const std::exception& e) {
+      log_line(owner, std::string("lameduck: handler threw: ") + e.what());
+    } catch (...) {
+      log_line(owner, "lameduck: handler threw an exception not derived from std::exception");
+    }
+  }
+
+  http1::framing framing_for(std::size_t) {
+    if (http1::status_forbids_body(exchange_->status)) return http1::framing::none;
+    return http1::framing::content_length;
+  }
+
+  http1::framing streaming_framing() {
+    auto& ex = *exchange_;
+    if (http1::status_forbids_body(ex.status)) return http1::framing::none;
+    if (ex.declared_length) return http1::framing::content_length;
+    if (ex.parser.get().version() >= 11) return http1::framing::chunked;
+    return http1::framing::until_close;
+  }
+
+  void write_head(http1::framing f, std::uint64_t length) {
+    auto& ex = *exchange_;
+    const auto& req = ex.parser.get();
+    framing_ = f;
+    body_allowed_ = f != http1::framing::none && !ex.parser.is_head();
+    close_after_ = !req.keep_alive() || ex.close_requested || f == http1::framing::until_close;
+    http1::response_head head;
+    head.status = ex.status;
+    head.fields = ex.fields;
+    head.body_framing = f;
+    head.content_length = length;
+    head.close = close_after_;
+    head.keep_alive_1_0 = req.version() < 11;
+    http1::write_head(ex.output, head);
+    head_written_ = true;
+  }
+
+  void finish_response(bool complete) {
+    count_request(owner, complete);
+    if (complete) ++requests;
+    exchange_->parser.reset();
+    if (complete && !close_after_) {
+      phase_ = phase::reading;
+    } else {
+      begin_close();
+    }
+  }
+
+  // Answers a bad request with its status and closes after it.
+  void fail(int status) {
+    acquire_exchange();
+    exchange_->input_begin = exchange_->input_end;  // nothing after a bad request is trusted
+    http1::write_error(exchange_->output, status);
+    begin_close();
+  }
+
+  void begin_close() {
+    if (phase_ == phase::closed || phase_ == phase::lingering) return;
+    if (phase_ == phase::handling) exchange_->stop.request_stop();
+    phase_ = phase::closing;
+    owner.arm(*this, timeout_kind::none);
+    set_state(*this, connection_state::closing);
+  }
+
+  bool linger() {
+    char discard[4096];
+    for (;;) {
+      std::error_code ec;
+      std::size_t n = stream_.read_some(discard, sizeof discard, ec);
+      if (ec && would_block(ec)) return wait_readable(), false;
+      if (ec || n == 0) return close_now(), false;
+    }
+  }
+
+  // Writes pending output; false when the socket is full and a wait for it is queued.
+  bool flush() {
+    if (!exchange_) return true;
+    auto& ex = *exchange_;
+    bool progress = false;
+    while (ex.output_sent < ex.output.size()) {
+      std::error_code ec;
+      std::size_t n =
+          stream_.write_some(ex.output.data() + ex.output_sent, ex.output.size() - ex.output_sent, ec);
+      if (ec && would_block(ec)) {
+        if (progress || timeout != timeout_kind::write) owner.arm(*this, timeout_kind::write);
+        wait_writable();
+        return false;
+      }
+      if (ec) {
+        close_now();
+        return false;
+      }
+      ex.output_sent += n;
+      progress = true;
+    }
+    ex.output.clear();
+    ex.output_sent = 0;
+    if (timeout == timeout_kind::write) restore_timeout();
+    return true;
+  }
+
+  void restore_timeout() {
+    if (phase_ == phase::reading && exchange_ && exchange_->parser.head_complete()) {
+      owner.arm(*this, timeout_kind::body);
+    } else if (phase_ == phase::reading && exchange_ && exchange_->parser.started()) {
+      owner.arm(*this, timeout_kind::header);
+    } else {
+      owner.arm(*this, timeout_kind::none);
+    }
+  }
+
+  void go_idle() {
+    set_state(*this, connection_state::idle);
+    owner.arm(*this, timeout_kind::idle);
+  }
+
+  void acquire_exchange() {
+    if (exchange_) return;
+    exchange_ = owner.acquire_exchange();
+    exchange_->conn = this;
+  }
+
+  // Idle connections give their buffers back, which keeps an idle connection small.
+  void release_exchange() {
+    if (!exchange_ || has_input() || !exchange_->output.empty()) return;
+    exchange_->conn = nullptr;
+    exchange_->release_on_loop();
+    exchange_ = nullptr;
+  }
+
+  void close_now() {
+    if (phase_ == phase::closed) return;
+    if (phase_ == phase::handling) {
+      exchange_->stop.request_stop();
+      count_request(owner, false);
+    }
+    phase_ = phase::closed;
+    owner.arm(*this, timeout_kind::none);
+    stream_.close();
+    if (exchange_) {
+      exchange_->conn = nullptr;
+      exchange_->release_on_loop();
+      exchange_ = nullptr;
+    }
+    set_state(*this, connection_state::closed);
+  }
+
+  void maybe_delete() {
+    if (phase_ == phase::closed && pending_waits_ == 0 && !in_pump_) delete this;
+  }
+
+  void wait_readable() {
+    ++pending_waits_;
+    stream_.wait_readable([this](std::error_code ec) {
+      --pending_waits_;
+      if (!ec && phase_ != phase::closed) {
+        drained_ = false;
+        return pump();
+      }
+      close_now();
+      maybe_delete();
+    });
+  }
+
+  void wait_writable() {
+    ++pending_waits_;
+    stream_.wait_writable([this](std::error_code ec) {
+      --pending_waits_;
+      if (!ec && phase_ != phase::closed) return resume();
+      close_now();
+      maybe_delete();
+    });
+  }
+
+  Stream stream_;
+  exchange* exchange_ = nullptr;
+  std::uint64_t body_written_ = 0;
+  int pending_waits_ = 0;
+  phase phase_ = phase::reading;
+  http1::framing framing_ = http1::framing::content_length;
+  bool drained_ = false;  // the last read emptied the socket and no event has been missed since
+  bool in_pump_ = false;
+  bool head_written_ = false;
+  bool body_allowed_ = true;
+  bool close_after_ = false;
+};
+
+}  // namespace lameduck::detail

@@ -1,0 +1,32 @@
+#include <lameduck/errors.hpp>
+
+namespace lameduck {
+
+namespace {
+
+class category final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "lameduck"; }
+  std::string message(int e) const override {
+    switch (static_cast<errc>(e)) {
+      case errc::invalid_listen_address:
+        return "invalid listen address (expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080)";
+      case errc::no_listen_address:
+        return "no listen address given";
+      case errc::already_started:
+        return "the server is already running";
+      case errc::invalid_option:
+        return "an option is out of range";
+    }
+    return "unknown lameduck error";
+  }
+};
+
+}  // namespace
+
+const std::error_category& error_category() noexcept {
+  static const category c;
+  return c;
+}
+
+}  // namespace lameduck

@@ -1,0 +1,86 @@
+#pragma once
+// The working set of a connection that is exchanging messages: input buffer, parser, the
+// request being handled and the response being written. Idle connections hold none; the loop
+// pools them. A response handle keeps its exchange alive, even past its connection and its loop.
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <string_view>
+
+#include <lameduck/response.hpp>
+
+#include "http1/request_parser.hpp"
+
+namespace lameduck::detail {
+
+class loop;
+class connection_base;
+
+/// Lets an exchange reach its loop from any thread for as long as the loop exists.
+struct loop_anchor {
+  std::mutex mutex;
+  loop* target = nullptr;  // null once the loop is gone
+};
+
+/// What a response handle asks of its connection.
+enum class response_op : std::uint8_t {
+  send,   ///< head and whole body
+  write,  ///< one piece of a streamed body (the head first if not yet sent)
+  end,    ///< the end of a streamed body
+  abort,  ///< the handle was dropped part-way through a stream
+};
+
+class exchange {
+ public:
+  /// Size of the input buffer; a read never asks for more than this at once.
+  static constexpr std::size_t input_capacity = 16 * 1024;
+
+  exchange(loop& l, std::shared_ptr<loop_anchor> anchor, const limits& lim);
+
+  /// Takes one more reference.
+  void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+  /// Drops a reference from any thread; the last one returns the exchange to its loop's pool,
+  /// or frees it when the loop is gone.
+  void release() noexcept;
+  /// Drops a reference on the loop's own thread.
+  void release_on_loop() noexcept;
+  /// Carries out a response operation on the loop's thread: at once when called there,
+  /// otherwise posted with its data; dropped when the loop is gone.
+  void commit(response_op op, std::string&& data);
+  /// A new handle on this exchange's response (one more reference).
+  static response new_response(exchange& ex) {
+    ex.add_ref();
+    return response(&ex);
+  }
+  /// Gets a pooled exchange ready for another connection.
+  void reset_for_reuse();
+
+  // Loop-thread state.
+  loop& owner;                      ///< only touched on the loop's thread, where it is alive
+  const std::uint64_t owner_serial;  ///< tells the owner's thread without touching the loop
+  connection_base* conn = nullptr;  ///< null once the connection has let go
+  http1::request_parser parser;
+  std::stop_source stop;
+  std::unique_ptr<char[]> input;
+  std::size_t input_begin = 0, input_end = 0;
+  std::string output;
+  std::size_t output_sent = 0;
+
+  // The response as the handle's holder builds it; read by the loop only in a response_op.
+  int status = 200;
+  std::string fields;                       ///< "Name: value\r\n" lines
+  std::optional<std::uint64_t> declared_length;  ///< a Content-Length the handler set
+  bool close_requested = false;             ///< the handler set "Connection: close"
+
+ private:
+  void apply(response_op op, std::string& data);
+  std::atomic<int> refs_{1};
+  std::shared_ptr<loop_anchor> anchor_;
+};
+
+}  // namespace lameduck::detail

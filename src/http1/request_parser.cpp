@@ -1,0 +1,207 @@
+#include "http1/request_parser.hpp"
+
+#include <strings.h>
+
+#include "request_builder.hpp"
+
+namespace lameduck::http1 {
+
+namespace {
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
+}
+
+std::string_view trim_trailing_space(std::string_view v) {
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  return v;
+}
+
+}  // namespace
+
+// llhttp calls plain C functions; these forward to the parser that owns the llhttp_t.
+struct parser_callbacks {
+  static request_parser& self(llhttp_t* p) { return *static_cast<request_parser*>(p->data); }
+
+  static int on_message_begin(llhttp_t* p) {
+    self(p).started_ = true;
+    return 0;
+  }
+  static int on_method(llhttp_t* p, const char* at, size_t n) {
+    auto& s = self(p);
+    s.line_bytes_ += n;
+    s.method_size_ += static_cast<std::uint32_t>(n);
+    s.arena_.append(at, n);
+    return 0;
+  }
+  static int on_url(llhttp_t* p, const char* at, size_t n) {
+    auto& s = self(p);
+    s.line_bytes_ += n;
+    if (s.line_bytes_ > s.limits_.max_request_line) return s.fail(414, "request line too long");
+    s.target_size_ += static_cast<std::uint32_t>(n);
+    s.arena_.append(at, n);
+    return 0;
+  }
+  static int on_header_field(llhttp_t* p, const char* at, size_t n) {
+    auto& s = self(p);
+    if (s.head_complete_) return 0;  // trailer fields of a chunked body are not kept
+    return s.append_field_part({at, n}, false) ? 0 : -1;
+  }
+  static int on_header_value(llhttp_t* p, const char* at, size_t n) {
+    auto& s = self(p);
+    if (s.head_complete_) return 0;
+    // A value piece that starts a line is an obsolete line folding (RFC 9112 section 5.2).
+    char before = at == s.feed_begin_ ? s.previous_byte_ : at[-1];
+    if (before == '\n') return s.fail(400, "obsolete line folding");
+    return s.append_field_part({at, n}, true) ? 0 : -1;
+  }
+  static int on_headers_complete(llhttp_t* p) { return self(p).finish_head(); }
+  static int on_body(llhttp_t* p, const char* at, size_t n) {
+    auto& s = self(p);
+    if (s.body_.size() + n > s.limits_.max_body_bytes) return s.fail(413, "body too large");
+    s.body_.append(at, n);
+    return 0;
+  }
+  static int on_message_complete(llhttp_t* p) {
+    auto& s = self(p);
+    detail::request_builder::set_body(s.request_, s.body_);
+    detail::request_builder::set_keep_alive(s.request_, llhttp_should_keep_alive(p) != 0);
+    s.message_complete_ = true;
+    return HPE_PAUSED;  // stop at the message boundary: the next request waits its turn
+  }
+
+  static const llhttp_settings_t& settings() {
+    static const llhttp_settings_t s = [] {
+      llhttp_settings_t s;
+      llhttp_settings_init(&s);
+      s.on_message_begin = on_message_begin;
+      s.on_method = on_method;
+      s.on_url = on_url;
+      s.on_header_field = on_header_field;
+      s.on_header_value = on_header_value;
+      s.on_headers_complete = on_headers_complete;
+      s.on_body = on_body;
+      s.on_message_complete = on_message_complete;
+      return s;
+    }();
+    return s;
+  }
+};
+
+request_parser::request_parser(const limits& l) : limits_(l) {
+  llhttp_init(&parser_, HTTP_REQUEST, &parser_callbacks::settings());
+  parser_.data = this;
+  reset();
+}
+
+void request_parser::reset() {
+  llhttp_reset(&parser_);
+  parser_.data = this;
+  detail::request_builder::clear(request_);
+  arena_.clear();
+  body_.clear();
+  fields_.clear();
+  method_size_ = target_size_ = 0;
+  line_bytes_ = header_bytes_ = 0;
+  error_status_ = 0;
+  error_reason_ = "";
+  method_ = 0;
+  started_ = head_complete_ = message_complete_ = expects_continue_ = in_value_ = false;
+}
+
+int request_parser::fail(int status, const char* reason) {
+  error_status_ = status;
+  error_reason_ = reason;
+  return -1;
+}
+
+bool request_parser::append_field_part(std::string_view part, bool is_value) {
+  header_bytes_ += part.size();
+  if (header_bytes_ > limits_.max_header_bytes) return fail(431, "header fields too large"), false;
+  auto at = static_cast<std::uint32_t>(arena_.size());
+  if (!is_value) {
+    if (in_value_ || fields_.empty()) {  // a new field begins
+      if (fields_.size() == limits_.max_header_count) {
+        return fail(431, "too many header fields"), false;
+      }
+      fields_.push_back({at, 0, at, 0});
+      header_bytes_ += 4;  // ": " and CRLF
+    }
+    if (part.find_first_of(" \t") != std::string_view::npos) {
+      return fail(400, "whitespace in a header field name"), false;
+    }
+    in_value_ = false;
+    fields_.back().name_size += static_cast<std::uint32_t>(part.size());
+  } else {
+    if (!in_value_) fields_.back().value_at = at;
+    in_value_ = true;
+    fields_.back().value_size += static_cast<std::uint32_t>(part.size());
+  }
+  arena_.append(part);
+  return true;
+}
+
+int request_parser::finish_head() {
+  head_complete_ = true;
+  method_ = parser_.method;
+  std::string_view arena = arena_;
+  int version = parser_.http_major * 10 + parser_.http_minor;
+  if (parser_.http_major != 1) return fail(400, "unsupported HTTP version");
+  detail::request_builder::set_line(request_, arena.substr(0, method_size_),
+                                    arena.substr(method_size_, target_size_), version);
+  auto& headers = detail::request_builder::headers(request_);
+  int hosts = 0;
+  for (const auto& f : fields_) {
+    header_field h{arena.substr(f.name_at, f.name_size),
+                   trim_trailing_space(arena.substr(f.value_at, f.value_size))};
+    if (f.value_size == 0) h.value = {};
+    headers.push_back(h);
+    if (iequals(h.name, "host")) {
+      ++hosts;
+    } else if (iequals(h.name, "expect")) {
+      if (!iequals(h.value, "100-continue")) return fail(417, "unsupported expectation");
+      expects_continue_ = version >= 11;
+    }
+  }
+  // RFC 9112 section 3.2: exactly one Host in HTTP/1.1, at most one in HTTP/1.0.
+  if (hosts > 1 || (hosts == 0 && version >= 11)) return fail(400, "missing or repeated Host");
+  if (parser_.content_length > limits_.max_body_bytes && (parser_.flags & F_CONTENT_LENGTH)) {
+    return fail(413, "body too large");
+  }
+  bool has_body = (parser_.flags & F_CHUNKED) ||
+                  ((parser_.flags & F_CONTENT_LENGTH) && parser_.content_length > 0);
+  if (!has_body) expects_continue_ = false;
+  return has_body ? HPE_PAUSED : 0;
+}
+
+request_parser::event request_parser::feed(std::string_view data, std::size_t& consumed) {
+  feed_begin_ = data.data();
+  llhttp_errno_t err = llhttp_execute(&parser_, data.data(), data.size());
+  switch (err) {
+    case HPE_OK:
+      consumed = data.size();
+      if (consumed > 0) previous_byte_ = data.back();
+      return event::need_more;
+    case HPE_PAUSED:
+    case HPE_PAUSED_UPGRADE: {
+      consumed = static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - data.data());
+      if (consumed > 0) previous_byte_ = data[consumed - 1];
+      if (err == HPE_PAUSED_UPGRADE) {
+        llhttp_resume_after_upgrade(&parser_);
+      } else {
+        llhttp_resume(&parser_);
+      }
+      return message_complete_ ? event::message_complete : event::headers_complete;
+    }
+    default:
+      consumed = 0;
+      if (error_status_ == 0) {
+        error_status_ = 400;
+        error_reason_ = llhttp_get_error_reason(&parser_);
+        if (!error_reason_) error_reason_ = llhttp_errno_name(err);
+      }
+      return event::error;
+  }
+}
+
+}  // namespace lameduck::http1

@@ -1,0 +1,80 @@
+#pragma once
+// The HTTP/1.1 request parser: bytes in, a request out; no I/O, so it is tested and fuzzed
+// from memory. Wraps llhttp and adds the limits and the checks llhttp leaves to the server.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <llhttp.h>
+
+#include <lameduck/options.hpp>
+#include <lameduck/request.hpp>
+
+namespace lameduck::http1 {
+
+/// Parses one request after another from a byte stream into a reusable request.
+class request_parser {
+ public:
+  /// What a call to feed() stopped at.
+  enum class event {
+    need_more,          ///< every byte given was used; the message is not complete
+    headers_complete,   ///< the head is complete and a body follows (time for 100-continue)
+    message_complete,   ///< a whole request is ready in get()
+    error,              ///< the request is bad; answer error_status() and close
+  };
+
+  explicit request_parser(const limits& l);
+  request_parser(const request_parser&) = delete;
+  request_parser& operator=(const request_parser&) = delete;
+
+  /// Forgets the last message and prepares for the next one; keeps buffer capacity.
+  void reset();
+  /// Parses from data, stopping after a head with a body, after a message, or at an error;
+  /// `consumed` is how many bytes were used.
+  event feed(std::string_view data, std::size_t& consumed);
+
+  /// The request; complete after message_complete (head only after headers_complete).
+  request& get() noexcept { return request_; }
+  /// The status to answer an error with: 400, 413, 414 or 431.
+  int error_status() const noexcept { return error_status_; }
+  /// A short reason for an error, for logs.
+  std::string_view error_reason() const noexcept { return error_reason_; }
+  /// Whether any byte of the current message has been parsed.
+  bool started() const noexcept { return started_; }
+  /// Whether the head of the current message is complete.
+  bool head_complete() const noexcept { return head_complete_; }
+  /// Whether the client sent "Expect: 100-continue".
+  bool expects_continue() const noexcept { return expects_continue_; }
+  /// Whether the current request is a HEAD request.
+  bool is_head() const noexcept { return method_ == HTTP_HEAD; }
+
+ private:
+  friend struct parser_callbacks;
+  int fail(int status, const char* reason);
+  bool append_field_part(std::string_view part, bool is_value);
+  int finish_head();
+
+  llhttp_t parser_;
+  const limits& limits_;
+  request request_;
+  std::string arena_;  // method, target and header bytes of the current message
+  std::string body_;
+  struct field_offsets {
+    std::uint32_t name_at, name_size, value_at, value_size;
+  };
+  std::vector<field_offsets> fields_;
+  std::uint32_t method_size_ = 0, target_size_ = 0;
+  std::size_t line_bytes_ = 0, header_bytes_ = 0;
+  char previous_byte_ = 0;      // last byte of the previous feed, to spot obsolete line folding
+  const char* feed_begin_ = nullptr;
+  int error_status_ = 0;
+  const char* error_reason_ = "";
+  std::uint8_t method_ = 0;
+  bool started_ = false, head_complete_ = false, message_complete_ = false;
+  bool expects_continue_ = false;
+  bool in_value_ = false;
+};
+
+}  // namespace lameduck::http1

@@ -1,0 +1,128 @@
+#include "http1/response_writer.hpp"
+
+#include <charconv>
+#include <ctime>
+
+namespace lameduck::http1 {
+
+std::string_view reason_phrase(int status) noexcept {
+  switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 417: return "Expectation Failed";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+  }
+}
+
+namespace {
+
+void append_number(std::string& out, std::uint64_t n, int base = 10) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, n, base);
+  out.append(buf, r.ptr);
+}
+
+}  // namespace
+
+std::string_view http_date() noexcept {
+  struct cache {
+    std::time_t second = -1;
+    char text[32];
+    std::size_t size = 0;
+  };
+  thread_local cache c;
+  std::time_t now = std::time(nullptr);
+  if (now != c.second) {
+    std::tm tm;
+    ::gmtime_r(&now, &tm);
+    c.size = std::strftime(c.text, sizeof c.text, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    c.second = now;
+  }
+  return {c.text, c.size};
+}
+
+void write_head(std::string& out, const response_head& head) {
+  out.append("HTTP/1.1 ");
+  append_number(out, static_cast<std::uint64_t>(head.status));
+  out.push_back(' ');
+  out.append(reason_phrase(head.status));
+  out.append("\r\nDate: ");
+  out.append(http_date());
+  out.append("\r\n");
+  switch (head.body_framing) {
+    case framing::content_length:
+      out.append("Content-Length: ");
+      append_number(out, head.content_length);
+      out.append("\r\n");
+      break;
+    case framing::chunked:
+      out.append("Transfer-Encoding: chunked\r\n");
+      break;
+    case framing::until_close:
+    case framing::none:
+      break;
+  }
+  if (head.close) {
+    out.append("Connection: close\r\n");
+  } else if (head.keep_alive_1_0) {
+    out.append("Connection: keep-alive\r\n");
+  }
+  out.append(head.fields);
+  out.append("\r\n");
+}
+
+void write_chunk(std::string& out, std::string_view piece) {
+  if (piece.empty()) return;  // an empty chunk would end the body
+  append_number(out, piece.size(), 16);
+  out.append("\r\n");
+  out.append(piece);
+  out.append("\r\n");
+}
+
+void write_last_chunk(std::string& out) { out.append("0\r\n\r\n"); }
+
+void write_error(std::string& out, int status) {
+  std::string_view reason = reason_phrase(status);
+  response_head head;
+  head.status = status;
+  head.content_length = reason.size() + 1;
+  head.close = true;
+  head.fields = "Content-Type: text/plain\r\n";
+  write_head(out, head);
+  out.append(reason);
+  out.push_back('\n');
+}
+
+}  // namespace lameduck::http1

@@ -1,0 +1,36 @@
+#include <lameduck/request.hpp>
+
+#include <strings.h>
+
+#include "net/address.hpp"
+
+namespace lameduck {
+
+std::optional<std::string_view> request::header(std::string_view name) const noexcept {
+  for (const auto& h : headers_) {
+    if (h.name.size() == name.size() && ::strncasecmp(h.name.data(), name.data(), name.size()) == 0) {
+      return h.value;
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string_view> request::query_param(std::string_view name) const noexcept {
+  std::string_view rest = query_;
+  while (!rest.empty()) {
+    auto amp = rest.find('&');
+    std::string_view pair = rest.substr(0, amp);
+    rest = amp == std::string_view::npos ? std::string_view{} : rest.substr(amp + 1);
+    auto eq = pair.find('=');
+    if (pair.substr(0, eq) == name) {
+      return eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
+    }
+  }
+  return std::nullopt;
+}
+
+std::string request::peer() const {
+  return detail::format_address(reinterpret_cast<const sockaddr*>(&peer_));
+}
+
+}  // namespace lameduck

@@ -1,0 +1,31 @@
+#pragma once
+// The library's write access to a request's private fields.
+
+#include <lameduck/request.hpp>
+
+namespace lameduck::detail {
+
+class request_builder {
+ public:
+  static void set_line(request& r, std::string_view method, std::string_view target, int version) {
+    r.method_ = method;
+    r.target_ = target;
+    auto q = target.find('?');
+    r.path_ = target.substr(0, q);
+    r.query_ = q == std::string_view::npos ? std::string_view{} : target.substr(q + 1);
+    r.version_ = version;
+  }
+  static std::vector<header_field>& headers(request& r) { return r.headers_; }
+  static void set_keep_alive(request& r, bool k) { r.keep_alive_ = k; }
+  static void set_body(request& r, std::string_view body) { r.body_ = body; }
+  static void set_peer(request& r, const sockaddr_in6& peer) { r.peer_ = peer; }
+  static void set_stop(request& r, std::stop_token t) { r.stop_ = std::move(t); }
+  static void clear(request& r) {
+    r.method_ = r.target_ = r.path_ = r.query_ = r.body_ = {};
+    r.headers_.clear();
+    r.version_ = 11;
+    r.keep_alive_ = true;
+  }
+};
+
+}  // namespace lameduck::detail

@@ -1,0 +1,208 @@
+// The response handle and the exchange behind it: how a response completed on any thread
+// reaches its connection's loop.
+
+#include <lameduck/response.hpp>
+
+#include <exception>
+#include <stdexcept>
+#include <strings.h>
+
+#include <asio/post.hpp>
+
+#include "connection.hpp"
+#include "exchange.hpp"
+#include "net/loop.hpp"
+
+namespace lameduck {
+
+namespace detail {
+
+exchange::exchange(loop& l, std::shared_ptr<loop_anchor> anchor, const limits& lim)
+    : owner(l),
+      owner_serial(l.serial()),
+      parser(lim),
+      input(new char[input_capacity]),
+      anchor_(std::move(anchor)) {}
+
+void exchange::reset_for_reuse() {
+  refs_.store(1, std::memory_order_relaxed);
+  conn = nullptr;
+  parser.reset();
+  if (stop.stop_requested()) stop = std::stop_source{};
+  input_begin = input_end = 0;
+  output.clear();
+  output_sent = 0;
+}
+
+void exchange::release_on_loop() noexcept {
+  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) owner.recycle_exchange(this);
+}
+
+namespace {
+
+// Holds a reference to an exchange inside a posted function; frees the exchange when the
+// function is destroyed without running because its loop is gone.
+class exchange_ref {
+ public:
+  explicit exchange_ref(exchange* e) noexcept : e_(e) {}
+  exchange_ref(exchange_ref&& o) noexcept : e_(std::exchange(o.e_, nullptr)) {}
+  exchange_ref& operator=(exchange_ref&&) = delete;
+  ~exchange_ref() {
+    if (e_) e_->release();
+  }
+  exchange* operator->() const noexcept { return e_; }
+
+ private:
+  exchange* e_;
+};
+
+}  // namespace
+
+void exchange::release() noexcept {
+  if (refs_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  std::unique_lock lock(anchor_->mutex);
+  loop* l = anchor_->target;
+  if (l && l->in_this_thread()) {
+    lock.unlock();
+    l->recycle_exchange(this);
+  } else if (l) {
+    // Posted under the lock, so the loop cannot be destroyed in between.
+    struct recycle {
+      exchange* e;
+      recycle(exchange* x) : e(x) {}
+      recycle(recycle&& o) noexcept : e(std::exchange(o.e, nullptr)) {}
+      ~recycle() { delete e; }  // the loop went away before running this
+      void operator()() { e->owner.recycle_exchange(std::exchange(e, nullptr)); }
+    };
+    asio::post(l->io(), recycle(this));
+  } else {
+    lock.unlock();
+    delete this;
+  }
+}
+
+void exchange::apply(response_op op, std::string& data) {
+  if (conn) conn->on_response(op, data);
+}
+
+void exchange::commit(response_op op, std::string&& data) {
+  if (loop::current_serial() == owner_serial) return apply(op, data);
+  std::lock_guard lock(anchor_->mutex);
+  if (!anchor_->target) return;  // the server is gone; so is anyone to send this to
+  add_ref();
+  asio::post(anchor_->target->io(),
+             [ref = exchange_ref(this), op, data = std::move(data)]() mutable {
+               ref->apply(op, data);
+             });
+}
+
+}  // namespace detail
+
+namespace {
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
+}
+
+bool has_line_break(std::string_view s) { return s.find_first_of("\r\n") != s.npos; }
+
+detail::exchange& completed_check(detail::exchange* e) {
+  if (!e) throw std::logic_error("lameduck: response already completed or moved from");
+  return *e;
+}
+
+}  // namespace
+
+response::response(response&& other) noexcept
+    : exchange_(std::exchange(other.exchange_, nullptr)), head_sent_(other.head_sent_) {}
+
+response& response::operator=(response&& other) noexcept {
+  if (this != &other) {
+    this->~response();
+    exchange_ = std::exchange(other.exchange_, nullptr);
+    head_sent_ = other.head_sent_;
+  }
+  return *this;
+}
+
+response::~response() {
+  if (!exchange_) return;
+  if (head_sent_) {
+    // Part of a stream went out; its end never will. Closing tells the client it is cut off.
+    exchange_->commit(detail::response_op::abort, {});
+  } else {
+    exchange_->status = 500;
+    exchange_->fields.clear();
+    exchange_->declared_length.reset();
+    exchange_->fields.append("Content-Type: text/plain\r\n");
+    exchange_->commit(detail::response_op::send, "Internal Server Error\n");
+  }
+  release();
+}
+
+void response::release() noexcept {
+  if (auto* e = std::exchange(exchange_, nullptr)) e->release();
+}
+
+response& response::status(int code) {
+  auto& ex = completed_check(exchange_);
+  if (head_sent_) throw std::logic_error("lameduck: status set after the head was sent");
+  if (code < 100 || code > 999) throw std::invalid_argument("lameduck: status outside 100..999");
+  ex.status = code;
+  return *this;
+}
+
+response& response::header(std::string_view name, std::string_view value) {
+  auto& ex = completed_check(exchange_);
+  if (head_sent_) throw std::logic_error("lameduck: header set after the head was sent");
+  if (name.empty() || has_line_break(name) || has_line_break(value) ||
+      name.find_first_of(" \t:") != name.npos) {
+    throw std::invalid_argument("lameduck: invalid header field");
+  }
+  // The server owns the framing: it writes Content-Length, Transfer-Encoding, Connection and
+  // Date itself, from what the handler says here.
+  if (iequals(name, "content-length")) {
+    std::uint64_t n = 0;
+    for (char c : value) {
+      if (c < '0' || c > '9') throw std::invalid_argument("lameduck: invalid Content-Length");
+      n = n * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    ex.declared_length = n;
+    return *this;
+  }
+  if (iequals(name, "connection")) {
+    if (iequals(value, "close")) ex.close_requested = true;
+    return *this;
+  }
+  if (iequals(name, "transfer-encoding") || iequals(name, "date")) return *this;
+  ex.fields.append(name);
+  ex.fields.append(": ");
+  ex.fields.append(value);
+  ex.fields.append("\r\n");
+  return *this;
+}
+
+void response::send(std::string body) {
+  auto& ex = completed_check(exchange_);
+  if (head_sent_) throw std::logic_error("lameduck: send() on a streamed response; use end()");
+  ex.commit(detail::response_op::send, std::move(body));
+  release();
+}
+
+void response::write(std::string_view piece) {
+  auto& ex = completed_check(exchange_);
+  head_sent_ = true;
+  ex.commit(detail::response_op::write, std::string(piece));
+}
+
+void response::end() {
+  auto& ex = completed_check(exchange_);
+  ex.commit(detail::response_op::end, {});
+  release();
+}
+
+std::stop_token response::stop_token() const noexcept {
+  return exchange_ ? exchange_->stop.get_token() : std::stop_token{};
+}
+
+}  // namespace lameduck

@@ -1,0 +1,360 @@
+#include "harness.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <stdexcept>
+#include <system_error>
+#include <utility>
+
+extern char** environ;
+
+namespace lameduck::testing {
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+[[noreturn]] void fail_errno(const char* what) {
+  throw std::system_error(errno, std::system_category(), what);
+}
+
+int remaining_ms(clock::time_point deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
+  return left.count() < 0 ? 0 : static_cast<int>(left.count());
+}
+
+// Waits until fd is readable; false at the deadline.
+bool wait_readable(int fd, clock::time_point deadline) {
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    int r = ::poll(&p, 1, remaining_ms(deadline));
+    if (r > 0) return true;
+    if (r == 0) return false;
+    if (errno != EINTR) fail_errno("poll");
+  }
+}
+
+std::vector<char*> c_argv(const std::vector<std::string>& argv) {
+  std::vector<char*> out;
+  for (const auto& a : argv) out.push_back(const_cast<char*>(a.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
+int exit_code_of(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
+// Waits for a child with a deadline; -1 if it is still running at the deadline. A pidfd
+// becomes readable when the child exits, so the wait is an event, not a polling loop.
+int wait_child(pid_t pid, clock::time_point deadline) {
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) fail_errno("pidfd_open");
+  bool exited = wait_readable(pidfd, deadline);
+  ::close(pidfd);
+  if (!exited) return -1;
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) fail_errno("waitpid");
+  }
+  return exit_code_of(status);
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string temp_path(const char* stem) {
+  char templ[] = "/tmp/lameduck-test-XXXXXX";
+  int fd = ::mkstemp(templ);
+  if (fd < 0) fail_errno("mkstemp");
+  ::close(fd);
+  return std::string(templ) + "-" + stem;
+}
+
+}  // namespace
+
+std::string bin_path(std::string_view name) { return std::string(LAMEDUCK_BIN_DIR "/") + std::string(name); }
+
+std::string source_path(std::string_view relative) {
+  return std::string(LAMEDUCK_TEST_SOURCE_DIR "/") + std::string(relative);
+}
+
+server_process::server_process(std::vector<std::string> argv, std::chrono::milliseconds ready_within) {
+  int out[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) fail_errno("pipe");
+  stderr_path_ = temp_path("stderr");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  posix_spawn_file_actions_addopen(&actions, 2, stderr_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  auto args = c_argv(argv);
+  int rc = ::posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(out[1]);
+  if (rc != 0) {
+    ::close(out[0]);
+    throw std::system_error(rc, std::system_category(), "posix_spawn " + argv[0]);
+  }
+  auto deadline = clock::now() + ready_within;
+  std::string text;
+  static const std::regex ready(R"(listening on http://[^\s]*:(\d+))");
+  std::smatch m;
+  while (!std::regex_search(text, m, ready)) {
+    if (!wait_readable(out[0], deadline)) break;
+    char buf[512];
+    ssize_t n = ::read(out[0], buf, sizeof buf);
+    if (n <= 0) break;
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(out[0]);  // the server may write more; it ignores SIGPIPE on stdout? it only prints once
+  if (m.empty()) {
+    ::kill(pid_, SIGKILL);
+    wait_child(pid_, clock::now() + 5s);
+    pid_ = -1;
+    throw std::runtime_error("server did not report its port; stdout: " + text +
+                             " stderr: " + read_file(stderr_path_));
+  }
+  port_ = static_cast<std::uint16_t>(std::stoi(m[1]));
+}
+
+server_process::~server_process() {
+  if (pid_ > 0 && status_ < 0) {
+    ::kill(pid_, SIGKILL);
+    wait_child(pid_, clock::now() + 10s);
+  }
+  if (!stderr_path_.empty()) ::unlink(stderr_path_.c_str());
+}
+
+void server_process::signal(int sig) const { ::kill(pid_, sig); }
+
+int server_process::wait_exit(std::chrono::milliseconds within) {
+  if (status_ < 0) status_ = wait_child(pid_, clock::now() + within);
+  return status_;
+}
+
+std::string server_process::error_output() const { return read_file(stderr_path_); }
+
+command_result run(const std::vector<std::string>& argv, std::chrono::milliseconds within,
+                   std::string_view input) {
+  int in[2], out[2], err[2];
+  if (::pipe2(in, O_CLOEXEC) || ::pipe2(out, O_CLOEXEC) || ::pipe2(err, O_CLOEXEC)) fail_errno("pipe");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, in[0], 0);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, err[1], 2);
+  auto args = c_argv(argv);
+  pid_t pid = -1;
+  int rc = ::posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(in[0]);
+  ::close(out[1]);
+  ::close(err[1]);
+  if (rc != 0) throw std::system_error(rc, std::system_category(), "posix_spawn " + argv[0]);
+  // Input is small in these tests: write it whole, then close.
+  std::size_t off = 0;
+  while (off < input.size()) {
+    ssize_t n = ::write(in[1], input.data() + off, input.size() - off);
+    if (n <= 0) break;
+    off += static_cast<std::size_t>(n);
+  }
+  ::close(in[1]);
+  command_result result;
+  auto deadline = clock::now() + within;
+  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+  int open_fds = 2;
+  while (open_fds > 0) {
+    int r = ::poll(fds, 2, remaining_ms(deadline));
+    if (r == 0) break;  // deadline: the child is killed below
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      fail_errno("poll");
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !fds[i].revents) continue;
+      char buf[4096];
+      ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+      if (n <= 0) {
+        ::close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_fds;
+      } else {
+        (i == 0 ? result.out : result.err).append(buf, static_cast<std::size_t>(n));
+      }
+    }
+  }
+  for (auto& f : fds) {
+    if (f.fd >= 0) ::close(f.fd);
+  }
+  result.exit_code = wait_child(pid, deadline);
+  if (result.exit_code < 0) {
+    ::kill(pid, SIGKILL);
+    wait_child(pid, clock::now() + 5s);
+    result.exit_code = -1;
+    result.err += "\n[killed at the test's deadline]";
+  }
+  return result;
+}
+
+raw_client::raw_client(std::uint16_t port) {
+  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) fail_errno("socket");
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) fail_errno("connect");
+  int one = 1;
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+raw_client::~raw_client() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void raw_client::send(std::string_view bytes) {
+  while (!bytes.empty()) {
+    ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail_errno("send");
+    }
+    bytes.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+void raw_client::shutdown_write() { ::shutdown(fd_, SHUT_WR); }
+
+bool raw_client::fill(clock::time_point deadline) {
+  if (!wait_readable(fd_, deadline)) throw std::runtime_error("timed out waiting for the server; got: " + buffer_);
+  char buf[16384];
+  ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+  if (n > 0) {
+    buffer_.append(buf, static_cast<std::size_t>(n));
+    return true;
+  }
+  if (n < 0 && errno == ECONNRESET) reset_ = true;
+  return false;
+}
+
+std::string raw_client::read_response(std::chrono::milliseconds within) {
+  auto deadline = clock::now() + within;
+  std::size_t head_end;
+  while ((head_end = buffer_.find("\r\n\r\n")) == std::string::npos) {
+    if (!fill(deadline)) throw std::runtime_error("connection closed before a response head: " + buffer_);
+  }
+  head_end += 4;
+  std::string head = buffer_.substr(0, head_end);
+  int status = status_of(head);
+  if (status >= 100 && status < 200) {  // an interim response stands alone
+    buffer_.erase(0, head_end);
+    return head;
+  }
+  std::size_t end = std::string::npos;
+  std::string length = header_of(head, "Content-Length");
+  bool chunked = strcasecmp(header_of(head, "Transfer-Encoding").c_str(), "chunked") == 0;
+  for (;;) {
+    if (!length.empty()) {
+      std::size_t want = head_end + std::stoul(length);
+      if (buffer_.size() >= want) end = want;
+    } else if (chunked) {
+      auto last = buffer_.find("\r\n0\r\n\r\n", head_end - 2);
+      if (last != std::string::npos) end = last + 7;
+    } else if (status == 204 || status == 304) {
+      end = head_end;
+    }
+    if (end != std::string::npos) break;
+    if (!fill(deadline)) {
+      if (length.empty() && !chunked) {  // delimited by the close
+        end = buffer_.size();
+        break;
+      }
+      throw std::runtime_error("connection closed inside a response: " + buffer_);
+    }
+  }
+  std::string response = buffer_.substr(0, end);
+  buffer_.erase(0, end);
+  return response;
+}
+
+std::string raw_client::read_until_close(std::chrono::milliseconds within) {
+  auto deadline = clock::now() + within;
+  while (fill(deadline)) {
+  }
+  return std::exchange(buffer_, {});
+}
+
+bool raw_client::closed_within(std::chrono::milliseconds within) {
+  auto deadline = clock::now() + within;
+  try {
+    while (fill(deadline)) {
+    }
+    return true;
+  } catch (const std::runtime_error&) {
+    return false;
+  }
+}
+
+int status_of(std::string_view response) {
+  if (response.size() < 12 || response.substr(0, 5) != "HTTP/") return -1;
+  return std::atoi(std::string(response.substr(9, 3)).c_str());
+}
+
+std::string header_of(std::string_view response, std::string_view name) {
+  auto head_end = response.find("\r\n\r\n");
+  std::string_view head = response.substr(0, head_end);
+  std::size_t pos = head.find("\r\n");
+  while (pos != std::string_view::npos && pos < head.size()) {
+    std::size_t next = head.find("\r\n", pos + 2);
+    std::string_view line = head.substr(pos + 2, next == std::string_view::npos ? std::string_view::npos : next - pos - 2);
+    auto colon = line.find(':');
+    if (colon == name.size() && strncasecmp(line.data(), name.data(), name.size()) == 0) {
+      std::string_view v = line.substr(colon + 1);
+      while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
+      return std::string(v);
+    }
+    pos = next;
+  }
+  return "";
+}
+
+std::string body_of(std::string_view response) {
+  auto head_end = response.find("\r\n\r\n");
+  if (head_end == std::string_view::npos) return "";
+  std::string_view body = response.substr(head_end + 4);
+  if (strcasecmp(header_of(response, "Transfer-Encoding").c_str(), "chunked") != 0) return std::string(body);
+  std::string out;
+  while (!body.empty()) {
+    auto eol = body.find("\r\n");
+    std::size_t size = std::stoul(std::string(body.substr(0, eol)), nullptr, 16);
+    if (size == 0) break;
+    out.append(body.substr(eol + 2, size));
+    body.remove_prefix(eol + 2 + size + 2);
+  }
+  return out;
+}
+
+}  // namespace lameduck::testing

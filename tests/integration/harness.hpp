@@ -1,0 +1,99 @@
+#pragma once
+// What the integration tests share: starting a real server binary on 127.0.0.1 with a port
+// from the kernel, running real clients (curl, node), and a raw socket client for byte-exact
+// cases. Everything waits on events with a deadline; nothing sleeps to synchronise.
+
+#include <sys/types.h>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace lameduck::testing {
+
+using namespace std::chrono_literals;
+
+/// Path of a program built with the tests (the build's bin/ folder).
+std::string bin_path(std::string_view name);
+/// Path of a file in tests/integration/ (for example "clients/keepalive.js").
+std::string source_path(std::string_view relative);
+
+/// A server binary started for one test and stopped by its pid when the test ends.
+class server_process {
+ public:
+  /// Starts argv and waits until it prints "listening on http://ADDRESS:PORT".
+  explicit server_process(std::vector<std::string> argv,
+                          std::chrono::milliseconds ready_within = 10s);
+  ~server_process();
+  server_process(const server_process&) = delete;
+  server_process& operator=(const server_process&) = delete;
+
+  std::uint16_t port() const { return port_; }
+  /// "127.0.0.1:PORT"
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  /// "http://127.0.0.1:PORT"
+  std::string url(std::string_view path = "/") const { return "http://" + address() + std::string(path); }
+  pid_t pid() const { return pid_; }
+  /// Sends a signal to the process.
+  void signal(int sig) const;
+  /// Waits for the process to exit; its exit status as the shell reports it (128+n for signal n).
+  int wait_exit(std::chrono::milliseconds within = 10s);
+  /// Everything the process wrote to standard error so far.
+  std::string error_output() const;
+
+ private:
+  pid_t pid_ = -1;
+  std::uint16_t port_ = 0;
+  int status_ = -1;
+  std::string stderr_path_;
+};
+
+/// What a finished command did.
+struct command_result {
+  int exit_code = -1;  ///< 128+n when killed by signal n
+  std::string out;     ///< standard output
+  std::string err;     ///< standard error
+};
+/// Runs a command with a deadline (killed past it); input goes to its standard input.
+command_result run(const std::vector<std::string>& argv, std::chrono::milliseconds within = 20s,
+                   std::string_view input = {});
+
+/// A TCP client on 127.0.0.1 that sends and receives exact bytes.
+class raw_client {
+ public:
+  explicit raw_client(std::uint16_t port);
+  ~raw_client();
+  raw_client(const raw_client&) = delete;
+  raw_client& operator=(const raw_client&) = delete;
+
+  /// Sends all of bytes.
+  void send(std::string_view bytes);
+  /// Half-closes: the server reads end of stream.
+  void shutdown_write();
+  /// Reads one whole response (Content-Length, chunked, or until close); throws on timeout.
+  std::string read_response(std::chrono::milliseconds within = 10s);
+  /// Reads until the server closes; throws on timeout.
+  std::string read_until_close(std::chrono::milliseconds within = 10s);
+  /// Whether the server closed the connection within the time (end of stream or reset).
+  bool closed_within(std::chrono::milliseconds within);
+  /// Whether the close was a reset (ECONNRESET) rather than a clean end of stream.
+  bool was_reset() const { return reset_; }
+  int fd() const { return fd_; }
+
+ private:
+  // Reads more into buffer_; false at end of stream (or reset); throws at the deadline.
+  bool fill(std::chrono::steady_clock::time_point deadline);
+  int fd_ = -1;
+  std::string buffer_;
+  bool reset_ = false;
+};
+
+/// The status code of a raw response ("HTTP/1.1 200 OK..." gives 200).
+int status_of(std::string_view response);
+/// The value of a header in a raw response, or "" when absent (case-insensitive name).
+std::string header_of(std::string_view response, std::string_view name);
+/// The body of a raw response with a Content-Length or chunked body (de-chunked).
+std::string body_of(std::string_view response);
+
+}  // namespace lameduck::testing

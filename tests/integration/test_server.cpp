@@ -1,0 +1,115 @@
+// lameduck-test-server: the server the integration tests start. Every limit and timeout is a
+// flag, and it has routes that misbehave on purpose (throw, drop the response, stream slowly).
+
+#include <csignal>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <lameduck/lameduck.hpp>
+
+int main(int argc, char** argv) {
+  lameduck::server_options o;
+  long header_ms = o.timeouts.header.count(), body_ms = o.timeouts.body.count(),
+       idle_ms = o.timeouts.idle.count(), write_ms = o.timeouts.write.count(),
+       linger_ms = o.timeouts.linger.count();
+  CLI::App app{"lameduck-test-server"};
+  app.add_option("--listen", o.listen)->required();
+  app.add_option("--threads", o.threads);
+  app.add_option("--max-request-line", o.limits.max_request_line);
+  app.add_option("--max-header-bytes", o.limits.max_header_bytes);
+  app.add_option("--max-header-count", o.limits.max_header_count);
+  app.add_option("--max-body-bytes", o.limits.max_body_bytes);
+  app.add_option("--max-connections", o.limits.max_connections);
+  app.add_option("--header-timeout-ms", header_ms);
+  app.add_option("--body-timeout-ms", body_ms);
+  app.add_option("--idle-timeout-ms", idle_ms);
+  app.add_option("--write-timeout-ms", write_ms);
+  app.add_option("--linger-ms", linger_ms);
+  CLI11_PARSE(app, argc, argv);
+  o.timeouts.header = std::chrono::milliseconds(header_ms);
+  o.timeouts.body = std::chrono::milliseconds(body_ms);
+  o.timeouts.idle = std::chrono::milliseconds(idle_ms);
+  o.timeouts.write = std::chrono::milliseconds(write_ms);
+  o.timeouts.linger = std::chrono::milliseconds(linger_ms);
+
+  lameduck::server* self = nullptr;
+  lameduck::router routes;
+  routes.get("/", [](const lameduck::request&, lameduck::response res) {
+    res.send("Hello, World!\n");
+  });
+  // Answers after ms milliseconds, from another thread.
+  routes.get("/delay", [](const lameduck::request& req, lameduck::response res) {
+    int ms = std::stoi(std::string(req.query_param("ms").value_or("0")));
+    std::thread([ms, res = std::move(res)]() mutable {
+      std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+      res.send("waited\n");
+    }).detach();
+  });
+  // Streams n pieces of `size` bytes each from another thread.
+  routes.get("/stream", [](const lameduck::request& req, lameduck::response res) {
+    int n = std::stoi(std::string(req.query_param("chunks").value_or("3")));
+    int ms = std::stoi(std::string(req.query_param("interval_ms").value_or("0")));
+    std::thread([n, ms, res = std::move(res)]() mutable {
+      for (int i = 0; i < n; ++i) {
+        res.write("piece " + std::to_string(i) + "\n");
+        std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+      }
+      res.end();
+    }).detach();
+  });
+  routes.post("/echo", [](const lameduck::request& req, lameduck::response res) {
+    res.send(std::string(req.body()));
+  });
+  routes.get("/big", [](const lameduck::request& req, lameduck::response res) {
+    auto bytes = std::stoul(std::string(req.query_param("bytes").value_or("1048576")));
+    res.send(std::string(bytes, 'x'));
+  });
+  routes.get("/throw", [](const lameduck::request&, lameduck::response) {
+    throw std::runtime_error("thrown on purpose");
+  });
+  routes.get("/drop", [](const lameduck::request&, lameduck::response) {});
+  routes.get("/close", [](const lameduck::request&, lameduck::response res) {
+    res.header("Connection", "close").send("bye\n");
+  });
+  routes.get("/headers", [](const lameduck::request& req, lameduck::response res) {
+    std::string out;
+    for (const auto& h : req.headers()) out += std::string(h.name) + ": " + std::string(h.value) + "\n";
+    res.send(std::move(out));
+  });
+  routes.get("/peer", [](const lameduck::request& req, lameduck::response res) {
+    res.send(req.peer() + "\n");
+  });
+  routes.get("/counts", [&self](const lameduck::request&, lameduck::response res) {
+    auto c = self->counts();
+    std::string out;
+    for (std::size_t s = 0; s < lameduck::connection_state_count; ++s) {
+      out += std::string(lameduck::to_string(static_cast<lameduck::connection_state>(s))) + " " +
+             std::to_string(c.by_state[s]) + "\n";
+    }
+    res.send(std::move(out));
+  });
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  lameduck::server server(o, routes);
+  self = &server;
+  std::error_code ec;
+  server.start(ec);
+  if (ec) {
+    std::cerr << "lameduck-test-server: " << ec.message() << "\n";
+    return 2;
+  }
+  for (const auto& a : server.local_addresses()) std::cout << "listening on http://" << a << "\n";
+  std::cout.flush();
+  int sig = 0;
+  sigwait(&signals, &sig);
+  server.destroy().wait();
+  return 0;
+}
