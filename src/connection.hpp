@@ -96,7 +96,7 @@ class connection final : public connection_base {
     switch (k) {
       case timeout_kind::header:
         // A client that never sent a byte gets no answer, only a clean close.
-        if (exchange_ && exchange_->parser.started()) {
+        if (mid_request()) {
           fail(408);
         } else {
           begin_close();
@@ -209,7 +209,7 @@ class connection final : public connection_base {
   }
 
   bool read() {
-    if (!exchange_ || !exchange_->parser.started()) {
+    if (!mid_request()) {
       if (state() == connection_state::active) go_idle();
       if (state() != connection_state::active) release_exchange();
     }
@@ -246,6 +246,12 @@ class connection final : public connection_base {
 
   bool parse() {
     auto& ex = *exchange_;
+    if (request_done_) {
+      // Only now, when the next request begins, is the last one forgotten: its handler may
+      // read the request until the response is complete and the handler has returned.
+      ex.parser.reset();
+      request_done_ = false;
+    }
     std::size_t used = 0;
     auto event = ex.parser.feed({ex.input.get() + ex.input_begin, ex.input_end - ex.input_begin},
                                 used);
@@ -262,6 +268,7 @@ class connection final : public connection_base {
         owner.arm(*this, timeout_kind::body);
         return true;
       case event_t::message_complete:
+        request_done_ = true;
         dispatch();
         return true;
       case event_t::error:
@@ -327,7 +334,6 @@ class connection final : public connection_base {
   void finish_response(bool complete) {
     count_request(owner, complete);
     if (complete) ++requests;
-    exchange_->parser.reset();
     if (complete && !close_after_) {
       phase_ = phase::reading;
     } else {
@@ -388,10 +394,15 @@ class connection final : public connection_base {
     return true;
   }
 
+  // Whether part of a request has arrived and it is not complete yet.
+  bool mid_request() const noexcept {
+    return exchange_ && !request_done_ && exchange_->parser.started();
+  }
+
   void restore_timeout() {
-    if (phase_ == phase::reading && exchange_ && exchange_->parser.head_complete()) {
+    if (phase_ == phase::reading && mid_request() && exchange_->parser.head_complete()) {
       owner.arm(*this, timeout_kind::body);
-    } else if (phase_ == phase::reading && exchange_ && exchange_->parser.started()) {
+    } else if (phase_ == phase::reading && mid_request()) {
       owner.arm(*this, timeout_kind::header);
     } else {
       owner.arm(*this, timeout_kind::none);
@@ -407,6 +418,7 @@ class connection final : public connection_base {
     if (exchange_) return;
     exchange_ = owner.acquire_exchange();
     exchange_->conn = this;
+    request_done_ = false;
   }
 
   // Idle connections give their buffers back, which keeps an idle connection small.
@@ -469,6 +481,7 @@ class connection final : public connection_base {
   http1::framing framing_ = http1::framing::content_length;
   bool drained_ = false;  // the last read emptied the socket and no event has been missed since
   bool in_pump_ = false;
+  bool request_done_ = false;  // the parser holds a complete request, kept until the next begins
   bool head_written_ = false;
   bool body_allowed_ = true;
   bool close_after_ = false;
