@@ -115,7 +115,7 @@ class acceptor {
   void admit(int fd, const socket_address& peer, socklen_t size) {
     int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    asio::ip::tcp::socket s(loop_.io());
+    tcp_socket s(loop_.io());
     std::error_code ec;
     s.assign(peer.any.sa_family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), fd, ec);
     if (ec) {

@@ -37,22 +37,31 @@ struct parser_callbacks {
   static int on_url(llhttp_t* p, const char* at, size_t n) {
     auto& s = self(p);
     s.line_bytes_ += n;
-    if (s.line_bytes_ > s.limits_.max_request_line) return s.fail(414, "request line too long");
+    // The line is method SP target SP "HTTP/1.1": the version's size is known in advance.
+    constexpr std::size_t spaces_and_version = 2 + 8;
+    if (s.line_bytes_ + spaces_and_version > s.limits_.max_request_line) {
+      return s.fail(414, "request line too long");
+    }
     s.target_size_ += static_cast<std::uint32_t>(n);
     s.arena_.append(at, n);
     return 0;
   }
   static int on_header_field(llhttp_t* p, const char* at, size_t n) {
     auto& s = self(p);
-    if (s.head_complete_) return 0;  // trailer fields of a chunked body are not kept
+    if (s.head_complete_) return s.count_trailer_part(n, !s.in_name_);
     return s.append_field_part({at, n}, false) ? 0 : -1;
+  }
+  static int on_header_field_complete(llhttp_t* p) {
+    auto& s = self(p);
+    if (!s.in_name_ || (!s.head_complete_ && s.fields_.back().name_size == 0)) {
+      return s.fail(400, "empty header field name");
+    }
+    s.in_name_ = false;  // the next name piece begins a new field, even after an empty value
+    return 0;
   }
   static int on_header_value(llhttp_t* p, const char* at, size_t n) {
     auto& s = self(p);
-    if (s.head_complete_) return 0;
-    // A value piece that starts a line is an obsolete line folding (RFC 9112 section 5.2).
-    char before = at == s.feed_begin_ ? s.previous_byte_ : at[-1];
-    if (before == '\n') return s.fail(400, "obsolete line folding");
+    if (s.head_complete_) return s.count_trailer_part(n, false);
     return s.append_field_part({at, n}, true) ? 0 : -1;
   }
   static int on_headers_complete(llhttp_t* p) { return self(p).finish_head(); }
@@ -78,6 +87,7 @@ struct parser_callbacks {
       s.on_method = on_method;
       s.on_url = on_url;
       s.on_header_field = on_header_field;
+      s.on_header_field_complete = on_header_field_complete;
       s.on_header_value = on_header_value;
       s.on_headers_complete = on_headers_complete;
       s.on_body = on_body;
@@ -106,7 +116,23 @@ void request_parser::reset() {
   error_status_ = 0;
   error_reason_ = "";
   method_ = 0;
-  started_ = head_complete_ = message_complete_ = expects_continue_ = in_value_ = false;
+  started_ = head_complete_ = message_complete_ = expects_continue_ = in_name_ = false;
+  trailer_count_ = 0;
+  previous_byte_ = 0;
+}
+
+int request_parser::count_trailer_part(std::size_t size, bool begins_field) {
+  // Trailer fields are not kept, but they count against the head's limits: a client must not
+  // stream them without end.
+  if (begins_field) {
+    in_name_ = true;
+    header_bytes_ += 4;
+    if (++trailer_count_ + fields_.size() > limits_.max_header_count) {
+      return fail(431, "too many header fields");
+    }
+  }
+  header_bytes_ += size;
+  return header_bytes_ > limits_.max_header_bytes ? fail(431, "header fields too large") : 0;
 }
 
 int request_parser::fail(int status, const char* reason) {
@@ -120,21 +146,22 @@ bool request_parser::append_field_part(std::string_view part, bool is_value) {
   if (header_bytes_ > limits_.max_header_bytes) return fail(431, "header fields too large"), false;
   auto at = static_cast<std::uint32_t>(arena_.size());
   if (!is_value) {
-    if (in_value_ || fields_.empty()) {  // a new field begins
+    if (!in_name_) {  // a new field begins
       if (fields_.size() == limits_.max_header_count) {
         return fail(431, "too many header fields"), false;
       }
       fields_.push_back({at, 0, at, 0});
       header_bytes_ += 4;  // ": " and CRLF
+      in_name_ = true;
     }
+    // llhttp takes "Name :" as a name with a space; RFC 9112 section 5.1 says reject it.
     if (part.find_first_of(" \t") != std::string_view::npos) {
       return fail(400, "whitespace in a header field name"), false;
     }
-    in_value_ = false;
     fields_.back().name_size += static_cast<std::uint32_t>(part.size());
   } else {
-    if (!in_value_) fields_.back().value_at = at;
-    in_value_ = true;
+    // The pieces of one value are contiguous in the arena: nothing else is appended between.
+    if (fields_.back().value_size == 0) fields_.back().value_at = at;
     fields_.back().value_size += static_cast<std::uint32_t>(part.size());
   }
   arena_.append(part);
@@ -147,6 +174,10 @@ int request_parser::finish_head() {
   std::string_view arena = arena_;
   int version = parser_.http_major * 10 + parser_.http_minor;
   if (parser_.http_major != 1) return fail(400, "unsupported HTTP version");
+  // RFC 9112 section 6.1: Transfer-Encoding in an HTTP/1.0 message means faulty framing.
+  if (version < 11 && (parser_.flags & F_TRANSFER_ENCODING)) {
+    return fail(400, "Transfer-Encoding in HTTP/1.0");
+  }
   detail::request_builder::set_line(request_, arena.substr(0, method_size_),
                                     arena.substr(method_size_, target_size_), version);
   auto& headers = detail::request_builder::headers(request_);
@@ -174,34 +205,54 @@ int request_parser::finish_head() {
   return has_body ? HPE_PAUSED : 0;
 }
 
-request_parser::event request_parser::feed(std::string_view data, std::size_t& consumed) {
-  feed_begin_ = data.data();
-  llhttp_errno_t err = llhttp_execute(&parser_, data.data(), data.size());
-  switch (err) {
-    case HPE_OK:
-      consumed = data.size();
-      if (consumed > 0) previous_byte_ = data.back();
-      return event::need_more;
-    case HPE_PAUSED:
-    case HPE_PAUSED_UPGRADE: {
-      consumed = static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - data.data());
-      if (consumed > 0) previous_byte_ = data[consumed - 1];
-      if (err == HPE_PAUSED_UPGRADE) {
-        llhttp_resume_after_upgrade(&parser_);
-      } else {
-        llhttp_resume(&parser_);
-      }
-      return message_complete_ ? event::message_complete : event::headers_complete;
-    }
-    default:
-      consumed = 0;
-      if (error_status_ == 0) {
-        error_status_ = 400;
-        error_reason_ = llhttp_get_error_reason(&parser_);
-        if (!error_reason_) error_reason_ = llhttp_errno_name(err);
-      }
-      return event::error;
+const char* request_parser::check_line_ends(std::string_view head) const noexcept {
+  auto is_space = [](char c) { return c == ' ' || c == '\t'; };
+  if (previous_byte_ == '\n' && !head.empty() && is_space(head[0])) return "obsolete line folding";
+  for (std::size_t i = head.find('\n'); i != std::string_view::npos; i = head.find('\n', i + 1)) {
+    if ((i > 0 ? head[i - 1] : previous_byte_) != '\r') return "bare LF line ending";
+    if (i + 1 < head.size() && is_space(head[i + 1])) return "obsolete line folding";
   }
+  return nullptr;
+}
+
+request_parser::event request_parser::feed(std::string_view data, std::size_t& consumed) {
+  const bool in_head = !head_complete_;
+  const llhttp_errno_t err = llhttp_execute(&parser_, data.data(), data.size());
+  if (err != HPE_OK && err != HPE_PAUSED && err != HPE_PAUSED_UPGRADE) {
+    consumed = 0;
+    if (error_status_ == 0) {
+      error_status_ = 400;
+      error_reason_ = llhttp_get_error_reason(&parser_);
+      if (!error_reason_) error_reason_ = llhttp_errno_name(err);
+    }
+    return event::error;
+  }
+  consumed = err == HPE_OK ? data.size()
+                           : static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - data.data());
+  // llhttp accepts obsolete line folding and bare LF line ends; RFC 9112 sections 2.2 and 5.2
+  // let a server reject them, and a server that reads them differently from a proxy in front
+  // of it can be smuggled to. Only head bytes are scanned (the parser pauses where a head ends)
+  // and, for a chunked body, the line that ends it.
+  const char* bad = nullptr;
+  if (in_head) {
+    bad = check_line_ends(data.substr(0, consumed));
+  } else if (message_complete_ && (parser_.flags & F_CHUNKED) && consumed > 0) {
+    char before_last = consumed > 1 ? data[consumed - 2] : previous_byte_;
+    if (before_last != '\r') bad = "bare LF line ending";
+  }
+  if (bad) {
+    consumed = 0;
+    fail(400, bad);
+    return event::error;
+  }
+  if (consumed > 0) previous_byte_ = data[consumed - 1];
+  if (err == HPE_OK) return event::need_more;
+  if (err == HPE_PAUSED_UPGRADE) {
+    llhttp_resume_after_upgrade(&parser_);
+  } else {
+    llhttp_resume(&parser_);
+  }
+  return message_complete_ ? event::message_complete : event::headers_complete;
 }
 
 }  // namespace lameduck::http1

@@ -55,6 +55,8 @@ class request_parser {
   int fail(int status, const char* reason);
   bool append_field_part(std::string_view part, bool is_value);
   int finish_head();
+  int count_trailer_part(std::size_t size, bool begins_field);
+  const char* check_line_ends(std::string_view head) const noexcept;
 
   llhttp_t parser_;
   const limits& limits_;
@@ -66,15 +68,14 @@ class request_parser {
   };
   std::vector<field_offsets> fields_;
   std::uint32_t method_size_ = 0, target_size_ = 0;
-  std::size_t line_bytes_ = 0, header_bytes_ = 0;
-  char previous_byte_ = 0;      // last byte of the previous feed, to spot obsolete line folding
-  const char* feed_begin_ = nullptr;
+  std::size_t line_bytes_ = 0, header_bytes_ = 0, trailer_count_ = 0;
+  char previous_byte_ = 0;  // the last byte consumed by the previous feed, for checks across feeds
   int error_status_ = 0;
   const char* error_reason_ = "";
   std::uint8_t method_ = 0;
   bool started_ = false, head_complete_ = false, message_complete_ = false;
   bool expects_continue_ = false;
-  bool in_value_ = false;
+  bool in_name_ = false;  // between a field name's first piece and its end
 };
 
 }  // namespace lameduck::http1

@@ -8,13 +8,18 @@
 #include <cstddef>
 #include <system_error>
 
+#include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 
 namespace lameduck::detail {
 
+/// A TCP socket bound to one io_context: its executor is one pointer, not a polymorphic one,
+/// which keeps every connection (and every wait it queues) smaller.
+using tcp_socket = asio::basic_stream_socket<asio::ip::tcp, asio::io_context::executor_type>;
+
 class tcp_stream {
  public:
-  explicit tcp_stream(asio::ip::tcp::socket socket) : socket_(std::move(socket)) {}
+  explicit tcp_stream(tcp_socket socket) : socket_(std::move(socket)) {}
 
   /// Reads what is there, at most n bytes; would_block when nothing is, 0 at end of stream.
   std::size_t read_some(char* p, std::size_t n, std::error_code& ec) noexcept {
@@ -49,7 +54,7 @@ class tcp_stream {
   }
 
  private:
-  asio::ip::tcp::socket socket_;
+  tcp_socket socket_;
 };
 
 /// Whether an error code means "try again when the socket is ready".
