@@ -11,7 +11,15 @@ class request_builder {
     r.method_ = method;
     r.target_ = target;
     auto q = target.find('?');
-    r.path_ = target.substr(0, q);
+    std::string_view path = target.substr(0, q);
+    // RFC 9112 section 3.2.2: absolute-form ("http://host/path"), sent to proxies, must be
+    // accepted too; its path is what follows the authority.
+    if (auto scheme_end = path.find("://"); scheme_end != std::string_view::npos &&
+                                            path.find('/') == scheme_end + 1) {
+      auto slash = path.find('/', scheme_end + 3);
+      path = slash == std::string_view::npos ? std::string_view("/") : path.substr(slash);
+    }
+    r.path_ = path;
     r.query_ = q == std::string_view::npos ? std::string_view{} : target.substr(q + 1);
     r.version_ = version;
   }

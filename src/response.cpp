@@ -3,6 +3,7 @@
 
 #include <lameduck/response.hpp>
 
+#include <charconv>
 #include <exception>
 #include <stdexcept>
 #include <strings.h>
@@ -104,7 +105,25 @@ bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
 }
 
-bool has_line_break(std::string_view s) { return s.find_first_of("\r\n") != s.npos; }
+// RFC 9110 section 5.1: a field name is a token.
+bool is_token(std::string_view s) {
+  if (s.empty()) return false;
+  for (unsigned char c : s) {
+    bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// RFC 9110 section 5.5: a field value is SP, HTAB, visible characters and obs-text; no
+// control character (CR and LF would let a value inject fields of its own).
+bool is_field_value(std::string_view s) {
+  for (unsigned char c : s) {
+    if (c < 0x20 ? c != '\t' : c == 0x7f) return false;
+  }
+  return true;
+}
 
 detail::exchange& completed_check(detail::exchange* e) {
   if (!e) throw std::logic_error("lameduck: response already completed or moved from");
@@ -147,7 +166,9 @@ void response::release() noexcept {
 response& response::status(int code) {
   auto& ex = completed_check(exchange_);
   if (head_sent_) throw std::logic_error("lameduck: status set after the head was sent");
-  if (code < 100 || code > 999) throw std::invalid_argument("lameduck: status outside 100..999");
+  // 1xx are interim responses that the server sends itself (100 Continue); a handler's
+  // response is final.
+  if (code < 200 || code > 999) throw std::invalid_argument("lameduck: status outside 200..999");
   ex.status = code;
   return *this;
 }
@@ -155,17 +176,16 @@ response& response::status(int code) {
 response& response::header(std::string_view name, std::string_view value) {
   auto& ex = completed_check(exchange_);
   if (head_sent_) throw std::logic_error("lameduck: header set after the head was sent");
-  if (name.empty() || has_line_break(name) || has_line_break(value) ||
-      name.find_first_of(" \t:") != name.npos) {
+  if (!is_token(name) || !is_field_value(value)) {
     throw std::invalid_argument("lameduck: invalid header field");
   }
   // The server owns the framing: it writes Content-Length, Transfer-Encoding, Connection and
   // Date itself, from what the handler says here.
   if (iequals(name, "content-length")) {
     std::uint64_t n = 0;
-    for (char c : value) {
-      if (c < '0' || c > '9') throw std::invalid_argument("lameduck: invalid Content-Length");
-      n = n * 10 + static_cast<std::uint64_t>(c - '0');
+    auto [end, err] = std::from_chars(value.data(), value.data() + value.size(), n);
+    if (value.empty() || err != std::errc{} || end != value.data() + value.size()) {
+      throw std::invalid_argument("lameduck: invalid Content-Length");
     }
     ex.declared_length = n;
     return *this;

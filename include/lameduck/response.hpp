@@ -27,9 +27,11 @@ class response {
   /// Answers 500 if the response was never completed.
   ~response();
 
-  /// Sets the status code (default 200); only before the first write() or send().
+  /// Sets the final status code, 200 to 999 (default 200); only before the first write() or
+  /// send(). Throws std::invalid_argument otherwise (1xx are the server's to send).
   response& status(int code);
-  /// Adds a header field; only before the first write() or send().
+  /// Adds a header field; only before the first write() or send(). Throws
+  /// std::invalid_argument unless the name is a token and the value has no control character.
   response& header(std::string_view name, std::string_view value);
   /// Completes the response with this body.
   void send(std::string body);

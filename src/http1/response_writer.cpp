@@ -1,6 +1,7 @@
 #include "http1/response_writer.hpp"
 
 #include <charconv>
+#include <cstdio>
 #include <ctime>
 
 namespace lameduck::http1 {
@@ -65,9 +66,17 @@ std::string_view http_date() noexcept {
   thread_local cache c;
   std::time_t now = std::time(nullptr);
   if (now != c.second) {
+    // IMF-fixdate (RFC 9110 section 5.6.7) is English whatever the program's locale, which
+    // strftime's %a and %b would follow.
+    static constexpr const char* days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static constexpr const char* months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                             "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
     std::tm tm;
     ::gmtime_r(&now, &tm);
-    c.size = std::strftime(c.text, sizeof c.text, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    int n = std::snprintf(c.text, sizeof c.text, "%s, %02d %s %04d %02d:%02d:%02d GMT",
+                          days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900,
+                          tm.tm_hour, tm.tm_min, tm.tm_sec);
+    c.size = n > 0 ? static_cast<std::size_t>(n) : 0;
     c.second = now;
   }
   return {c.text, c.size};

@@ -21,6 +21,7 @@ socket_address parse_listen_address(std::string_view text, std::error_code& ec) 
       port > 65535) {
     return a;
   }
+  if (host.find('\0') != std::string_view::npos) return a;  // inet_pton would stop there
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
     std::string h(host.substr(1, host.size() - 2));
     a.v6.sin6_family = AF_INET6;

@@ -1,1 +1,374 @@
+// The router: exact method and path to a handler; 404 for an unknown path; 405 with an Allow
+// list (each method once, HEAD wherever GET serves it) for a known path; HEAD served by the GET
+// route; trailing slashes, case and percent-encoding significant; the query ignored.
+//
+// A response handle only comes from a connection, so each test serves its router from a real
+// server on 127.0.0.1 with a port from the kernel and sends it raw requests, one connection
+// each. Handlers say which route answered in an X-Route field, which HEAD responses keep.
+
+#include <lameduck/router.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <lameduck/server.hpp>
+
+namespace lameduck {
+namespace {
+
+// ---- A raw HTTP client --------------------------------------------------------------------
+
+// Sends bytes on a new connection to 127.0.0.1:port and returns everything received until the
+// server closes it (10 s at most).
+std::string round_trip(std::uint16_t port, std::string_view bytes) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    ADD_FAILURE() << "socket: " << std::strerror(errno);
+    return {};
+  }
+  timeval limit{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(port);
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string got;
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0) {
+    ADD_FAILURE() << "connect: " << std::strerror(errno);
+    ::close(fd);
+    return got;
+  }
+  while (!bytes.empty()) {
+    ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      ADD_FAILURE() << "send: " << std::strerror(errno);
+      break;
+    }
+    bytes.remove_prefix(static_cast<std::size_t>(n));
+  }
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n > 0) {
+      got.append(buf, static_cast<std::size_t>(n));
+    } else if (n == 0) {
+      break;
+    } else if (errno != EINTR) {
+      ADD_FAILURE() << "no close from the server: " << std::strerror(errno) << "; got:\n" << got;
+      break;
+    }
+  }
+  ::close(fd);
+  return got;
+}
+
+// One response as received.
+struct http_response {
+  int status = 0;
+  std::vector<std::pair<std::string, std::string>> fields;
+  std::string body;
+
+  // The value of the first field with this name (any case).
+  std::optional<std::string> field(std::string_view name) const {
+    for (const auto& [n, v] : fields) {
+      if (n.size() == name.size() && ::strncasecmp(n.data(), name.data(), n.size()) == 0) return v;
+    }
+    return std::nullopt;
+  }
+};
+
+// Takes one response off the front of wire (HEAD responses have no body).
+http_response take_response(std::string_view& wire, bool head_request) {
+  http_response r;
+  auto end = wire.find("\r\n\r\n");
+  if (end == std::string_view::npos || !wire.starts_with("HTTP/1.1 ")) {
+    ADD_FAILURE() << "no response head in:\n" << wire;
+    wire = {};
+    return r;
+  }
+  std::string_view head = wire.substr(0, end + 2);
+  wire.remove_prefix(end + 4);
+  auto eol = head.find("\r\n");
+  std::string_view status_line = head.substr(0, eol);
+  r.status = std::stoi(std::string(status_line.substr(9, 3)));
+  head.remove_prefix(eol + 2);
+  while (!head.empty()) {
+    eol = head.find("\r\n");
+    std::string_view line = head.substr(0, eol);
+    auto colon = line.find(':');
+    std::string_view value = line.substr(colon + 1);
+    while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+    r.fields.emplace_back(line.substr(0, colon), value);
+    head.remove_prefix(eol + 2);
+  }
+  if (head_request || r.status == 204 || r.status == 304 || r.status < 200) return r;
+  if (auto length = r.field("Content-Length")) {
+    std::size_t n = std::stoul(*length);
+    r.body = wire.substr(0, n);
+    wire.remove_prefix(std::min(n, wire.size()));
+  } else {
+    r.body = wire;
+    wire = {};
+  }
+  return r;
+}
+
+// ---- Fixture: a server for the test's router ----------------------------------------------
+
+class Router : public ::testing::Test {
+ protected:
+  // Sends one request on a new connection; the answer must be the whole of what came back.
+  http_response ask(std::string_view method, std::string_view target) {
+    if (!server_) {
+      server_options options;
+      options.listen = {"127.0.0.1:0"};
+      options.threads = 1;
+      server_ = std::make_unique<server>(options, routes);  // a copy of the routes so far
+      server_->start();
+    }
+    std::string wire = round_trip(server_->port(), std::string(method) + " " + std::string(target) +
+                                                       " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    std::string_view rest = wire;
+    http_response r = take_response(rest, method == "HEAD");
+    EXPECT_EQ(rest, "") << "bytes after the response to " << method << ' ' << target;
+    return r;
+  }
+
+  // A handler that names itself in X-Route and in its body and echoes what it saw.
+  static handler answer(std::string name) {
+    return [name](const request& req, response res) {
+      res.header("X-Route", name)
+          .header("X-Method", req.method())
+          .header("X-Path", req.path())
+          .header("X-Query", req.query());
+      res.send("served by " + name + "\n");
+    };
+  }
+
+  router routes;
+  std::unique_ptr<server> server_;
+};
+
+// ---- Matching method and path ---------------------------------------------------------------
+
+TEST_F(Router, GetRouteAnswersAGetForItsPath) {
+  routes.get("/hello", answer("hello"));
+  http_response r = ask("GET", "/hello");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.field("X-Route"), "hello");
+  EXPECT_EQ(r.body, "served by hello\n");
+}
+
+TEST_F(Router, EachMethodOnAPathHasItsOwnHandler) {
+  routes.get("/item", answer("get"))
+      .post("/item", answer("post"))
+      .route("PUT", "/item", answer("put"))
+      .route("DELETE", "/item", answer("delete"))
+      .route("PATCH", "/item", answer("patch"));
+  for (std::string_view m : {"GET", "POST", "PUT", "DELETE", "PATCH"}) {
+    http_response r = ask(m, "/item");
+    EXPECT_EQ(r.status, 200) << m;
+    EXPECT_EQ(r.field("X-Method"), std::string(m));
+    std::string lower(m);
+    for (char& c : lower) c = static_cast<char>(c - 'A' + 'a');
+    EXPECT_EQ(r.field("X-Route"), lower) << m;
+  }
+}
+
+TEST_F(Router, EachPathHasItsOwnHandler) {
+  routes.get("/", answer("root")).get("/a", answer("a")).get("/a/b", answer("a/b"));
+  EXPECT_EQ(ask("GET", "/").field("X-Route"), "root");
+  EXPECT_EQ(ask("GET", "/a").field("X-Route"), "a");
+  EXPECT_EQ(ask("GET", "/a/b").field("X-Route"), "a/b");
+}
+
+TEST_F(Router, TheFirstRouteRegisteredForAMethodAndPathWins) {
+  routes.get("/dup", answer("first")).get("/dup", answer("second"));
+  EXPECT_EQ(ask("GET", "/dup").field("X-Route"), "first");
+}
+
+TEST_F(Router, PathsMatchExactlyNotByPrefix) {
+  routes.get("/", answer("root")).get("/api", answer("api"));
+  for (std::string_view target : {"/api/v1", "/apis", "/ap", "/x"}) {
+    EXPECT_EQ(ask("GET", target).status, 404) << target;
+  }
+}
+
+TEST_F(Router, TrailingSlashMakesADifferentPath) {
+  routes.get("/docs", answer("docs")).get("/dir/", answer("dir"));
+  EXPECT_EQ(ask("GET", "/docs").status, 200);
+  EXPECT_EQ(ask("GET", "/docs/").status, 404);
+  EXPECT_EQ(ask("GET", "/dir/").status, 200);
+  EXPECT_EQ(ask("GET", "/dir").status, 404);
+  EXPECT_EQ(ask("GET", "//docs").status, 404);
+}
+
+TEST_F(Router, PathsAreCaseSensitiveAndNotPercentDecoded) {
+  routes.get("/Case", answer("case")).get("/a%20b", answer("encoded"));
+  EXPECT_EQ(ask("GET", "/Case").status, 200);
+  EXPECT_EQ(ask("GET", "/case").status, 404);
+  EXPECT_EQ(ask("GET", "/a%20b").field("X-Route"), "encoded");
+  EXPECT_EQ(ask("GET", "/a%20B").status, 404);
+  EXPECT_EQ(ask("GET", "/%43ase").status, 404);
+}
+
+TEST_F(Router, TheQueryIsIgnoredInMatchingAndLeftToTheHandler) {
+  routes.get("/search", answer("search"));
+  http_response r = ask("GET", "/search?q=duck&page=2");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.field("X-Path"), "/search");
+  EXPECT_EQ(r.field("X-Query"), "q=duck&page=2");
+  EXPECT_EQ(ask("GET", "/search?").status, 200);
+  EXPECT_EQ(ask("GET", "/search/?q=1").status, 404);
+  EXPECT_EQ(ask("POST", "/search?q=1").status, 405);
+}
+
+TEST_F(Router, AbsoluteFormTargetsAreRoutedByTheirPath) {
+  // RFC 9112 section 3.2.2: a server must accept "GET http://host/path"; it names /path.
+  routes.get("/x", answer("x"));
+  http_response r = ask("GET", "http://t/x?y=1");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.field("X-Route"), "x");
+}
+
+// ---- 404 ------------------------------------------------------------------------------------
+
+TEST_F(Router, UnknownPathIs404WithATextBodyAndNoAllow) {
+  routes.get("/known", answer("known"));
+  http_response r = ask("GET", "/unknown");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(r.field("Content-Type"), "text/plain");
+  EXPECT_EQ(r.body, "Not Found\n");
+  EXPECT_EQ(r.field("Allow"), std::nullopt);
+}
+
+TEST_F(Router, RouterWithNoRoutesAnswersEverything404) {
+  for (std::string_view m : {"GET", "HEAD", "POST", "OPTIONS"}) {
+    EXPECT_EQ(ask(m, "/").status, 404) << m;
+  }
+}
+
+TEST_F(Router, HeadForAnUnknownPathIs404WithoutBody) {
+  routes.get("/known", answer("known"));
+  http_response r = ask("HEAD", "/unknown");  // ask() checks that no body bytes follow
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(r.field("Content-Length"), "10");
+}
+
+// ---- 405 and Allow --------------------------------------------------------------------------
+
+TEST_F(Router, KnownPathWithAnotherMethodIs405WithAllow) {
+  routes.post("/submit", answer("submit"));
+  http_response r = ask("GET", "/submit");
+  EXPECT_EQ(r.status, 405);
+  EXPECT_EQ(r.field("Allow"), "POST");
+  EXPECT_EQ(r.field("Content-Type"), "text/plain");
+  EXPECT_EQ(r.body, "Method Not Allowed\n");
+  EXPECT_EQ(r.field("X-Route"), std::nullopt);
+}
+
+TEST_F(Router, AllowForAPathWithAGetRouteListsHeadToo) {
+  routes.get("/page", answer("page"));
+  EXPECT_EQ(ask("POST", "/page").field("Allow"), "GET, HEAD");
+  EXPECT_EQ(ask("DELETE", "/page").field("Allow"), "GET, HEAD");
+}
+
+TEST_F(Router, AllowListsEveryMethodOnceInTheOrderRegistered) {
+  routes.post("/r", answer("post"))
+      .get("/r", answer("get"))
+      .route("DELETE", "/r", answer("delete"))
+      .get("/r", answer("get again"))
+      .route("DELETE", "/r", answer("delete again"))
+      .get("/other", answer("other"))
+      .route("PUT", "/other", answer("other put"));
+  http_response r = ask("PATCH", "/r");
+  EXPECT_EQ(r.status, 405);
+  EXPECT_EQ(r.field("Allow"), "POST, GET, HEAD, DELETE");
+}
+
+TEST_F(Router, AllowListsHeadOnceWhenItHasARouteOfItsOwn) {
+  routes.route("HEAD", "/h", answer("head")).get("/h", answer("get"));
+  EXPECT_EQ(ask("PUT", "/h").field("Allow"), "HEAD, GET");
+}
+
+TEST_F(Router, OptionsIsNotAnsweredAutomatically) {
+  routes.get("/o", answer("o"));
+  http_response r = ask("OPTIONS", "/o");
+  EXPECT_EQ(r.status, 405);
+  EXPECT_EQ(r.field("Allow"), "GET, HEAD");
+}
+
+TEST_F(Router, MethodsMatchCaseSensitively) {
+  // RFC 9110 section 9.1: method names are case-sensitive.
+  routes.route("get", "/m", answer("lower"));
+  http_response r = ask("GET", "/m");
+  EXPECT_EQ(r.status, 405);
+  EXPECT_EQ(r.field("Allow"), "get");
+}
+
+// ---- HEAD -----------------------------------------------------------------------------------
+
+TEST_F(Router, HeadIsServedByTheGetRouteWithoutItsBody) {
+  routes.get("/doc", answer("doc"));
+  http_response get = ask("GET", "/doc");
+  http_response head = ask("HEAD", "/doc");  // ask() checks that no body bytes follow
+  EXPECT_EQ(head.status, 200);
+  EXPECT_EQ(head.field("X-Route"), "doc");
+  EXPECT_EQ(head.field("X-Method"), "HEAD") << "the handler sees the method as sent";
+  EXPECT_EQ(head.field("Content-Length"), get.field("Content-Length"));
+  EXPECT_EQ(head.field("Content-Length"), std::to_string(get.body.size()));
+}
+
+TEST_F(Router, AHeadRouteWinsOverTheGetRouteWhicheverCameFirst) {
+  routes.get("/a", answer("get a")).route("HEAD", "/a", answer("head a"));
+  routes.route("HEAD", "/b", answer("head b")).get("/b", answer("get b"));
+  EXPECT_EQ(ask("HEAD", "/a").field("X-Route"), "head a");
+  EXPECT_EQ(ask("HEAD", "/b").field("X-Route"), "head b");
+  EXPECT_EQ(ask("GET", "/a").field("X-Route"), "get a");
+  EXPECT_EQ(ask("GET", "/b").field("X-Route"), "get b");
+}
+
+TEST_F(Router, HeadIsServedByTheFirstGetRoute) {
+  routes.get("/g", answer("first")).get("/g", answer("second"));
+  EXPECT_EQ(ask("HEAD", "/g").field("X-Route"), "first");
+}
+
+TEST_F(Router, HeadWithoutAGetRouteIs405) {
+  routes.post("/p", answer("post"));
+  http_response r = ask("HEAD", "/p");
+  EXPECT_EQ(r.status, 405);
+  EXPECT_EQ(r.field("Allow"), "POST");
+}
+
+TEST_F(Router, GetIsNotServedByAHeadRoute) {
+  routes.route("HEAD", "/only-head", answer("head"));
+  http_response r = ask("GET", "/only-head");
+  EXPECT_EQ(r.status, 405);
+  EXPECT_EQ(r.field("Allow"), "HEAD");
+}
+
+TEST_F(Router, AGetRouteOnAnotherPathDoesNotServeHead) {
+  routes.get("/x", answer("x"));
+  EXPECT_EQ(ask("HEAD", "/y").status, 404);
+}
+
+}  // namespace
+}  // namespace lameduck
