@@ -2,7 +2,6 @@
 // separate timer thread, which shows that a response can be finished later, from anywhere,
 // without blocking the thread that serves the connection.
 
-#include <csignal>
 #include <condition_variable>
 #include <cstdio>
 #include <functional>
@@ -52,7 +51,8 @@ class timer_thread {
       if (queue_.empty()) {
         wake_.wait(lock);
       } else if (queue_.top().when > clock::now()) {
-        wake_.wait_until(lock, queue_.top().when);
+        auto when = queue_.top().when;  // a copy: at() may reallocate the queue while we wait
+        wake_.wait_until(lock, when);
       } else {
         auto f = std::move(const_cast<item&>(queue_.top()).f);
         queue_.pop();
@@ -110,11 +110,23 @@ void stream_chunks(timer_thread& timers, std::shared_ptr<lameduck::response> res
 int main(int argc, char** argv) {
   std::vector<std::string> listen;
   unsigned threads = 0;
-  CLI::App app{"lameduck-hello: the lameduck demo server"};
+  double drain_timeout = 30, idle_grace = 0;
+  CLI::App app{"lameduck-hello: the lameduck demo server.\n"
+               "SIGTERM or SIGINT drains it (exit 0, or 3 if the deadline forced it); a second "
+               "signal stops it at once (exit 128+signal)."};
   app.add_option("--listen", listen, "Address to listen on, HOST:PORT (repeatable)")
       ->default_str("127.0.0.1:8080");
   app.add_option("--threads", threads, "Event-loop threads (default: one per core)")
       ->check(CLI::Range(0u, 1024u));
+  app.add_option("--drain-timeout", drain_timeout,
+                 "Seconds a graceful shutdown may take before what is left is closed")
+      ->default_val(30)
+      ->check(CLI::Range(0.0, 86400.0));
+  app.add_option("--idle-grace", idle_grace,
+                 "Seconds a shutdown keeps idle keep-alive connections for their next request "
+                 "(0: close them at once, safely)")
+      ->default_val(0)
+      ->check(CLI::Range(0.0, 86400.0));
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -156,16 +168,15 @@ int main(int argc, char** argv) {
     res.send(std::string(req.body()));
   });
 
-  // Signals are taken by sigwait() on this thread; the server's threads never see them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
+  auto seconds = [](double s) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(s));
+  };
   lameduck::server_options options;
   options.listen = listen;
   options.threads = threads;
+  options.drain.idle_grace = seconds(idle_grace);
+  // Installed before the server starts, so that a signal is never missed.
+  lameduck::signal_shutdown signals(seconds(drain_timeout));
   lameduck::server server(options, routes);
   std::error_code ec;
   server.start(ec);
@@ -180,10 +191,7 @@ int main(int argc, char** argv) {
             << "  curl 'http://" << first << "/delay?ms=500'\n"
             << "  curl -N 'http://" << first << "/stream?chunks=5&interval_ms=200'\n"
             << "  curl -d 'quack' http://" << first << "/echo\n"
-            << "stop with Ctrl-C" << std::endl;
+            << "stop with Ctrl-C (twice to stop at once)" << std::endl;
 
-  int sig = 0;
-  sigwait(&signals, &sig);
-  server.destroy().wait();
-  return 0;
+  return signals.run(server);
 }

@@ -32,6 +32,8 @@ class connection_base : public registry_hook, public timeout_hook {
   virtual void on_timeout(timeout_kind k) = 0;
   /// Closes the connection now, whatever it is doing (destroy, a drain's deadline).
   virtual void abort() = 0;
+  /// A drain has reached the connection, or its idle grace has ended (see loop::draining).
+  virtual void on_drain() = 0;
   /// Carries out what the response handle asked (on the loop thread).
   virtual void on_response(response_op op, std::string& data) = 0;
 
@@ -41,6 +43,7 @@ class connection_base : public registry_hook, public timeout_hook {
   std::int64_t deadline_ns = 0;  ///< when the armed timeout passes
   std::int64_t created_ns;
   std::int64_t idle_since_ns = 0;
+  std::uint64_t id = 0;        ///< unique within the server
   std::uint64_t requests = 0;  ///< requests answered completely
   timeout_kind timeout = timeout_kind::none;
   sockaddr_in6 peer{};
@@ -89,6 +92,13 @@ class connection final : public connection_base {
     if (exchange_ && exchange_->output_sent < exchange_->output.size()) flush();
     close_now();
     maybe_delete();
+  }
+
+  void on_drain() override {
+    // A request in progress finishes (its response says "Connection: close"); a connection
+    // already closing goes on lingering; in the idle grace, idle ones wait for a request.
+    if (phase_ != phase::reading || mid_request() || owner.keep_idle) return;
+    resume();  // read() serves what has already arrived, and closes when nothing has
   }
 
   void on_timeout(timeout_kind k) override {
@@ -213,7 +223,10 @@ class connection final : public connection_base {
       if (state() == connection_state::active) go_idle();
       if (state() != connection_state::active) release_exchange();
     }
-    if (drained_) return wait_readable(), false;
+    // In a drain, a connection between requests is closed, but only after one more read: a
+    // request whose bytes are already in the socket is answered, never reset.
+    const bool close_if_nothing_arrived = owner.draining && !owner.keep_idle && !mid_request();
+    if (drained_ && !close_if_nothing_arrived) return wait_readable(), false;
     acquire_exchange();
     auto& ex = *exchange_;
     if (ex.input_begin == ex.input_end) ex.input_begin = ex.input_end = 0;
@@ -227,6 +240,7 @@ class connection final : public connection_base {
     std::size_t n = stream_.read_some(ex.input.get() + ex.input_end, room, ec);
     if (ec && would_block(ec)) {
       if (state() != connection_state::active) release_exchange();
+      if (close_if_nothing_arrived) return begin_close(), true;  // half-close and linger
       return wait_readable(), false;
     }
     if (ec || n == 0) {
@@ -319,7 +333,9 @@ class connection final : public connection_base {
     const auto& req = ex.parser.get();
     framing_ = f;
     body_allowed_ = f != http1::framing::none && !ex.parser.is_head();
-    close_after_ = !req.keep_alive() || ex.close_requested || f == http1::framing::until_close;
+    // In a drain, only a pipelined request already received keeps the connection open.
+    close_after_ = !req.keep_alive() || ex.close_requested || f == http1::framing::until_close ||
+                   (owner.draining && !has_input());
     http1::response_head head;
     head.status = ex.status;
     head.fields = ex.fields;

@@ -21,6 +21,8 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
+#include <limits>
 #include <mutex>
 
 #include <asio/ip/tcp.hpp>
@@ -54,32 +56,39 @@ std::size_t connection_counts::open() const noexcept {
 
 namespace detail {
 
-/// One bound listening socket; every loop accepts from its own duplicate of it.
+/// One listening address; its socket lives on as one duplicate per loop.
 struct listener {
-  int fd = -1;
   socket_address bound{};
 };
 
 /// A loop's view of one listener: waits for connections and accepts them.
 class acceptor {
  public:
-  acceptor(loop& l, const listener& li, std::size_t max_connections,
-           std::atomic<std::size_t>& open_connections)
+  acceptor(loop& l, int listen_fd, const socket_address& bound, std::size_t max_connections,
+           std::atomic<std::size_t>& open_connections, std::atomic<std::uint64_t>& next_id)
       : loop_(l),
         socket_(l.io()),
         retry_(l.io()),
         max_connections_(max_connections),
-        open_connections_(open_connections) {
-    int fd = ::fcntl(li.fd, F_DUPFD_CLOEXEC, 0);
+        open_connections_(open_connections),
+        next_id_(next_id) {
+    int fd = ::fcntl(listen_fd, F_DUPFD_CLOEXEC, 0);
     if (fd < 0) throw std::system_error(errno, std::system_category(), "lameduck: dup");
-    auto protocol = li.bound.any.sa_family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4();
+    auto protocol = bound.any.sa_family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4();
     socket_.assign(protocol, fd);
   }
 
   void start() { wait(); }
-  void close() {
-    std::error_code ignored;
+
+  /// Accepts every connection the kernel has already completed, then closes this loop's
+  /// duplicate of the listener. Closing a listening socket resets the connections still
+  /// queued on it, so the last loop to close accepts right before: only a client that
+  /// connects in that instant, after the stop began, can still be reset.
+  void close_after_accepting_queued() {
+    if (!socket_.is_open()) return;
     retry_.cancel();
+    accept_batch(std::numeric_limits<std::size_t>::max());
+    std::error_code ignored;
     socket_.close(ignored);
   }
 
@@ -92,13 +101,15 @@ class acceptor {
 
   void on_ready() {
     // A bounded batch keeps one busy listener from starving the loop's connections.
-    for (int i = 0; i < 64; ++i) {
-      socket_address peer;
-      socklen_t size = sizeof peer;
-      int fd = ::accept4(socket_.native_handle(), &peer.any, &size, SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (fd < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return wait();
-        if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;
+    switch (accept_batch(64)) {
+      case batch_end::queue_empty:
+        return wait();
+      case batch_end::limit:
+        asio::post(loop_.io(), [this] {  // more may be queued: the edge is already consumed
+          if (socket_.is_open()) on_ready();
+        });
+        return;
+      case batch_end::failed:
         // Out of descriptors or memory: say so and try again shortly rather than spin.
         log_line(loop_, std::string("lameduck: accept failed: ") + std::strerror(errno));
         retry_.expires_after(std::chrono::milliseconds(100));
@@ -106,10 +117,24 @@ class acceptor {
           if (!ec) on_ready();
         });
         return;
+    }
+  }
+
+  enum class batch_end { queue_empty, limit, failed };
+
+  batch_end accept_batch(std::size_t max) {
+    for (std::size_t i = 0; i < max; ++i) {
+      socket_address peer;
+      socklen_t size = sizeof peer;
+      int fd = ::accept4(socket_.native_handle(), &peer.any, &size, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return batch_end::queue_empty;
+        if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;
+        return batch_end::failed;
       }
       admit(fd, peer, size);
     }
-    asio::post(loop_.io(), [this] { on_ready(); });  // more may be queued: edge already consumed
+    return batch_end::limit;
   }
 
   void admit(int fd, const socket_address& peer, socklen_t size) {
@@ -123,6 +148,7 @@ class acceptor {
       return;
     }
     auto* c = new connection<tcp_stream>(loop_, tcp_stream(std::move(s)), &peer.any, size);
+    c->id = next_id_.fetch_add(1, std::memory_order_relaxed);
     if (open_connections_.fetch_add(1, std::memory_order_relaxed) >= max_connections_) {
       c->reject(503);
     } else {
@@ -135,6 +161,35 @@ class acceptor {
   asio::steady_timer retry_;
   const std::size_t max_connections_;
   std::atomic<std::size_t>& open_connections_;
+  std::atomic<std::uint64_t>& next_id_;
+};
+
+/// What the verbs called so far ask of the server; each verb only ever strengthens it.
+struct stop_order {
+  bool close_listeners = false;
+  bool drain = false;
+  bool destroy = false;
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  std::chrono::milliseconds idle_grace{0};
+
+  bool operator==(const stop_order&) const = default;
+};
+
+/// A loop's part in a stop; touched only on the loop's thread.
+struct loop_stop {
+  explicit loop_stop(loop& l) : deadline_timer(l.io()), grace_timer(l.io()) {}
+
+  std::vector<std::unique_ptr<acceptor>> acceptors;
+  bool listeners_closed = false;
+  bool reached = false;    // the stop has counted this loop's connections for its report
+  bool drain_begun = false;
+  bool destroyed = false;  // every connection was closed by force
+  bool forced = false;     // an open connection was closed by force
+  bool done = false;
+  std::array<std::size_t, connection_state_count> closed_by_state{};
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  asio::steady_timer deadline_timer;
+  asio::steady_timer grace_timer;
 };
 
 namespace {
@@ -157,6 +212,8 @@ connection_base::connection_base(loop& l, const sockaddr* peer_address,
 
 class server::impl {
  public:
+  using clock = std::chrono::steady_clock;
+
   impl(server_options o, handler h) : options(std::move(o)), handler_(std::move(h)) {
     if (!options.log) {
       options.log = [](std::string_view line) {
@@ -168,27 +225,41 @@ class server::impl {
   ~impl() { release_threads(); }
 
   void start(std::error_code& ec);
-  std::shared_future<stop_report> destroy();
-  void on_loop_destroyed(detail::loop& l, const std::array<std::size_t, connection_state_count>&);
+  /// Hands a stronger stop order to every loop; called with the mutex held.
+  void order_stop(const detail::stop_order& next);
+  std::shared_future<stop_report> stop_future_or_last();
+  void add_stop_callback(stop_callback done);
   void release_threads();
+
+  // On a loop's thread:
+  void apply(std::size_t i, const detail::stop_order& o);
+  void close_listeners(std::size_t i);
+  void force_close(std::size_t i);
+  void end_idle_grace(std::size_t i);
+  void check_done(std::size_t i);
+  void on_registry_empty(detail::loop& l);
 
   server_options options;
   handler handler_;
   std::vector<std::unique_ptr<detail::loop>> loops;
+  std::vector<std::unique_ptr<detail::loop_stop>> stops;  // per loop
   std::vector<detail::listener> listeners;
-  std::vector<std::vector<std::unique_ptr<detail::acceptor>>> acceptors;  // per loop
   std::atomic<std::size_t> open_connections{0};
+  std::atomic<std::uint64_t> next_connection_id{1};
 
-  mutable std::mutex mutex;
+  mutable std::mutex mutex;  // guards everything below
   bool running = false;
-  bool stopping = false;
-  unsigned loops_to_stop = 0;
-  std::chrono::steady_clock::time_point stop_began;
-  std::uint64_t completed_at_stop = 0, aborted_at_stop = 0;
-  stop_report report;
-  std::promise<stop_report> stop_promise;
-  std::shared_future<stop_report> stop_future;
-  std::vector<std::function<void(const stop_report&)>> on_stopped;
+  detail::stop_order order;
+  clock::time_point stop_began;
+  std::size_t completed_at_stop = 0, aborted_at_stop = 0;
+  unsigned loops_listening = 0, loops_running = 0;
+  std::promise<void> accept_stopped;
+  std::shared_future<void> accept_stopped_future;
+  std::vector<std::function<void()>> on_accept_stopped;
+  stop_report report;  // being gathered, or the last one
+  std::promise<stop_report> stopped;
+  std::shared_future<stop_report> stopped_future;
+  std::vector<stop_callback> on_stopped;
 };
 
 namespace detail {
@@ -209,6 +280,7 @@ void set_state(connection_base& c, connection_state s) noexcept {
     case connection_state::closed:
       static_cast<registry_hook&>(c).unlink();
       l.owner().open_connections.fetch_sub(1, std::memory_order_relaxed);
+      if (l.connections.empty()) l.owner().on_registry_empty(l);
       break;
     default:
       break;
@@ -243,117 +315,218 @@ void server::impl::start(std::error_code& ec) {
   }
   release_threads();  // a stopped server may start again
   std::vector<detail::listener> bound;
+  std::vector<int> fds;
   auto close_all = [&] {
-    for (auto& l : bound) ::close(l.fd);
+    for (int fd : fds) ::close(fd);
   };
   for (const auto& text : options.listen) {
     detail::listener li;
     li.bound = detail::parse_listen_address(text, ec);
     if (ec) return close_all();
-    li.fd = ::socket(li.bound.any.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = ::socket(li.bound.any.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     // SO_REUSEADDR lets a new server bind while old connections sit in TIME_WAIT; it does not
     // let two live listeners share a port. SO_REUSEPORT does, so only on request.
-    bool ok = li.fd >= 0 && ::setsockopt(li.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
+    bool ok = fd >= 0 && ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
               (!options.reuse_port ||
-               ::setsockopt(li.fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == 0) &&
-              ::bind(li.fd, &li.bound.any, li.bound.size()) == 0 &&
-              ::listen(li.fd, options.backlog) == 0;
+               ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == 0) &&
+              ::bind(fd, &li.bound.any, li.bound.size()) == 0 &&
+              ::listen(fd, options.backlog) == 0;
     if (ok) {
       socklen_t size = sizeof li.bound;
-      ok = ::getsockname(li.fd, &li.bound.any, &size) == 0;
+      ok = ::getsockname(fd, &li.bound.any, &size) == 0;
     }
     if (!ok) {
       ec = {errno, std::system_category()};
-      if (li.fd >= 0) ::close(li.fd);
+      if (fd >= 0) ::close(fd);
       return close_all();
     }
     bound.push_back(li);
+    fds.push_back(fd);
   }
-  listeners = std::move(bound);
 
   unsigned n = options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
-  acceptors.clear();
-  acceptors.resize(n);
-  for (unsigned i = 0; i < n; ++i) {
-    loops.push_back(std::make_unique<detail::loop>(*this, i, options));
-    for (const auto& li : listeners) {
-      acceptors[i].push_back(std::make_unique<detail::acceptor>(
-          *loops[i], li, options.limits.max_connections, open_connections));
+  try {
+    for (unsigned i = 0; i < n; ++i) {
+      loops.push_back(std::make_unique<detail::loop>(*this, i, options));
+      stops.push_back(std::make_unique<detail::loop_stop>(*loops[i]));
+      for (std::size_t k = 0; k < fds.size(); ++k) {
+        stops[i]->acceptors.push_back(std::make_unique<detail::acceptor>(
+            *loops[i], fds[k], bound[k].bound, options.limits.max_connections, open_connections,
+            next_connection_id));
+      }
     }
+  } catch (const std::system_error& e) {
+    ec = e.code();
+    close_all();
+    stops.clear();
+    loops.clear();
+    return;
   }
+  // Each loop holds its own duplicate: the listening socket closes with the last of them.
+  close_all();
+  listeners = std::move(bound);
   for (unsigned i = 0; i < n; ++i) {
-    for (auto& a : acceptors[i]) asio::post(loops[i]->io(), [a = a.get()] { a->start(); });
+    for (auto& a : stops[i]->acceptors) asio::post(loops[i]->io(), [a = a.get()] { a->start(); });
     loops[i]->start_thread();
   }
   running = true;
-  stopping = false;
+  order = {};
+  loops_listening = loops_running = n;
+  accept_stopped = {};
+  accept_stopped_future = accept_stopped.get_future().share();
   report = {};
-  stop_promise = {};
-  stop_future = stop_promise.get_future().share();
+  stopped = {};
+  stopped_future = stopped.get_future().share();
 }
 
-std::shared_future<stop_report> server::impl::destroy() {
-  std::lock_guard lock(mutex);
-  if (!running) {
-    if (stop_future.valid()) return stop_future;
-    std::promise<stop_report> p;
-    p.set_value({});
-    return p.get_future().share();
-  }
-  if (!stopping) {
-    stopping = true;
-    stop_began = std::chrono::steady_clock::now();
-    report = {};
-    report.graceful = false;
+void server::impl::order_stop(const detail::stop_order& next) {
+  if (!running || next == order) return;  // idempotent: nothing stronger was asked  // idempotent: nothing stronger was asked
+  if ((next.drain || next.destroy) && !(order.drain || order.destroy)) {
+    stop_began = clock::now();
     completed_at_stop = aborted_at_stop = 0;
     for (auto& l : loops) {
       completed_at_stop += l->requests_completed.load(std::memory_order_relaxed);
       aborted_at_stop += l->requests_aborted.load(std::memory_order_relaxed);
     }
-    loops_to_stop = static_cast<unsigned>(loops.size());
-    for (std::size_t i = 0; i < loops.size(); ++i) {
-      asio::post(loops[i]->io(), [this, i] {
-        detail::loop& l = *loops[i];
-        for (auto& a : acceptors[i]) a->close();
-        std::array<std::size_t, connection_state_count> closed{};
-        l.connections.for_each([&](detail::connection_base& c) {
-          ++closed[static_cast<std::size_t>(c.state())];
-          c.abort();
+  }
+  if (next.drain && !order.drain) {
+    for (auto& l : loops) {
+      l->keep_idle.store(next.idle_grace.count() > 0, std::memory_order_relaxed);
+      l->draining.store(true, std::memory_order_release);  // keep_idle is seen with it
+    }
+  }
+  order = next;
+  for (std::size_t i = 0; i < loops.size(); ++i) {
+    asio::post(loops[i]->io(), [this, i, o = order] { apply(i, o); });
+  }
+}
+
+void server::impl::apply(std::size_t i, const detail::stop_order& o) {
+  detail::loop& l = *loops[i];
+  detail::loop_stop& ls = *stops[i];
+  if (ls.done) return;
+  if (o.close_listeners && !ls.listeners_closed) close_listeners(i);
+  if ((o.drain || o.destroy) && !ls.reached) {
+    ls.reached = true;
+    l.connections.for_each([&](detail::connection_base& c) {
+      ++ls.closed_by_state[static_cast<std::size_t>(c.state())];
+    });
+  }
+  if (o.destroy) {
+    if (!ls.destroyed) force_close(i);
+  } else if (o.drain) {
+    if (!ls.drain_begun) {
+      ls.drain_begun = true;
+      if (o.idle_grace.count() > 0) {
+        ls.grace_timer.expires_after(o.idle_grace);
+        ls.grace_timer.async_wait([this, i](std::error_code ec) {
+          if (!ec) end_idle_grace(i);
         });
-        on_loop_destroyed(l, closed);
+      }
+      l.connections.for_each([](detail::connection_base& c) { c.on_drain(); });
+    }
+    if (o.deadline < ls.deadline) {
+      ls.deadline = o.deadline;
+      ls.deadline_timer.expires_at(o.deadline);
+      ls.deadline_timer.async_wait([this, i](std::error_code ec) {
+        if (!ec) force_close(i);
       });
     }
   }
-  return stop_future;
+  check_done(i);
 }
 
-void server::impl::on_loop_destroyed(detail::loop&,
-                                     const std::array<std::size_t, connection_state_count>& closed) {
-  std::vector<std::function<void(const stop_report&)>> callbacks;
+void server::impl::close_listeners(std::size_t i) {
+  detail::loop_stop& ls = *stops[i];
+  ls.listeners_closed = true;
+  for (auto& a : ls.acceptors) a->close_after_accepting_queued();
+  std::vector<std::function<void()>> callbacks;
+  {
+    std::lock_guard lock(mutex);
+    if (--loops_listening != 0) return;
+    // Every duplicate is closed, so the listening sockets are: the ports are free.
+    accept_stopped.set_value();
+    callbacks.swap(on_accept_stopped);
+  }
+  for (auto& cb : callbacks) cb();
+}
+
+void server::impl::force_close(std::size_t i) {
+  detail::loop_stop& ls = *stops[i];
+  ls.destroyed = true;
+  ls.grace_timer.cancel();
+  loops[i]->connections.for_each([&](detail::connection_base& c) {
+    if (c.state() != connection_state::closing) ls.forced = true;
+    c.abort();
+  });
+  check_done(i);
+}
+
+void server::impl::end_idle_grace(std::size_t i) {
+  detail::loop& l = *loops[i];
+  l.keep_idle.store(false, std::memory_order_relaxed);
+  l.connections.for_each([](detail::connection_base& c) { c.on_drain(); });
+  check_done(i);
+}
+
+void server::impl::on_registry_empty(detail::loop& l) {
+  if (!stops[l.index()]->reached) return;
+  // Posted: the connection that just closed is still on the stack.
+  asio::post(l.io(), [this, i = l.index()] { check_done(i); });
+}
+
+void server::impl::check_done(std::size_t i) {
+  detail::loop& l = *loops[i];
+  detail::loop_stop& ls = *stops[i];
+  if (ls.done || !ls.reached || !ls.listeners_closed || !l.connections.empty()) return;
+  // The moment the last connection of the last loop closes, the stop completes: no polling.
+  ls.done = true;
+  ls.deadline_timer.cancel();
+  ls.grace_timer.cancel();
+  std::vector<stop_callback> callbacks;
   stop_report done;
   {
     std::lock_guard lock(mutex);
-    for (std::size_t s = 0; s < connection_state_count; ++s) report.closed_by_state[s] += closed[s];
-    if (--loops_to_stop != 0) return;
-    // Every socket of every loop is closed: free the ports now, before anyone is told.
-    for (auto& li : listeners) ::close(li.fd);
-    listeners.clear();
-    std::uint64_t completed = 0, aborted = 0;
-    for (auto& l : loops) {
-      completed += l->requests_completed.load(std::memory_order_relaxed);
-      aborted += l->requests_aborted.load(std::memory_order_relaxed);
-      l->allow_exit();
+    for (std::size_t s = 0; s < connection_state_count; ++s) {
+      report.closed_by_state[s] += ls.closed_by_state[s];
+    }
+    if (ls.forced) report.graceful = false;
+    if (--loops_running != 0) return;
+    std::size_t completed = 0, aborted = 0;
+    for (auto& lp : loops) {
+      completed += lp->requests_completed.load(std::memory_order_relaxed);
+      aborted += lp->requests_aborted.load(std::memory_order_relaxed);
+      lp->allow_exit();
     }
     report.requests_completed = completed - completed_at_stop;
     report.requests_aborted = aborted - aborted_at_stop;
-    report.took = std::chrono::steady_clock::now() - stop_began;
+    report.took = clock::now() - stop_began;
     running = false;
     done = report;
     callbacks.swap(on_stopped);
-    stop_promise.set_value(done);
+    stopped.set_value(done);
   }
   for (auto& cb : callbacks) cb(done);
+}
+
+std::shared_future<stop_report> server::impl::stop_future_or_last() {
+  // Called with the mutex held.
+  if (stopped_future.valid()) return stopped_future;
+  std::promise<stop_report> p;
+  p.set_value(report);
+  return p.get_future().share();
+}
+
+void server::impl::add_stop_callback(stop_callback done) {
+  {
+    std::lock_guard lock(mutex);
+    if (running) {
+      on_stopped.push_back(std::move(done));
+      return;
+    }
+  }
+  done(stop_future_or_last().get());
 }
 
 void server::impl::release_threads() {
@@ -361,7 +534,7 @@ void server::impl::release_threads() {
     l->allow_exit();
     l->join();
   }
-  acceptors.clear();
+  stops.clear();
   loops.clear();
 }
 
@@ -409,28 +582,144 @@ connection_counts server::counts() const noexcept {
   return c;
 }
 
-std::shared_future<stop_report> server::destroy() { return impl_->destroy(); }
+bool server::ready() const noexcept {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->running && !impl_->order.close_listeners;
+}
 
-void server::destroy(std::function<void(const stop_report&)> done) {
+std::shared_future<void> server::stop_accepting() {
+  std::lock_guard lock(impl_->mutex);
+  detail::stop_order next = impl_->order;
+  next.close_listeners = true;
+  impl_->order_stop(next);
+  if (impl_->accept_stopped_future.valid()) return impl_->accept_stopped_future;
+  std::promise<void> p;
+  p.set_value();
+  return p.get_future().share();
+}
+
+void server::stop_accepting(std::function<void()> done) {
   {
     std::lock_guard lock(impl_->mutex);
-    if (impl_->running) {
-      impl_->on_stopped.push_back(std::move(done));
+    if (impl_->running && impl_->loops_listening != 0) {
+      impl_->on_accept_stopped.push_back(std::move(done));
       done = nullptr;
     }
   }
-  auto f = impl_->destroy();
-  if (done) done(f.get());  // already stopped: report at once
+  stop_accepting();
+  if (done) done();  // the ports were already free
 }
+
+std::shared_future<stop_report> server::shutdown(std::chrono::steady_clock::duration deadline) {
+  auto now = impl::clock::now();
+  // A deadline too far to represent is no deadline.
+  auto at = deadline >= impl::clock::time_point::max() - now ? impl::clock::time_point::max()
+                                                              : now + deadline;
+  std::lock_guard lock(impl_->mutex);
+  detail::stop_order next = impl_->order;
+  next.close_listeners = true;
+  if (!next.drain) next.idle_grace = impl_->options.drain.idle_grace;
+  next.drain = true;
+  next.deadline = std::min(next.deadline, at);
+  impl_->order_stop(next);
+  return impl_->stop_future_or_last();
+}
+
+void server::shutdown(std::chrono::steady_clock::duration deadline, stop_callback done) {
+  impl_->add_stop_callback(std::move(done));
+  shutdown(deadline);
+}
+
+std::shared_future<stop_report> server::close() {
+  return shutdown(std::chrono::steady_clock::duration::max());
+}
+
+void server::close(stop_callback done) {
+  impl_->add_stop_callback(std::move(done));
+  close();
+}
+
+std::shared_future<stop_report> server::destroy() {
+  std::lock_guard lock(impl_->mutex);
+  detail::stop_order next = impl_->order;
+  next.close_listeners = true;
+  next.destroy = true;
+  impl_->order_stop(next);
+  return impl_->stop_future_or_last();
+}
+
+void server::destroy(stop_callback done) {
+  impl_->add_stop_callback(std::move(done));
+  destroy();
+}
+
+void server::when_stopped(stop_callback done) { impl_->add_stop_callback(std::move(done)); }
 
 void server::wait() {
   std::shared_future<stop_report> f;
   {
     std::lock_guard lock(impl_->mutex);
-    if (!impl_->running && !impl_->stopping) return;
-    f = impl_->stop_future;
+    if (!impl_->running) return;
+    f = impl_->stopped_future;
   }
   f.wait();
+}
+
+namespace {
+
+// What snapshot() gathers from every loop; answers with what it has if a loop exits first.
+struct snapshot_gathering {
+  std::mutex mutex;
+  std::vector<connection_info> found;
+  std::size_t loops_left = 0;
+  std::promise<std::vector<connection_info>> result;
+  bool answered = false;
+
+  void add(std::vector<connection_info>& from_loop) {
+    std::lock_guard lock(mutex);
+    found.insert(found.end(), from_loop.begin(), from_loop.end());
+    if (--loops_left == 0) answer();
+  }
+  void answer() {
+    answered = true;
+    result.set_value(std::move(found));
+  }
+  ~snapshot_gathering() {
+    if (!answered) answer();
+  }
+};
+
+}  // namespace
+
+std::shared_future<std::vector<connection_info>> server::snapshot() const {
+  auto gathering = std::make_shared<snapshot_gathering>();
+  auto future = gathering->result.get_future().share();
+  std::lock_guard lock(impl_->mutex);
+  if (!impl_->running) {
+    gathering->answer();
+    return future;
+  }
+  gathering->loops_left = impl_->loops.size();
+  for (auto& lp : impl_->loops) {
+    asio::post(lp->io(), [gathering, l = lp.get()] {
+      std::vector<connection_info> here;
+      const std::int64_t now = detail::coarse_now_ns();
+      l->connections.for_each([&](detail::connection_base& c) {
+        connection_info info;
+        info.id = c.id;
+        info.peer = detail::format_address(reinterpret_cast<const sockaddr*>(&c.peer));
+        info.state = c.state();
+        info.requests = c.requests;
+        info.age = std::chrono::nanoseconds(now - c.created_ns);
+        if (c.state() == connection_state::idle) {
+          info.idle_for = std::chrono::nanoseconds(now - c.idle_since_ns);
+        }
+        here.push_back(std::move(info));
+      });
+      gathering->add(here);
+    });
+  }
+  return future;
 }
 
 }  // namespace lameduck

@@ -7,3 +7,4 @@
 #include <lameduck/response.hpp>
 #include <lameduck/router.hpp>
 #include <lameduck/server.hpp>
+#include <lameduck/signals.hpp>

@@ -38,6 +38,15 @@ struct timeouts {
   std::chrono::milliseconds linger{2'000};
 };
 
+/// How a graceful drain (server::shutdown) treats connections.
+struct drain_options {
+  /// Zero: idle keep-alive connections are closed at once, safely (a request already in the
+  /// socket is answered; otherwise half-close and linger). Above zero: they are kept until
+  /// their next request, which is answered with "Connection: close", or until this much time
+  /// has passed: no client sees a failure, at the cost of a longer drain.
+  std::chrono::milliseconds idle_grace{0};
+};
+
 /// A server's configuration.
 struct server_options {
   /// Addresses to listen on, each "HOST:PORT" ("[::1]:8080" for IPv6); port 0 asks the kernel.
@@ -50,8 +59,10 @@ struct server_options {
   bool reuse_port = false;
   /// Request size limits.
   struct limits limits;
-  /// Timeouts.
+  /// Timeouts; they keep running during a drain.
   struct timeouts timeouts;
+  /// Graceful drain behaviour.
+  struct drain_options drain;
   /// Where error lines go (a throwing handler, an internal failure); default: standard error.
   std::function<void(std::string_view)> log;
 };

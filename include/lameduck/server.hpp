@@ -48,7 +48,7 @@ struct connection_counts {
 
 /// What a stop did, delivered when it completes.
 struct stop_report {
-  /// False when the stop closed connections that were not done (destroy, or a deadline).
+  /// False when the stop closed open connections by force (destroy, or a drain's deadline).
   bool graceful = true;
   /// Connections closed by the stop, by the state they were in when it reached them.
   std::array<std::size_t, connection_state_count> closed_by_state{};
@@ -60,7 +60,32 @@ struct stop_report {
   std::chrono::steady_clock::duration took{};
 };
 
+/// One live connection, as server::snapshot() saw it.
+struct connection_info {
+  /// Unique among the server's connections since it was created.
+  std::uint64_t id = 0;
+  /// The client's address, "ADDRESS:PORT".
+  std::string peer;
+  /// The state it was in.
+  connection_state state = connection_state::fresh;
+  /// Requests answered completely on it.
+  std::uint64_t requests = 0;
+  /// Time since it was accepted.
+  std::chrono::steady_clock::duration age{};
+  /// Time since it became idle; zero unless idle.
+  std::chrono::steady_clock::duration idle_for{};
+};
+
+/// A callback that receives a stop's report (on one of the server's threads).
+using stop_callback = std::function<void(const stop_report&)>;
+
 /// An HTTP/1.1 server with one event loop per thread.
+///
+/// Every verb (stop_accepting, shutdown, close, destroy) is idempotent, may be called from any
+/// thread including a request handler, never blocks, and returns a future (or calls a callback)
+/// to wait on. A stronger or earlier-ending verb overrides a weaker one: destroy() forces a
+/// drain, a shorter deadline shortens it. Callbacks run on one of the server's threads: they
+/// must not destroy the server object (its destructor waits for those threads).
 class server {
  public:
   /// Creates a server that answers every request with the handler; nothing is bound yet.
@@ -81,13 +106,38 @@ class server {
   /// Connections per state, read without stopping any loop.
   connection_counts counts() const noexcept;
 
-  /// Closes the listeners and every connection now; running handlers see their stop token.
-  /// Idempotent and callable from any thread, including a handler; never blocks an event loop.
+  /// Whether the server is started and no stop has begun (what a readiness probe reports).
+  bool ready() const noexcept;
+
+  /// Closes every listener, first accepting the connections the kernel had already queued;
+  /// open connections go on being served. Completes when the ports are free.
+  std::shared_future<void> stop_accepting();
+  /// As stop_accepting(), and calls done when the ports are free.
+  void stop_accepting(std::function<void()> done);
+
+  /// Graceful drain (docs/lifecycle.md): stops accepting, closes idle connections safely (or
+  /// keeps them for options.drain.idle_grace), lets requests in progress finish with
+  /// "Connection: close", and destroys whatever is left when `deadline` has passed.
+  std::shared_future<stop_report> shutdown(std::chrono::steady_clock::duration deadline);
+  /// As shutdown(deadline), and calls done with the report when the drain has completed.
+  void shutdown(std::chrono::steady_clock::duration deadline, stop_callback done);
+  /// shutdown() with no deadline.
+  std::shared_future<stop_report> close();
+  /// As close(), and calls done with the report when the drain has completed.
+  void close(stop_callback done);
+  /// Closes the listeners and every connection now; running handlers see their stop token and
+  /// what they send afterwards is dropped. Completes when every socket is closed.
   std::shared_future<stop_report> destroy();
-  /// As destroy(), and calls done (on a loop thread) with the report when it has completed.
-  void destroy(std::function<void(const stop_report&)> done);
+  /// As destroy(), and calls done with the report when it has completed.
+  void destroy(stop_callback done);
+
+  /// Calls done with the report when the running server stops (at once if it is not running).
+  void when_stopped(stop_callback done);
   /// Blocks until the server has stopped; must not be called from one of its own handlers.
   void wait();
+
+  /// The live connections, gathered from every loop without stopping it.
+  std::shared_future<std::vector<connection_info>> snapshot() const;
 
   class impl;
 

@@ -2,6 +2,8 @@
 
 #include <time.h>
 
+#include <asio/post.hpp>
+
 #include "connection.hpp"
 
 namespace lameduck::detail {
@@ -66,7 +68,14 @@ void loop::start_thread() {
   });
 }
 
-void loop::allow_exit() { keep_running_.reset(); }
+void loop::allow_exit() {
+  // Posted: the timer and the guard belong to the loop's thread.
+  asio::post(io_, [this] {
+    timer_.cancel();
+    timer_deadline_ns_ = 0;
+    keep_running_.reset();
+  });
+}
 
 void loop::join() {
   if (thread_.joinable()) thread_.join();

@@ -66,7 +66,8 @@ class loop {
   void start_thread();
   /// Lets the loop's thread finish once it has no more work, and joins it.
   void join();
-  /// Drops the keep-running guard so run() returns when nothing is left to do.
+  /// Drops the keep-running guard and cancels the timer, so that run() returns once the work
+  /// already queued is done; callable from any thread.
   void allow_exit();
 
   /// Every live connection of this loop.
@@ -75,6 +76,12 @@ class loop {
   std::array<std::atomic<std::size_t>, connection_state_count> counts{};
   /// Requests answered completely, and abandoned, on this loop; written only by its thread.
   std::atomic<std::size_t> requests_completed{0}, requests_aborted{0};
+  /// A graceful drain has begun: responses say "Connection: close". Set by the verb's thread
+  /// at once, before the loop has handled the drain, so that no response written after the
+  /// call says otherwise.
+  std::atomic<bool> draining{false};
+  /// During a drain, idle connections wait for their next request (the idle grace period).
+  std::atomic<bool> keep_idle{false};
 
  private:
   void schedule_timer(std::int64_t deadline_ns);

@@ -23,6 +23,8 @@
 #include <system_error>
 #include <utility>
 
+#include <gtest/gtest.h>
+
 extern char** environ;
 
 namespace lameduck::testing {
@@ -53,7 +55,8 @@ bool wait_readable(int fd, clock::time_point deadline) {
 
 std::vector<char*> c_argv(const std::vector<std::string>& argv) {
   std::vector<char*> out;
-  for (const auto& a : argv) out.push_back(const_cast<char*>(a.c_str()));
+  for (const auto& a : argv)
+    out.push_back(const_cast<char*>(a.c_str()));
   out.push_back(nullptr);
   return out;
 }
@@ -86,30 +89,35 @@ std::string read_file(const std::string& path) {
   return s.str();
 }
 
+// A new empty file, /tmp/lameduck-test-STEM-XXXXXX; whoever asked for it removes it.
 std::string temp_path(const char* stem) {
-  char templ[] = "/tmp/lameduck-test-XXXXXX";
-  int fd = ::mkstemp(templ);
+  std::string templ = std::string("/tmp/lameduck-test-") + stem + "-XXXXXX";
+  int fd = ::mkstemp(templ.data());
   if (fd < 0) fail_errno("mkstemp");
   ::close(fd);
-  return std::string(templ) + "-" + stem;
+  return templ;
 }
 
 }  // namespace
 
-std::string bin_path(std::string_view name) { return std::string(LAMEDUCK_BIN_DIR "/") + std::string(name); }
+std::string bin_path(std::string_view name) {
+  return std::string(LAMEDUCK_BIN_DIR "/") + std::string(name);
+}
 
 std::string source_path(std::string_view relative) {
   return std::string(LAMEDUCK_TEST_SOURCE_DIR "/") + std::string(relative);
 }
 
-server_process::server_process(std::vector<std::string> argv, std::chrono::milliseconds ready_within) {
+server_process::server_process(std::vector<std::string> argv,
+                               std::chrono::milliseconds ready_within) {
   int out[2];
   if (::pipe2(out, O_CLOEXEC) != 0) fail_errno("pipe");
   stderr_path_ = temp_path("stderr");
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-  posix_spawn_file_actions_addopen(&actions, 2, stderr_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_addopen(&actions, 2, stderr_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0600);
   auto args = c_argv(argv);
   int rc = ::posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
@@ -129,7 +137,9 @@ server_process::server_process(std::vector<std::string> argv, std::chrono::milli
     if (n <= 0) break;
     text.append(buf, static_cast<std::size_t>(n));
   }
-  ::close(out[0]);  // the server may write more; it ignores SIGPIPE on stdout? it only prints once
+  // Kept open until the process is gone: a program that prints more would otherwise die of
+  // SIGPIPE. Test programs print a few lines, far from filling the pipe.
+  stdout_fd_ = out[0];
   if (m.empty()) {
     ::kill(pid_, SIGKILL);
     wait_child(pid_, clock::now() + 5s);
@@ -145,22 +155,39 @@ server_process::~server_process() {
     ::kill(pid_, SIGKILL);
     wait_child(pid_, clock::now() + 10s);
   }
-  if (!stderr_path_.empty()) ::unlink(stderr_path_.c_str());
+  if (stdout_fd_ >= 0) ::close(stdout_fd_);
+  if (stderr_path_.empty()) return;
+  // A sanitizer build reports into the server's standard error and (ThreadSanitizer) carries
+  // on; the server is then killed, so the report would go unseen unless the test fails here.
+  auto err = read_file(stderr_path_);
+  for (const char* mark : {"WARNING: ThreadSanitizer", "ERROR: AddressSanitizer",
+                           "ERROR: LeakSanitizer", "runtime error:"}) {
+    if (err.find(mark) != std::string::npos) {
+      ADD_FAILURE() << "the server's sanitizer reported a problem:\n" << err;
+      break;
+    }
+  }
+  ::unlink(stderr_path_.c_str());
 }
 
-void server_process::signal(int sig) const { ::kill(pid_, sig); }
+void server_process::signal(int sig) const {
+  ::kill(pid_, sig);
+}
 
 int server_process::wait_exit(std::chrono::milliseconds within) {
   if (status_ < 0) status_ = wait_child(pid_, clock::now() + within);
   return status_;
 }
 
-std::string server_process::error_output() const { return read_file(stderr_path_); }
+std::string server_process::error_output() const {
+  return read_file(stderr_path_);
+}
 
 command_result run(const std::vector<std::string>& argv, std::chrono::milliseconds within,
                    std::string_view input) {
   int in[2], out[2], err[2];
-  if (::pipe2(in, O_CLOEXEC) || ::pipe2(out, O_CLOEXEC) || ::pipe2(err, O_CLOEXEC)) fail_errno("pipe");
+  if (::pipe2(in, O_CLOEXEC) || ::pipe2(out, O_CLOEXEC) || ::pipe2(err, O_CLOEXEC))
+    fail_errno("pipe");
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, in[0], 0);
@@ -219,9 +246,14 @@ command_result run(const std::vector<std::string>& argv, std::chrono::millisecon
   return result;
 }
 
-raw_client::raw_client(std::uint16_t port) {
+raw_client::raw_client(std::uint16_t port, int receive_buffer) {
   fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd_ < 0) fail_errno("socket");
+  // Before connect, so that the window offered in the handshake is already the small one.
+  if (receive_buffer > 0 &&
+      ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer) != 0) {
+    fail_errno("setsockopt SO_RCVBUF");
+  }
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(port);
@@ -246,10 +278,13 @@ void raw_client::send(std::string_view bytes) {
   }
 }
 
-void raw_client::shutdown_write() { ::shutdown(fd_, SHUT_WR); }
+void raw_client::shutdown_write() {
+  ::shutdown(fd_, SHUT_WR);
+}
 
 bool raw_client::fill(clock::time_point deadline) {
-  if (!wait_readable(fd_, deadline)) throw std::runtime_error("timed out waiting for the server; got: " + buffer_);
+  if (!wait_readable(fd_, deadline))
+    throw std::runtime_error("timed out waiting for the server; got: " + buffer_);
   char buf[16384];
   ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
   if (n > 0) {
@@ -264,7 +299,8 @@ std::string raw_client::read_response(std::chrono::milliseconds within) {
   auto deadline = clock::now() + within;
   std::size_t head_end;
   while ((head_end = buffer_.find("\r\n\r\n")) == std::string::npos) {
-    if (!fill(deadline)) throw std::runtime_error("connection closed before a response head: " + buffer_);
+    if (!fill(deadline))
+      throw std::runtime_error("connection closed before a response head: " + buffer_);
   }
   head_end += 4;
   std::string head = buffer_.substr(0, head_end);
@@ -300,6 +336,39 @@ std::string raw_client::read_response(std::chrono::milliseconds within) {
   return response;
 }
 
+std::string raw_client::read_head(std::chrono::milliseconds within) {
+  auto deadline = clock::now() + within;
+  std::size_t head_end;
+  while ((head_end = buffer_.find("\r\n\r\n")) == std::string::npos) {
+    if (!fill(deadline))
+      throw std::runtime_error("connection closed before a response head: " + buffer_);
+  }
+  std::string head = buffer_.substr(0, head_end + 4);
+  buffer_.erase(0, head_end + 4);
+  return head;
+}
+
+bool raw_client::readable_within(std::chrono::milliseconds within) {
+  return !buffer_.empty() || wait_readable(fd_, clock::now() + within);
+}
+
+bool raw_client::reset_within(std::chrono::milliseconds within) {
+  auto deadline = clock::now() + within;
+  // No events asked for: poll() still reports POLLERR and POLLHUP, and POLLIN (which stays
+  // set after the end of stream) does not wake it.
+  pollfd p{fd_, 0, 0};
+  int r;
+  while ((r = ::poll(&p, 1, remaining_ms(deadline))) < 0) {
+    if (errno != EINTR) fail_errno("poll");
+  }
+  if (r == 0) return false;
+  int err = 0;
+  socklen_t size = sizeof err;
+  ::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &size);
+  if (err == ECONNRESET) reset_ = true;
+  return err == ECONNRESET || (p.revents & POLLERR);
+}
+
 std::string raw_client::read_until_close(std::chrono::milliseconds within) {
   auto deadline = clock::now() + within;
   while (fill(deadline)) {
@@ -318,6 +387,43 @@ bool raw_client::closed_within(std::chrono::milliseconds within) {
   }
 }
 
+server_process start_test_server(const std::vector<std::string>& extra) {
+  std::vector<std::string> argv{bin_path("lameduck-test-server"), "--listen", "127.0.0.1:0"};
+  bool threads_given = false;
+  for (const auto& a : extra)
+    threads_given = threads_given || a == "--threads";
+  if (!threads_given) argv.insert(argv.end(), {"--threads", "2"});
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return server_process(argv);
+}
+
+std::string get_once(std::uint16_t port, std::string_view target) {
+  raw_client c(port);
+  c.send("GET " + std::string(target) + " HTTP/1.1\r\nHost: t\r\n\r\n");
+  return c.read_response();
+}
+
+bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds within) {
+  auto deadline = clock::now() + within;
+  for (;;) {
+    if (pred()) return true;
+    if (clock::now() >= deadline) return false;
+    ::poll(nullptr, 0, 10);
+  }
+}
+
+std::map<std::string, std::string> key_values(std::string_view text) {
+  std::map<std::string, std::string> out;
+  std::istringstream in{std::string(text)};
+  std::string line;
+  while (std::getline(in, line)) {
+    auto space = line.find(' ');
+    if (space == std::string::npos) continue;
+    out[line.substr(0, space)] = line.substr(space + 1);
+  }
+  return out;
+}
+
 int status_of(std::string_view response) {
   if (response.size() < 12 || response.substr(0, 5) != "HTTP/") return -1;
   return std::atoi(std::string(response.substr(9, 3)).c_str());
@@ -329,11 +435,13 @@ std::string header_of(std::string_view response, std::string_view name) {
   std::size_t pos = head.find("\r\n");
   while (pos != std::string_view::npos && pos < head.size()) {
     std::size_t next = head.find("\r\n", pos + 2);
-    std::string_view line = head.substr(pos + 2, next == std::string_view::npos ? std::string_view::npos : next - pos - 2);
+    std::string_view line = head.substr(
+        pos + 2, next == std::string_view::npos ? std::string_view::npos : next - pos - 2);
     auto colon = line.find(':');
     if (colon == name.size() && strncasecmp(line.data(), name.data(), name.size()) == 0) {
       std::string_view v = line.substr(colon + 1);
-      while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
+      while (!v.empty() && v.front() == ' ')
+        v.remove_prefix(1);
       return std::string(v);
     }
     pos = next;
@@ -345,7 +453,8 @@ std::string body_of(std::string_view response) {
   auto head_end = response.find("\r\n\r\n");
   if (head_end == std::string_view::npos) return "";
   std::string_view body = response.substr(head_end + 4);
-  if (strcasecmp(header_of(response, "Transfer-Encoding").c_str(), "chunked") != 0) return std::string(body);
+  if (strcasecmp(header_of(response, "Transfer-Encoding").c_str(), "chunked") != 0)
+    return std::string(body);
   std::string out;
   while (!body.empty()) {
     auto eol = body.find("\r\n");

@@ -6,6 +6,8 @@
 #include <sys/types.h>
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,7 +35,9 @@ class server_process {
   /// "127.0.0.1:PORT"
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   /// "http://127.0.0.1:PORT"
-  std::string url(std::string_view path = "/") const { return "http://" + address() + std::string(path); }
+  std::string url(std::string_view path = "/") const {
+    return "http://" + address() + std::string(path);
+  }
   pid_t pid() const { return pid_; }
   /// Sends a signal to the process.
   void signal(int sig) const;
@@ -46,6 +50,7 @@ class server_process {
   pid_t pid_ = -1;
   std::uint16_t port_ = 0;
   int status_ = -1;
+  int stdout_fd_ = -1;
   std::string stderr_path_;
 };
 
@@ -62,7 +67,9 @@ command_result run(const std::vector<std::string>& argv, std::chrono::millisecon
 /// A TCP client on 127.0.0.1 that sends and receives exact bytes.
 class raw_client {
  public:
-  explicit raw_client(std::uint16_t port);
+  /// Connects; a receive_buffer above zero sets SO_RCVBUF first (a small window makes a client
+  /// that stops reading fill the server's socket quickly).
+  explicit raw_client(std::uint16_t port, int receive_buffer = 0);
   ~raw_client();
   raw_client(const raw_client&) = delete;
   raw_client& operator=(const raw_client&) = delete;
@@ -73,6 +80,14 @@ class raw_client {
   void shutdown_write();
   /// Reads one whole response (Content-Length, chunked, or until close); throws on timeout.
   std::string read_response(std::chrono::milliseconds within = 10s);
+  /// Reads one response head only (through the blank line), e.g. the answer to a HEAD request.
+  std::string read_head(std::chrono::milliseconds within = 10s);
+  /// Whether a byte (or the close) arrives within the time; consumes nothing. A false answer is
+  /// a bounded wait for something that must not happen.
+  bool readable_within(std::chrono::milliseconds within);
+  /// Whether the connection is reset (an RST arrives) within the time; consumes nothing. Also
+  /// after the end of stream, when a readability wait no longer tells anything.
+  bool reset_within(std::chrono::milliseconds within);
   /// Reads until the server closes; throws on timeout.
   std::string read_until_close(std::chrono::milliseconds within = 10s);
   /// Whether the server closed the connection within the time (end of stream or reset).
@@ -88,6 +103,19 @@ class raw_client {
   std::string buffer_;
   bool reset_ = false;
 };
+
+/// Starts lameduck-test-server on 127.0.0.1:0 with two threads (unless extra says otherwise).
+server_process start_test_server(const std::vector<std::string>& extra = {});
+
+/// Sends one GET on a new connection and reads its response (raw, head and body).
+std::string get_once(std::uint16_t port, std::string_view target = "/");
+
+/// Waits until pred() holds, re-checking every few milliseconds; false at the deadline. Only for
+/// server state that the client has no event for (a close it cannot see without reading).
+bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds within = 10s);
+
+/// Parses "key value" lines (e.g. the test server's /counts, a client script's report).
+std::map<std::string, std::string> key_values(std::string_view text);
 
 /// The status code of a raw response ("HTTP/1.1 200 OK..." gives 200).
 int status_of(std::string_view response);

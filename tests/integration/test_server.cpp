@@ -48,10 +48,12 @@ int main(int argc, char** argv) {
       res.send("waited\n");
     }).detach();
   });
-  // Streams n pieces of `size` bytes each from another thread.
+  // Streams n pieces ("piece 0\n"...) from another thread, interval_ms apart; with declared=N
+  // it announces Content-Length N first (true or not) instead of chunking.
   routes.get("/stream", [](const lameduck::request& req, lameduck::response res) {
     int n = std::stoi(std::string(req.query_param("chunks").value_or("3")));
     int ms = std::stoi(std::string(req.query_param("interval_ms").value_or("0")));
+    if (auto declared = req.query_param("declared")) res.header("Content-Length", *declared);
     std::thread([n, ms, res = std::move(res)]() mutable {
       for (int i = 0; i < n; ++i) {
         res.write("piece " + std::to_string(i) + "\n");

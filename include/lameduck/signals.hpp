@@ -1,0 +1,59 @@
+#pragma once
+/// @file Opt-in signal handling for a process that embeds a server: SIGTERM or SIGINT drains
+/// it, a second one destroys it, and the exit status tells a supervisor what happened.
+
+#include <signal.h>
+
+#include <chrono>
+#include <memory>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <lameduck/server.hpp>
+
+namespace lameduck {
+
+/// Exit status after a drain that ended in force (its deadline passed, or destroy()).
+inline constexpr int exit_forced = 3;
+
+/// Stops a server on SIGTERM or SIGINT and reports how, as a process exit status.
+///
+/// The signal handlers only write the signal's number to a pipe; run() does the rest on the
+/// calling thread. Create it before the server starts, so that no signal is missed.
+class signal_shutdown {
+ public:
+  /// Installs the SIGTERM and SIGINT handlers (only one signal_shutdown may exist at a time:
+  /// std::logic_error otherwise); the first signal will drain with this deadline.
+  explicit signal_shutdown(std::chrono::steady_clock::duration drain_deadline);
+  /// Restores the signal handlers that were there before.
+  ~signal_shutdown();
+  signal_shutdown(const signal_shutdown&) = delete;
+  signal_shutdown& operator=(const signal_shutdown&) = delete;
+
+  /// Registers work to run once the server has stopped (closing a database pool, flushing a
+  /// queue); hooks run in reverse order of registration, each given up on after its timeout.
+  void add_cleanup(std::string name, std::function<void()> hook,
+                   std::chrono::milliseconds timeout);
+
+  /// Blocks until the server stops: the first SIGTERM or SIGINT starts shutdown(deadline),
+  /// a second one destroy(); a stop for any other reason (a handler's destroy()) ends it too.
+  /// Then runs the cleanup hooks. Returns the exit status: 0 after a graceful stop,
+  /// exit_forced after a forced one, and 128+N when a second signal N forced it.
+  int run(server& s);
+
+ private:
+  class pipe_pair;
+  struct cleanup {
+    std::string name;
+    std::function<void()> hook;
+    std::chrono::milliseconds timeout;
+  };
+  std::chrono::steady_clock::duration drain_deadline_;
+  std::vector<cleanup> cleanups_;
+  std::shared_ptr<pipe_pair> pipe_;
+  struct sigaction old_term_ {}, old_int_ {};
+  sigset_t old_mask_{};
+};
+
+}  // namespace lameduck

@@ -1,0 +1,158 @@
+// Signal handling for the embedding process. As in nginx, the handler does nothing but record
+// the signal (here: write its number to a pipe, which is async-signal-safe); the thread in
+// run() reads the pipe and calls the server's verbs.
+
+#include <lameduck/signals.hpp>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <future>
+#include <memory>
+#include <stdexcept>
+#include <system_error>
+#include <thread>
+
+namespace lameduck {
+
+namespace {
+
+// The write end of the pipe the handler writes to; -1 when no signal_shutdown runs.
+std::atomic<int> signal_pipe_write{-1};
+
+extern "C" void on_signal(int sig) {
+  int saved = errno;
+  unsigned char byte = static_cast<unsigned char>(sig);
+  int fd = signal_pipe_write.load(std::memory_order_relaxed);
+  if (fd >= 0) [[maybe_unused]] auto ignored = ::write(fd, &byte, 1);
+  errno = saved;
+}
+
+// Byte written to the pipe when the server has stopped (no signal has number 0).
+constexpr unsigned char stopped_byte = 0;
+
+}  // namespace
+
+class signal_shutdown::pipe_pair {
+ public:
+  pipe_pair() {
+    if (::pipe2(fds_, O_CLOEXEC | O_NONBLOCK) != 0) {
+      throw std::system_error(errno, std::system_category(), "lameduck: pipe");
+    }
+  }
+  ~pipe_pair() {
+    ::close(fds_[0]);
+    ::close(fds_[1]);
+  }
+  int read_end() const { return fds_[0]; }
+  int write_end() const { return fds_[1]; }
+
+ private:
+  int fds_[2];
+};
+
+namespace {
+
+// Reads one byte, waiting for it; EINTR (a signal on this thread) just tries again.
+unsigned char read_byte(int fd) {
+  for (;;) {
+    unsigned char byte;
+    if (::read(fd, &byte, 1) == 1) return byte;
+    if (errno != EAGAIN && errno != EINTR) {
+      throw std::system_error(errno, std::system_category(), "lameduck: read signal pipe");
+    }
+    pollfd p{fd, POLLIN, 0};
+    ::poll(&p, 1, -1);
+  }
+}
+
+}  // namespace
+
+signal_shutdown::signal_shutdown(std::chrono::steady_clock::duration drain_deadline)
+    : drain_deadline_(drain_deadline), pipe_(std::make_shared<pipe_pair>()) {
+  int expected = -1;
+  if (!signal_pipe_write.compare_exchange_strong(expected, pipe_->write_end())) {
+    throw std::logic_error("lameduck: only one signal_shutdown may exist at a time");
+  }
+  struct sigaction action {};
+  action.sa_handler = on_signal;
+  action.sa_flags = SA_RESTART;
+  sigemptyset(&action.sa_mask);
+  if (::sigaction(SIGTERM, &action, &old_term_) != 0 ||
+      ::sigaction(SIGINT, &action, &old_int_) != 0) {
+    int e = errno;
+    ::sigaction(SIGTERM, &old_term_, nullptr);
+    signal_pipe_write.store(-1);
+    throw std::system_error(e, std::system_category(), "lameduck: sigaction");
+  }
+  // Signals blocked on this thread (a program that used sigwait before) would never arrive.
+  sigset_t ours;
+  sigemptyset(&ours);
+  sigaddset(&ours, SIGTERM);
+  sigaddset(&ours, SIGINT);
+  pthread_sigmask(SIG_UNBLOCK, &ours, &old_mask_);
+}
+
+signal_shutdown::~signal_shutdown() {
+  ::sigaction(SIGTERM, &old_term_, nullptr);
+  ::sigaction(SIGINT, &old_int_, nullptr);
+  pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr);
+  signal_pipe_write.store(-1);
+}
+
+void signal_shutdown::add_cleanup(std::string name, std::function<void()> hook,
+                                  std::chrono::milliseconds timeout) {
+  cleanups_.push_back({std::move(name), std::move(hook), timeout});
+}
+
+int signal_shutdown::run(server& s) {
+  auto report = std::make_shared<std::promise<stop_report>>();
+  // When the server is not running, the callback runs at once, on this thread.
+  s.when_stopped([pipe = pipe_, report](const stop_report& r) {
+    report->set_value(r);
+    unsigned char byte = stopped_byte;
+    [[maybe_unused]] auto ignored = ::write(pipe->write_end(), &byte, 1);
+  });
+  int signals = 0, forcing_signal = 0;
+  for (;;) {
+    unsigned char byte = read_byte(pipe_->read_end());
+    if (byte == stopped_byte) break;
+    if (++signals == 1) {
+      s.shutdown(drain_deadline_);
+    } else if (forcing_signal == 0) {
+      forcing_signal = byte;
+      s.destroy();
+    }
+  }
+
+  const stop_report r = report->get_future().get();
+  // Cleanups in reverse order of registration, each on a thread of its own so that one that
+  // hangs is given up on at its timeout rather than holding the process forever.
+  for (auto it = cleanups_.rbegin(); it != cleanups_.rend(); ++it) {
+    auto done = std::make_shared<std::promise<void>>();
+    auto finished = done->get_future();
+    std::thread([hook = it->hook, done] {
+      try {
+        hook();
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "lameduck: a cleanup hook failed: %s\n", e.what());
+      } catch (...) {
+        std::fprintf(stderr, "lameduck: a cleanup hook failed\n");
+      }
+      done->set_value();
+    }).detach();
+    if (finished.wait_for(it->timeout) != std::future_status::ready) {
+      std::fprintf(stderr, "lameduck: cleanup \"%s\" gave up after %lld ms\n", it->name.c_str(),
+                   static_cast<long long>(it->timeout.count()));
+    }
+  }
+  if (forcing_signal != 0) return 128 + forcing_signal;
+  return r.graceful ? 0 : exit_forced;
+}
+
+}  // namespace lameduck

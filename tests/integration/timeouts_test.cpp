@@ -1,0 +1,262 @@
+// Every timeout over real sockets: header (408), body (408), keep-alive idle (clean close) and
+// write (a client that stops reading). Timeouts are short (200-300 ms); every wait for them is
+// bounded by a deadline of seconds, so slow (sanitizer) builds pass too.
+
+#include <gtest/gtest.h>
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "harness.hpp"
+
+namespace lameduck::testing {
+namespace {
+
+using clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+const std::string hello = "Hello, World!\n";
+
+milliseconds since(clock::time_point t) {
+  return std::chrono::duration_cast<milliseconds>(clock::now() - t);
+}
+
+// The coarse clock the server uses may be a few milliseconds behind.
+constexpr milliseconds clock_slack{20};
+
+// --- header timeout --------------------------------------------------------------------------
+
+TEST(Timeouts, AnswersHalfAHeadWith408AfterTheHeaderTimeoutAndCloses) {
+  auto server = start_test_server({"--header-timeout-ms", "200"});
+  auto start = clock::now();
+  raw_client c(server.port());
+  c.send("GET / HTTP/1.1\r\nHost: x\r\n");
+  auto all = c.read_until_close(10s);
+  auto took = since(start);
+  EXPECT_EQ(status_of(all), 408) << all;
+  EXPECT_EQ(header_of(all, "Connection"), "close") << all;
+  EXPECT_FALSE(c.was_reset());
+  EXPECT_GE(took, 200ms - clock_slack);
+}
+
+TEST(Timeouts, ClosesAConnectionThatNeverSendsAByteWithoutAnAnswer) {
+  auto server = start_test_server({"--header-timeout-ms", "200"});
+  auto start = clock::now();
+  raw_client c(server.port());
+  auto all = c.read_until_close(10s);
+  EXPECT_EQ(all, "");
+  EXPECT_FALSE(c.was_reset());
+  EXPECT_GE(since(start), 200ms - clock_slack);
+}
+
+TEST(Timeouts, AnswersAHeadTrickledByteByByteWith408AtTheHeaderTimeout) {
+  auto server = start_test_server({"--header-timeout-ms", "300"});
+  std::string head = "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + std::string(200, 's') + "\r\n\r\n";
+  raw_client c(server.port());
+  auto start = clock::now();
+  std::size_t sent = 0;
+  // One byte every 20 ms would take over 4 s; progress must not extend the header timeout.
+  while (sent < head.size() && !c.readable_within(20ms))
+    c.send(head.substr(sent++, 1));
+  ASSERT_LT(sent, head.size()) << "the whole head went through at one byte per 20 ms";
+  auto all = c.read_until_close(10s);
+  EXPECT_EQ(status_of(all), 408) << all;
+  EXPECT_GE(since(start), 300ms - clock_slack);
+}
+
+TEST(Timeouts, RunsTheHeaderTimeoutAgainForTheNextRequestOnAConnection) {
+  auto server = start_test_server({"--header-timeout-ms", "300", "--idle-timeout-ms", "10000"});
+  raw_client c(server.port());
+  c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(body_of(c.read_response()), hello);
+  auto start = clock::now();
+  c.send("GET / HTTP/1.1\r\nHost: x\r\n");
+  auto all = c.read_until_close(10s);
+  EXPECT_EQ(status_of(all), 408) << all;
+  EXPECT_GE(since(start), 300ms - clock_slack);
+}
+
+TEST(Timeouts, DoesNotCutASlowHandlerWithTheHeaderOrIdleTimeout) {
+  auto server = start_test_server({"--header-timeout-ms", "200", "--idle-timeout-ms", "200"});
+  raw_client c(server.port());
+  c.send("GET /delay?ms=600 HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto r = c.read_response(10s);
+  EXPECT_EQ(status_of(r), 200) << r;
+  EXPECT_EQ(body_of(r), "waited\n");
+}
+
+// --- body timeout ----------------------------------------------------------------------------
+
+TEST(Timeouts, AnswersHalfABodyWith408AfterTheBodyTimeoutAndCloses) {
+  auto server = start_test_server({"--body-timeout-ms", "200"});
+  raw_client c(server.port());
+  c.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nquack");
+  auto start = clock::now();
+  auto all = c.read_until_close(10s);
+  EXPECT_EQ(status_of(all), 408) << all;
+  EXPECT_EQ(header_of(all, "Connection"), "close") << all;
+  EXPECT_FALSE(c.was_reset());
+  EXPECT_GE(since(start), 200ms - clock_slack);
+}
+
+TEST(Timeouts, AnswersAStalledChunkedBodyWith408) {
+  auto server = start_test_server({"--body-timeout-ms", "200"});
+  raw_client c(server.port());
+  c.send("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nquack\r\n");
+  auto all = c.read_until_close(10s);
+  EXPECT_EQ(status_of(all), 408) << all;
+  EXPECT_FALSE(c.was_reset());
+}
+
+TEST(Timeouts, LetsABodyArriveSlowerThanTheTimeoutAsLongAsItKeepsComing) {
+  auto server = start_test_server({"--body-timeout-ms", "600"});
+  raw_client c(server.port());
+  c.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n");
+  auto start = clock::now();
+  // Eight pieces 150 ms apart: the whole body takes twice the timeout, no pause reaches it.
+  for (char ch : std::string("abcdefgh")) {
+    ASSERT_FALSE(c.readable_within(150ms)) << "answered before the body was complete";
+    c.send(std::string_view(&ch, 1));
+  }
+  auto r = c.read_response(10s);
+  EXPECT_EQ(status_of(r), 200) << r;
+  EXPECT_EQ(body_of(r), "abcdefgh");
+  EXPECT_GE(since(start), 1000ms);
+}
+
+TEST(Timeouts, AnswersABodyNeverSentAfterContinueWith408) {
+  auto server = start_test_server({"--body-timeout-ms", "200"});
+  raw_client c(server.port());
+  c.send("POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+  EXPECT_EQ(c.read_response(10s), "HTTP/1.1 100 Continue\r\n\r\n");
+  auto all = c.read_until_close(10s);
+  EXPECT_EQ(status_of(all), 408) << all;
+}
+
+// --- idle (keep-alive) timeout ---------------------------------------------------------------
+
+TEST(Timeouts, ClosesAnIdleKeepAliveConnectionCleanlyAfterTheIdleTimeout) {
+  auto server = start_test_server({"--idle-timeout-ms", "200"});
+  raw_client c(server.port());
+  c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(body_of(c.read_response()), hello);
+  auto idle_since = clock::now();
+  ASSERT_TRUE(c.closed_within(10s)) << "still open 10 s after a 200 ms idle timeout";
+  EXPECT_FALSE(c.was_reset()) << "the idle connection was reset, not closed";
+  EXPECT_GE(since(idle_since), 200ms - clock_slack);
+}
+
+TEST(Timeouts, LingersAfterTheIdleCloseSoThatARequestRacingItIsNotReset) {
+  auto server = start_test_server({"--idle-timeout-ms", "200"});
+  raw_client c(server.port());
+  c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(body_of(c.read_response()), hello);
+  ASSERT_TRUE(c.closed_within(10s));
+  // A client that sent its next request just as the server closed: the server half-closed
+  // and reads what still comes, so the client sees the end of stream, never a reset.
+  c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_FALSE(c.reset_within(100ms))
+      << "a request racing the idle close was answered with a reset";
+}
+
+TEST(Timeouts, LingersAfterA408SoThatTheRestOfTheRequestIsNotReset) {
+  auto server = start_test_server({"--header-timeout-ms", "200"});
+  raw_client c(server.port());
+  c.send("GET / HTTP/1.1\r\nHost: x\r\n");
+  EXPECT_EQ(status_of(c.read_until_close(10s)), 408);
+  c.send("X-Late: yes\r\n\r\n");
+  EXPECT_FALSE(c.reset_within(100ms)) << "the rest of the request was answered with a reset";
+}
+
+TEST(Timeouts, KeepsAConnectionUsedMoreOftenThanTheIdleTimeout) {
+  auto server = start_test_server({"--idle-timeout-ms", "400"});
+  raw_client c(server.port());
+  auto start = clock::now();
+  std::string peer;
+  // Requests 100 ms apart for twice the idle timeout: each one restarts it.
+  while (since(start) < 800ms) {
+    c.send("GET /peer HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto r = c.read_response(10s);
+    ASSERT_EQ(status_of(r), 200) << r;
+    if (peer.empty()) peer = body_of(r);
+    EXPECT_EQ(body_of(r), peer);
+    ASSERT_FALSE(c.readable_within(100ms)) << "closed while in use";
+  }
+}
+
+TEST(Timeouts, LetsTheClientSeeTheIdleCloseAndConnectAgain) {
+  auto server = start_test_server({"--idle-timeout-ms", "200"});
+  {
+    raw_client c(server.port());
+    c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_EQ(body_of(c.read_response()), hello);
+    ASSERT_TRUE(c.closed_within(10s));
+  }
+  EXPECT_EQ(body_of(get_once(server.port())), hello);
+}
+
+// --- write timeout ---------------------------------------------------------------------------
+
+TEST(Timeouts, ClosesAConnectionWhoseClientStopsReadingAfterTheWriteTimeout) {
+  // Long enough that the probe below answers well within it, even in a sanitizer build.
+  auto server = start_test_server({"--write-timeout-ms", "500"});
+  constexpr std::size_t size = 64u << 20;
+  raw_client reader(server.port(), 4096);  // small window: the sockets fill fast
+  reader.send("GET /big?bytes=" + std::to_string(size) + " HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto head = reader.read_head(20s);
+  ASSERT_EQ(status_of(head), 200) << head;
+  ASSERT_EQ(header_of(head, "Content-Length"), std::to_string(size));
+  auto stopped_reading = clock::now();
+  // The client cannot see the close without reading, and reading is progress that restarts
+  // the timeout: it asks the server, on another connection, until the reader's is gone.
+  raw_client probe(server.port());
+  auto active = [&] {
+    probe.send("GET /counts HTTP/1.1\r\nHost: x\r\n\r\n");
+    return key_values(body_of(probe.read_response()))["active"];
+  };
+  ASSERT_EQ(active(), "2") << "the big response is not being written";
+  ASSERT_TRUE(eventually([&] { return active() == "1"; }, 10s))
+      << "still writing 10 s after a 500 ms write timeout";
+  EXPECT_GE(since(stopped_reading), 500ms - clock_slack);
+  // What was in flight arrives, then the end: the response was cut short.
+  auto rest = reader.read_until_close(20s);
+  EXPECT_LT(rest.size(), size);
+}
+
+TEST(Timeouts, DoesNotCutASlowButSteadyReaderWithTheWriteTimeout) {
+  auto server = start_test_server({"--write-timeout-ms", "300"});
+  constexpr std::size_t size = 16u << 20;  // more than the sockets hold: the server must wait
+  raw_client reader(server.port(), 1 << 20);
+  reader.send("GET /big?bytes=" + std::to_string(size) + " HTTP/1.1\r\nHost: x\r\n\r\n");
+  // The reader pauses 100 ms before each read, then takes what is there: slow overall, but
+  // no pause reaches the timeout, which is about pauses, not about the whole response.
+  std::size_t received = 0;
+  std::string start;
+  auto deadline = clock::now() + 60s;
+  std::vector<char> buf(1 << 20);
+  bool ended = false;
+  while (!ended && clock::now() < deadline) {
+    ::poll(nullptr, 0, 100);  // the pause under test
+    for (;;) {
+      ssize_t n = ::recv(reader.fd(), buf.data(), buf.size(), MSG_DONTWAIT);
+      if (n > 0) {
+        if (start.size() < 512) start.append(buf.data(), std::min<std::size_t>(n, 512));
+        received += static_cast<std::size_t>(n);
+        continue;
+      }
+      ended = n == 0 || errno != EAGAIN;
+      break;
+    }
+    auto head_end = start.find("\r\n\r\n");
+    if (head_end != std::string::npos && received == head_end + 4 + size) break;
+  }
+  ASSERT_EQ(status_of(start), 200) << start;
+  EXPECT_FALSE(ended) << "the server closed the connection of a reader that kept reading";
+  EXPECT_EQ(received, start.find("\r\n\r\n") + 4 + size);
+}
+
+}  // namespace
+}  // namespace lameduck::testing
