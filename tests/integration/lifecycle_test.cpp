@@ -37,10 +37,9 @@ using clock = std::chrono::steady_clock;
 class event_flag {
  public:
   void raise() {
-    {
-      std::lock_guard lock(mutex_);
-      ++count_;
-    }
+    // Notified under the lock: a waiter that then destroys the flag waits for the unlock.
+    std::lock_guard lock(mutex_);
+    ++count_;
     cv_.notify_all();
   }
   bool wait(int at_least = 1, std::chrono::milliseconds within = 10s) {
@@ -143,7 +142,11 @@ class Lifecycle : public ::testing::Test {
     options.threads = 1;
     options.timeouts.linger = 2s;
   }
-  ~Lifecycle() override { open_gate(); }
+  ~Lifecycle() override {
+    open_gate();
+    server.reset();  // stop tokens fire; then the /watch threads, which use this fixture, end
+    EXPECT_TRUE(watch_answered.wait(watch_entered.count(), 30s));
+  }
 
   // Starts the server (again) with the routes below.
   void start() {
