@@ -33,7 +33,9 @@ loop::loop(server::impl& owner, unsigned index, const server_options& options)
     : owner_(owner),
       index_(index),
       limits_(options.limits),
-      io_(1),
+      // One thread runs this context and touches its sockets and timers; other threads only
+      // post to it. So the scheduler locks (for those posts) but per-socket I/O does not.
+      io_(ASIO_CONCURRENCY_HINT_UNSAFE_IO),
       keep_running_(asio::make_work_guard(io_)),
       timer_(io_),
       serial_(next_loop_serial.fetch_add(1)),
