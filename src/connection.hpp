@@ -5,6 +5,7 @@
 // set_state() in server.cpp, the lifecycle file.
 
 #include <netinet/in.h>
+#include <sys/epoll.h>
 #include <cstdint>
 #include <cstring>
 #include <exception>
@@ -30,6 +31,8 @@ class connection_base : public registry_hook, public timeout_hook {
 
   /// The timeout this connection waited on has passed.
   virtual void on_timeout(timeout_kind k) = 0;
+  /// The socket reported readiness (epoll events): input, room for output, or an error.
+  virtual void on_ready(std::uint32_t events) = 0;
   /// Closes the connection now, whatever it is doing (destroy, a drain's deadline).
   virtual void abort() = 0;
   /// A drain has reached the connection, or its idle grace has ended (see loop::draining).
@@ -75,14 +78,21 @@ class connection final : public connection_base {
     owner.arm(*this, timeout_kind::header);
     // epoll reports data that is already there when the socket is added, so no read is
     // tried before the first readiness event.
-    wait_readable();
+    drained_ = true;
+    watch();
   }
 
   /// Registers the connection only to answer it with an error status and close it.
   void reject(int status) {
     set_state(*this, connection_state::fresh);
     fail(status);
-    pump();
+    if (watch()) pump();
+  }
+
+  void on_ready(std::uint32_t events) override {
+    if (phase_ == phase::closed) return;
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) drained_ = false;
+    pump();  // also retries a write held up by a full socket
   }
 
   void abort() override {
@@ -226,7 +236,7 @@ class connection final : public connection_base {
     // In a drain, a connection between requests is closed, but only after one more read: a
     // request whose bytes are already in the socket is answered, never reset.
     const bool close_if_nothing_arrived = owner.draining && !owner.keep_idle && !mid_request();
-    if (drained_ && !close_if_nothing_arrived) return wait_readable(), false;
+    if (drained_ && !close_if_nothing_arrived) return false;  // the next edge resumes us
     acquire_exchange();
     auto& ex = *exchange_;
     if (ex.input_begin == ex.input_end) ex.input_begin = ex.input_end = 0;
@@ -239,9 +249,10 @@ class connection final : public connection_base {
     std::error_code ec;
     std::size_t n = stream_.read_some(ex.input.get() + ex.input_end, room, ec);
     if (ec && would_block(ec)) {
+      drained_ = true;
       if (state() != connection_state::active) release_exchange();
       if (close_if_nothing_arrived) return begin_close(), true;  // half-close and linger
-      return wait_readable(), false;
+      return false;
     }
     if (ec || n == 0) {
       close_now();  // the client closed or failed; nothing of ours is left to deliver
@@ -378,7 +389,7 @@ class connection final : public connection_base {
     for (;;) {
       std::error_code ec;
       std::size_t n = stream_.read_some(discard, sizeof discard, ec);
-      if (ec && would_block(ec)) return wait_readable(), false;
+      if (ec && would_block(ec)) return false;  // the next edge resumes the linger
       if (ec || n == 0) return close_now(), false;
     }
   }
@@ -393,8 +404,8 @@ class connection final : public connection_base {
       std::size_t n =
           stream_.write_some(ex.output.data() + ex.output_sent, ex.output.size() - ex.output_sent, ec);
       if (ec && would_block(ec)) {
+        // The kernel reports the socket writable again once the client has read enough.
         if (progress || timeout != timeout_kind::write) owner.arm(*this, timeout_kind::write);
-        wait_writable();
         return false;
       }
       if (ec) {
@@ -463,40 +474,29 @@ class connection final : public connection_base {
   }
 
   void maybe_delete() {
-    if (phase_ == phase::closed && pending_waits_ == 0 && !in_pump_) delete this;
+    if (phase_ == phase::closed && !in_pump_ && !retired_) {
+      retired_ = true;
+      owner.retire(this);
+    }
   }
 
-  void wait_readable() {
-    ++pending_waits_;
-    stream_.wait_readable([this](std::error_code ec) {
-      --pending_waits_;
-      if (!ec && phase_ != phase::closed) {
-        drained_ = false;
-        return pump();
-      }
-      close_now();
-      maybe_delete();
-    });
-  }
-
-  void wait_writable() {
-    ++pending_waits_;
-    stream_.wait_writable([this](std::error_code ec) {
-      --pending_waits_;
-      if (!ec && phase_ != phase::closed) return resume();
-      close_now();
-      maybe_delete();
-    });
+  // Hands the socket to the loop's epoll set, once: edge-triggered for input and output.
+  // False when that failed and the connection is gone.
+  bool watch() {
+    if (owner.watch(stream_.native_handle(), *this)) return true;
+    close_now();
+    maybe_delete();
+    return false;
   }
 
   Stream stream_;
   exchange* exchange_ = nullptr;
   std::uint64_t body_written_ = 0;
-  int pending_waits_ = 0;
   phase phase_ = phase::reading;
   http1::framing framing_ = http1::framing::content_length;
   bool drained_ = false;  // the last read emptied the socket and no event has been missed since
   bool in_pump_ = false;
+  bool retired_ = false;  // handed to the loop for deletion
   bool request_done_ = false;  // the parser holds a complete request, kept until the next begins
   bool head_written_ = false;
   bool body_allowed_ = true;

@@ -140,14 +140,7 @@ class acceptor {
   void admit(int fd, const socket_address& peer, socklen_t size) {
     int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    tcp_socket s(loop_.io());
-    std::error_code ec;
-    s.assign(peer.any.sa_family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), fd, ec);
-    if (ec) {
-      ::close(fd);
-      return;
-    }
-    auto* c = new connection<tcp_stream>(loop_, tcp_stream(std::move(s)), &peer.any, size);
+    auto* c = new connection<tcp_stream>(loop_, tcp_stream(fd), &peer.any, size);
     c->id = next_id_.fetch_add(1, std::memory_order_relaxed);
     if (open_connections_.fetch_add(1, std::memory_order_relaxed) >= max_connections_) {
       c->reject(503);

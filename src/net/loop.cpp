@@ -1,6 +1,9 @@
 #include "net/loop.hpp"
 
+#include <sys/epoll.h>
 #include <time.h>
+
+#include <system_error>
 
 #include <asio/post.hpp>
 
@@ -38,9 +41,13 @@ loop::loop(server::impl& owner, unsigned index, const server_options& options)
       io_(ASIO_CONCURRENCY_HINT_UNSAFE_IO),
       keep_running_(asio::make_work_guard(io_)),
       timer_(io_),
+      events_(io_),
       serial_(next_loop_serial.fetch_add(1)),
       anchor_(std::make_shared<loop_anchor>()) {
   anchor_->target = this;
+  int epfd = ::epoll_create1(EPOLL_CLOEXEC);
+  if (epfd < 0) throw std::system_error(errno, std::system_category(), "lameduck: epoll_create1");
+  events_.assign(epfd);
   const timeouts& t = options.timeouts;
   auto ns = [](std::chrono::milliseconds d) {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
@@ -63,6 +70,7 @@ loop::~loop() {
 }
 
 void loop::start_thread() {
+  wait_for_events();
   thread_ = std::thread([this] {
     current_serial_ = serial_;
     io_.run();
@@ -73,6 +81,8 @@ void loop::start_thread() {
 void loop::allow_exit() {
   // Posted: the timer and the guard belong to the loop's thread.
   asio::post(io_, [this] {
+    std::error_code ignored;
+    events_.cancel(ignored);
     timer_.cancel();
     timer_deadline_ns_ = 0;
     keep_running_.reset();
@@ -81,6 +91,45 @@ void loop::allow_exit() {
 
 void loop::join() {
   if (thread_.joinable()) thread_.join();
+}
+
+bool loop::watch(int fd, connection_base& c) noexcept {
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.data.ptr = &c;
+  return ::epoll_ctl(events_.native_handle(), EPOLL_CTL_ADD, fd, &ev) == 0;
+}
+
+void loop::retire(connection_base* c) noexcept {
+  if (dispatching_) {
+    retired_.push_back(c);
+  } else {
+    delete c;
+  }
+}
+
+void loop::wait_for_events() {
+  events_.async_wait(asio::posix::descriptor_base::wait_read, [this](std::error_code ec) {
+    if (!ec) dispatch_events();
+  });
+}
+
+void loop::dispatch_events() {
+  constexpr int batch = 256;
+  epoll_event ready[batch];
+  int n = ::epoll_wait(events_.native_handle(), ready, batch, 0);
+  dispatching_ = true;
+  for (int i = 0; i < n; ++i) {
+    static_cast<connection_base*>(ready[i].data.ptr)->on_ready(ready[i].events);
+  }
+  dispatching_ = false;
+  for (connection_base* c : retired_) delete c;
+  retired_.clear();
+  if (n == batch) {
+    asio::post(io_, [this] { dispatch_events(); });  // more are ready; let timers run first
+  } else {
+    wait_for_events();
+  }
 }
 
 void loop::arm(connection_base& c, timeout_kind k) noexcept {

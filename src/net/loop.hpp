@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <asio/io_context.hpp>
+#include <asio/posix/stream_descriptor.hpp>
 #include <asio/steady_timer.hpp>
 
 #include <lameduck/options.hpp>
@@ -57,6 +58,12 @@ class loop {
 
   /// Starts c's timeout of kind k from now (replacing any it had); none disarms.
   void arm(connection_base& c, timeout_kind k) noexcept;
+  /// Adds a connection's socket to this loop's epoll set (edge-triggered, input and output);
+  /// c.on_ready() then reports its events. False on failure.
+  bool watch(int fd, connection_base& c) noexcept;
+  /// Deletes a closed connection, or after the current batch of events if one is being
+  /// handed out (later events of the batch may still name it).
+  void retire(connection_base* c) noexcept;
   /// Takes an exchange from the pool (or makes one).
   exchange* acquire_exchange();
   /// Returns an exchange nobody refers to any more to the pool.
@@ -86,6 +93,8 @@ class loop {
  private:
   void schedule_timer(std::int64_t deadline_ns);
   void on_timer();
+  void wait_for_events();
+  void dispatch_events();
 
   server::impl& owner_;
   const unsigned index_;
@@ -93,6 +102,12 @@ class loop {
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> keep_running_;
   asio::steady_timer timer_;
+  // The connections' own epoll set. asio's reactor re-arms its descriptor (epoll_ctl) on every
+  // wait; this set is armed once per connection, and asio only waits on the set itself, so
+  // one re-arm serves a whole batch of events.
+  asio::posix::basic_stream_descriptor<asio::io_context::executor_type> events_;
+  bool dispatching_ = false;
+  std::vector<connection_base*> retired_;
   std::int64_t timer_deadline_ns_ = 0;  // 0: not armed
   std::array<std::int64_t, timeout_kind_count> durations_ns_{};
   std::array<intrusive_list<connection_base, timeout_hook>, timeout_kind_count> timeouts_;
