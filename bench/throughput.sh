@@ -1,0 +1,321 @@
+#!/usr/bin/env bash
+# Benchmark (not a test; never run in CI): lameduck against nginx, h2o and Node.js on a tiny
+# keep-alive response, plus resident memory per idle keep-alive connection.
+#
+# Part 1, throughput. Every server answers GET / with 200 "Hello, World!\n" on 127.0.0.1, is
+# pinned to CPU 0 and uses one thread / one worker; wrk is pinned to CPU 1 and runs
+# `wrk -t1 -c64` and `-c256` (keep-alive, --latency) for DURATION seconds, after a WARMUP
+# seconds run with the same connection count. Per server × connection count it reports
+# requests/s, p99 latency, and the server's CPU time per request: utime+stime (plus reaped
+# children) of the server process and all its descendants (nginx's worker, h2o's helper),
+# read from /proc/PID/stat just before and just after the measured run, divided by the number
+# of requests wrk counted. With one wrk thread the client saturates before the fastest servers
+# do, so CPU µs/request is the figure that separates them. Servers are interleaved within each
+# round (the order rotates from round to round); the table shows medians over ROUNDS rounds
+# and each median's ratio to nginx's.
+#
+# Part 2, memory. A fresh lameduck and a fresh nginx each get IDLE_CONNS keep-alive
+# connections (a python client on CPU 1; each connection sends one GET /, reads the answer,
+# then stays open and idle); the figure is (VmRSS after − VmRSS before) / connections, VmRSS
+# summed over the server process and its descendants (for nginx the master's share does not
+# move, so this is the worker's growth). The whole part takes a few seconds per server,
+# well within lameduck's default 60 s keep-alive timeout; the peers are configured with 300 s.
+#
+# Run from anywhere:   bench/throughput.sh
+# Quick look:          DURATION=3 ROUNDS=1 bench/throughput.sh
+# Environment (defaults in brackets):
+#   DURATION [10]  WARMUP [2]  ROUNDS [3]  CONNS ["64 256"]  IDLE_CONNS [10000]
+#   SERVERS ["lameduck nginx h2o node"]  MEMORY_SERVERS ["lameduck nginx"] (MEMORY_SERVERS= skips part 2)
+#   LAMEDUCK_HELLO [build/release/bin/lameduck-hello]  NGINX [/usr/sbin/nginx]  H2O [/usr/bin/h2o]
+#   NODE [/usr/bin/node]  PYTHON [/usr/bin/python3]  SERVER_CPU [0]  CLIENT_CPU [1]
+#   OUT_DIR [bench/out]: each run writes raw results, wrk outputs and the tables to
+#   OUT_DIR/throughput-<date>-<time>/.
+# Needs: wrk, taskset, python3, and whichever servers are wanted (a missing one is skipped with a
+# note; scripts/setup with LAMEDUCK_SETUP_BENCH=1 installs nginx-light and h2o). Two or more CPUs.
+# Absolute figures drift by up to ~20 % between runs on a noisy machine: compare within one run.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/.." && pwd)
+
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+ROUNDS=${ROUNDS:-3}
+CONNS=${CONNS:-"64 256"}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+SERVERS=${SERVERS:-"lameduck nginx h2o node"}
+MEMORY_SERVERS=${MEMORY_SERVERS-"lameduck nginx"}
+LAMEDUCK_HELLO=${LAMEDUCK_HELLO:-$root/build/release/bin/lameduck-hello}
+NGINX=${NGINX:-/usr/sbin/nginx}
+H2O=${H2O:-/usr/bin/h2o}
+NODE=${NODE:-/usr/bin/node}
+PYTHON=${PYTHON:-/usr/bin/python3}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+OUT_DIR=${OUT_DIR:-$here/out}
+
+helper() { "$PYTHON" "$here/throughput_helper.py" "$@"; }
+note() { echo "throughput: $*" >&2; }
+
+for tool in wrk taskset timeout "$PYTHON"; do
+  command -v "$tool" >/dev/null 2>&1 || { note "needs $tool"; exit 2; }
+done
+
+# ------------------------------------------------------------------------------ setup
+
+# Everything this script runs itself (helpers, wrk, the idle client) stays off the server's CPU.
+taskset -cp "$CLIENT_CPU" $$ >/dev/null
+
+# 10,000 idle connections need that many descriptors in the client and in the server, which
+# inherit this limit. Raise the soft limit as far as the hard limit allows.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+nofile=$(ulimit -n)
+[[ $nofile == unlimited ]] && nofile=1048576
+if ((${#MEMORY_SERVERS} > 0 && nofile < IDLE_CONNS + 256)); then
+  note "open-file limit is $nofile (hard limit $(ulimit -Hn)); idle connections cut to $((nofile - 256))"
+  IDLE_CONNS=$((nofile - 256))
+fi
+
+clk_tck=$(getconf CLK_TCK)
+run_dir="$OUT_DIR/throughput-$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$run_dir/wrk"
+results="$run_dir/results.txt"   # round server conns requests rps p99_ms cpu_us busy_pct errors
+memory="$run_dir/memory.txt"     # server held failed rss_growth_bytes bytes_per_conn
+: >"$results"
+: >"$memory"
+
+# Server configs, document roots and logs. World-readable: h2o drops root privileges to nobody.
+tmp=$(mktemp -d /tmp/lameduck-bench.XXXXXX)
+chmod 755 "$tmp"
+
+declare -A pid=() port=()
+
+stop_server() {
+  local name=$1 p=${pid[$1]:-} pids i c
+  [[ -n $p ]] || return 0
+  unset "pid[$name]"
+  pids=$(helper tree "$p" 2>/dev/null) || pids=$p
+  kill -TERM "$p" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    kill -0 "$p" 2>/dev/null || break
+    sleep 0.1
+  done
+  # Whatever is left of the tree after 5 s (or was orphaned by the exit) is killed, by pid.
+  for c in $pids; do kill -KILL "$c" 2>/dev/null || true; done
+  wait "$p" 2>/dev/null || true
+}
+
+cleanup() {
+  local name
+  trap - EXIT INT TERM
+  for name in "${!pid[@]}"; do stop_server "$name"; done
+  if [[ -d $tmp ]]; then
+    mkdir -p "$run_dir/servers"
+    find "$tmp" -name '*.log' -exec cp {} "$run_dir/servers/" \; 2>/dev/null || true
+    rm -rf "$tmp"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ------------------------------------------------------------------------------ servers
+
+# Each start_<name> PORT DIR launches the server in the background, pinned to SERVER_CPU, and
+# leaves its pid in $!. The process must be the server itself (no wrapper shell), so that the
+# pid is the root of the server's process tree.
+
+have_lameduck() {
+  [[ -x $LAMEDUCK_HELLO ]] && return 0
+  [[ -n ${lameduck_noted:-} ]] ||
+    note "skipping lameduck: $LAMEDUCK_HELLO not built (cmake --preset release && cmake --build --preset release, or set LAMEDUCK_HELLO)"
+  lameduck_noted=1
+  return 1
+}
+start_lameduck() {
+  taskset -c "$SERVER_CPU" "$LAMEDUCK_HELLO" --listen "127.0.0.1:$1" --threads 1 \
+    >"$2/lameduck.log" 2>&1 &
+}
+
+have_nginx() { [[ -x $NGINX ]] || { note "skipping nginx: no $NGINX"; return 1; }; }
+start_nginx() {
+  local port=$1 dir=$2 temp_paths="" m
+  # Keep every temp path inside DIR (the defaults under /var/lib/nginx may not exist).
+  for m in client_body fastcgi proxy scgi uwsgi; do
+    if "$NGINX" -V 2>&1 | grep -q -- "--http-${m/client_/client-}-temp-path"; then
+      mkdir -p "$dir/$m"
+      temp_paths+="  ${m}_temp_path $dir/$m;"$'\n'
+    fi
+  done
+  cat >"$dir/nginx.conf" <<EOF
+daemon off;
+master_process on;
+worker_processes 1;
+worker_rlimit_nofile $nofile;
+pid $dir/nginx.pid;
+error_log $dir/nginx-error.log warn;
+events {
+  worker_connections $nofile;
+}
+http {
+  access_log off;
+  default_type text/plain;
+  keepalive_timeout 300s;
+  keepalive_requests 1000000;
+$temp_paths  server {
+    listen 127.0.0.1:$port;
+    location / { return 200 "Hello, World!\n"; }
+  }
+}
+EOF
+  taskset -c "$SERVER_CPU" "$NGINX" -p "$dir/" -c "$dir/nginx.conf" -e "$dir/nginx-error.log" \
+    >"$dir/nginx.log" 2>&1 &
+}
+
+have_h2o() { [[ -x $H2O ]] || { note "skipping h2o: no $H2O"; return 1; }; }
+start_h2o() {
+  local port=$1 dir=$2
+  # h2o 2.2 has no directive for a fixed body without mruby; file.file serves one (cached,
+  # open) file at /. Its answer carries a few more headers (etag, last-modified,
+  # accept-ranges) than the others'.
+  printf 'Hello, World!\n' >"$dir/hello.txt"
+  cat >"$dir/h2o.conf" <<EOF
+listen:
+  host: 127.0.0.1
+  port: $port
+num-threads: 1
+error-log: $dir/h2o-error.log
+http1-request-timeout: 300
+hosts:
+  "127.0.0.1":
+    paths:
+      "/":
+        file.file: $dir/hello.txt
+EOF
+  taskset -c "$SERVER_CPU" "$H2O" -m worker -c "$dir/h2o.conf" >"$dir/h2o.log" 2>&1 &
+}
+
+have_node() { [[ -x $NODE ]] || { note "skipping node: no $NODE"; return 1; }; }
+start_node() {
+  local port=$1 dir=$2
+  cat >"$dir/server.js" <<'EOF'
+'use strict';
+const http = require('http');
+const body = Buffer.from('Hello, World!\n');
+const server = http.createServer((req, res) => {
+  res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': body.length });
+  res.end(body);
+});
+server.keepAliveTimeout = 300000;
+server.listen(Number(process.argv[2]), '127.0.0.1');
+EOF
+  taskset -c "$SERVER_CPU" "$NODE" "$dir/server.js" "$port" >"$dir/node.log" 2>&1 &
+}
+
+# start_server NAME: start a fresh instance on a free port; 0 when it answers GET /.
+start_server() {
+  local name=$1 dir p status
+  dir=$(mktemp -d "$tmp/$name.XXXXXX")
+  chmod 755 "$dir"
+  port[$name]=$(helper freeport)
+  "start_$name" "${port[$name]}" "$dir"
+  pid[$name]=$!
+  if ! helper wait-port "${port[$name]}" "${pid[$name]}" 10 || ! kill -0 "${pid[$name]}" 2>/dev/null; then
+    note "$name did not start; its log:"
+    cat "$dir"/*.log >&2 2>/dev/null || true
+    stop_server "$name"
+    return 1
+  fi
+  status=$(helper get "${port[$name]}" 2>&1 | tr -d '\r' | paste -sd' ') || true
+  [[ $status == "HTTP/1.1 200 OK Hello, World!" ]] ||
+    note "warning: $name answers GET / with: $status"
+  return 0
+}
+
+# ------------------------------------------------------------------------------ part 1
+
+# measure ROUND NAME CONNS: one warm-up and one measured wrk run; appends a line to $results.
+measure() {
+  local round=$1 name=$2 conns=$3 p=${pid[$2]} url="http://127.0.0.1:${port[$2]}/"
+  local out="$run_dir/wrk/$name-c$conns-r$round.txt" before after idle0 idle1 t0 t1 cpu_us busy idle
+  local requests rps p99 errors
+  # wrk stops itself after -d; timeout only guards against a wedged run.
+  timeout -k 5 $((WARMUP + 30)) taskset -c "$CLIENT_CPU" \
+    wrk -t1 -c"$conns" -d"${WARMUP}s" "$url" >/dev/null 2>&1 || true
+  before=$(helper cputicks "$p")
+  idle0=$(helper cpuidle "$CLIENT_CPU")
+  t0=$EPOCHREALTIME
+  timeout -k 5 $((DURATION + 30)) taskset -c "$CLIENT_CPU" \
+    wrk -t1 -c"$conns" -d"${DURATION}s" --latency "$url" >"$out" 2>&1 || true
+  t1=$EPOCHREALTIME
+  idle1=$(helper cpuidle "$CLIENT_CPU")
+  after=$(helper cputicks "$p")
+  read -r requests rps p99 errors < <(helper wrk-parse "$out")
+  # CPU time per request; how busy the server was (near 100 %: the server was the bottleneck);
+  # how idle the client's CPU was (well above 0 % while the server is not busy either: the
+  # machine was noisy, or the two sides waited on each other).
+  read -r cpu_us busy idle < <(awk -v t=$((after - before)) -v hz="$clk_tck" -v n="$requests" \
+    -v i=$((idle1 - idle0)) -v wall="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
+    'BEGIN { printf "%s %.1f %.1f\n", (n + 0 > 0) ? sprintf("%.3f", t * 1e6 / hz / n) : "nan",
+                                       100 * t / hz / wall, 100 * i / hz / wall }')
+  echo "$round $name $conns $requests $rps $p99 $cpu_us $busy $errors" >>"$results"
+  printf '  round %d/%d  %-8s c=%-4s %8.0f req/s  p99 %6.2f ms  %6.2f µs/req  server busy %3.0f %%  client CPU idle %3.0f %%%s\n' \
+    "$round" "$ROUNDS" "$name" "$conns" "$rps" "$p99" "$cpu_us" "$busy" "$idle" \
+    "$( ((errors > 0)) && echo "  ($errors errors, see $out)")"
+  if ! kill -0 "$p" 2>/dev/null; then
+    note "$name exited during the run; dropping it"
+    unset "pid[$name]"
+  fi
+}
+
+servers=()
+for name in $SERVERS; do
+  declare -F "have_$name" >/dev/null || { note "unknown server $name"; continue; }
+  "have_$name" && servers+=("$name")
+done
+
+echo "throughput: $(getconf _NPROCESSORS_ONLN) CPUs online, kernel $(uname -r); servers on CPU $SERVER_CPU, clients on CPU $CLIENT_CPU"
+echo "throughput: wrk -t1 -c{${CONNS// /,}} -d${DURATION}s after ${WARMUP}s warm-up; $ROUNDS round(s); output in $run_dir"
+
+running=()
+for name in "${servers[@]}"; do
+  if start_server "$name"; then running+=("$name"); fi
+done
+
+if ((${#running[@]} > 0)); then
+  for ((round = 1; round <= ROUNDS; round++)); do
+    for conns in $CONNS; do
+      # Rotate the order each round so that no server always runs first or last.
+      n=${#running[@]}
+      for ((i = 0; i < n; i++)); do
+        name=${running[(i + round - 1) % n]}
+        [[ -n ${pid[$name]:-} ]] && measure "$round" "$name" "$conns"
+      done
+    done
+  done
+fi
+for name in "${running[@]}"; do stop_server "$name"; done
+
+# ------------------------------------------------------------------------------ part 2
+
+for name in $MEMORY_SERVERS; do
+  declare -F "have_$name" >/dev/null || { note "unknown server $name"; continue; }
+  "have_$name" || continue
+  start_server "$name" || continue
+  # Opening is bounded to 30 s; then 1 s to settle before RSS is read again.
+  if line=$(timeout -k 5 90 taskset -c "$CLIENT_CPU" \
+      "$PYTHON" "$here/throughput_helper.py" idle "${port[$name]}" "${pid[$name]}" "$IDLE_CONNS" 30); then
+    read -r held failed growth per_conn open_s <<<"$line"
+    echo "$name $held $failed $growth $per_conn" >>"$memory"
+    printf '  %-8s %d idle connections (opened in %s s, %d failed): RSS +%d KiB, %.0f bytes each\n' \
+      "$name" "$held" "$open_s" "$failed" $((growth / 1024)) "$per_conn"
+  else
+    note "idle-connection client failed against $name"
+  fi
+  stop_server "$name"
+done
+
+# ------------------------------------------------------------------------------ tables
+
+echo
+helper summarize "$results" "$memory" | tee "$run_dir/summary.md"
