@@ -20,6 +20,8 @@
 
 #include <gtest/gtest.h>
 
+#include "harness.hpp"
+
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -411,46 +413,9 @@ TEST(HttpDate, IsEnglishWhateverTheProgramsLocale) {
 // Sends bytes on a new connection to 127.0.0.1:port and returns everything received until the
 // server closes it (10 s at most).
 std::string round_trip(std::uint16_t port, std::string_view bytes) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    ADD_FAILURE() << "socket: " << std::strerror(errno);
-    return {};
-  }
-  timeval limit{10, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
-  sockaddr_in to{};
-  to.sin_family = AF_INET;
-  to.sin_port = htons(port);
-  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::string got;
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0) {
-    ADD_FAILURE() << "connect: " << std::strerror(errno);
-    ::close(fd);
-    return got;
-  }
-  while (!bytes.empty()) {
-    ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      ADD_FAILURE() << "send: " << std::strerror(errno);
-      break;
-    }
-    bytes.remove_prefix(static_cast<std::size_t>(n));
-  }
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n > 0) {
-      got.append(buf, static_cast<std::size_t>(n));
-    } else if (n == 0) {
-      break;
-    } else if (errno != EINTR) {
-      ADD_FAILURE() << "no close from the server: " << std::strerror(errno) << "; got:\n" << got;
-      break;
-    }
-  }
-  ::close(fd);
-  return got;
+  lameduck::testing::raw_client c(port);
+  c.send(bytes);
+  return c.read_until_close(std::chrono::seconds(10));
 }
 
 // One response as received.
