@@ -48,11 +48,11 @@
 // it comes; the probers run SCHED_FIFO above it. All of them share the client's CPU.
 
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
-#include <dirent.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -68,14 +68,14 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
-#include <mutex>
 #include <cerrno>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -112,7 +112,7 @@ struct options {
 
 int signal_number(std::string_view name) {
   static const std::map<std::string_view, int> known{
-      {"TERM", SIGTERM}, {"INT", SIGINT}, {"QUIT", SIGQUIT}, {"KILL", SIGKILL},
+      {"TERM", SIGTERM}, {"INT", SIGINT},   {"QUIT", SIGQUIT}, {"KILL", SIGKILL},
       {"HUP", SIGHUP},   {"USR1", SIGUSR1}, {"USR2", SIGUSR2}};
   if (name.starts_with("SIG")) name.remove_prefix(3);
   auto it = known.find(name);
@@ -149,17 +149,28 @@ options parse(int argc, char** argv) {
     if (i + 1 >= argc) usage();
     std::string k = argv[i], v = argv[i + 1];
     auto num = [&] { return std::atoi(v.c_str()); };
-    if (k == "--port") o.port = num();
-    else if (k == "--pid") o.pid = num();
-    else if (k == "--idle") o.idle = num();
-    else if (k == "--inflight") o.inflight = num();
-    else if (k == "--conns") o.conns = num();
-    else if (k == "--delay-ms") o.delay_ms = num();
-    else if (k == "--settle-ms") o.settle_ms = num();
-    else if (k == "--window-ms") o.window_ms = num();
-    else if (k == "--probe-us") o.probe_us = num();
-    else if (k == "--spread-us") o.spread_us = num();
-    else if (k == "--scenario" && v.size() == 1) o.scenario = v[0];
+    if (k == "--port")
+      o.port = num();
+    else if (k == "--pid")
+      o.pid = num();
+    else if (k == "--idle")
+      o.idle = num();
+    else if (k == "--inflight")
+      o.inflight = num();
+    else if (k == "--conns")
+      o.conns = num();
+    else if (k == "--delay-ms")
+      o.delay_ms = num();
+    else if (k == "--settle-ms")
+      o.settle_ms = num();
+    else if (k == "--window-ms")
+      o.window_ms = num();
+    else if (k == "--probe-us")
+      o.probe_us = num();
+    else if (k == "--spread-us")
+      o.spread_us = num();
+    else if (k == "--scenario" && v.size() == 1)
+      o.scenario = v[0];
     else if (k == "--signals") {
       for (auto& s : split(v, ',')) {
         int n = signal_number(s);
@@ -167,7 +178,8 @@ options parse(int argc, char** argv) {
         o.signals.push_back(n);
       }
     } else if (k == "--stop-pids") {
-      for (auto& s : split(v, ',')) o.stop_pids.push_back(std::atoi(s.c_str()));
+      for (auto& s : split(v, ','))
+        o.stop_pids.push_back(std::atoi(s.c_str()));
     } else {
       usage();
     }
@@ -197,10 +209,13 @@ bool iequals_prefix(std::string_view line, std::string_view name) {
 }
 
 std::string trim_lower(std::string_view v) {
-  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
-  while (!v.empty() && (v.back() == ' ' || v.back() == '\t' || v.back() == '\r')) v.remove_suffix(1);
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t'))
+    v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t' || v.back() == '\r'))
+    v.remove_suffix(1);
   std::string out(v);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (auto& c : out)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
 }
 
@@ -220,7 +235,8 @@ response_view read_response(const std::string& in) {
   while (pos != std::string_view::npos && pos < head.size()) {
     std::size_t start = pos + 2;
     std::size_t end = head.find("\r\n", start);
-    std::string_view line = head.substr(start, (end == std::string_view::npos ? head.size() : end) - start);
+    std::string_view line =
+        head.substr(start, (end == std::string_view::npos ? head.size() : end) - start);
     if (iequals_prefix(line, "content-length:")) {
       length = std::strtoull(std::string(line.substr(15)).c_str(), nullptr, 10);
     } else if (iequals_prefix(line, "connection:")) {
@@ -246,7 +262,8 @@ response_view read_response(const std::string& in) {
   return r;
 }
 
-const char get_request[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: lameduck-bench\r\n\r\n";
+const char get_request[] =
+    "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: lameduck-bench\r\n\r\n";
 
 // ------------------------------------------------------------------------------ connections
 
@@ -258,16 +275,16 @@ struct conn {
   int fd = -1;
   role kind = role::idle;
   bool connected = false;
-  bool setup_done = false;      // the one request of the setup has been answered
-  bool measuring = false;       // the stop has begun; events now count
-  bool answered = false;        // a complete response after the stop began (or in flight)
-  bool unsolicited = false;     // idle connection: bytes arrived that nobody asked for
+  bool setup_done = false;   // the one request of the setup has been answered
+  bool measuring = false;    // the stop has begun; events now count
+  bool answered = false;     // a complete response after the stop began (or in flight)
+  bool unsolicited = false;  // idle connection: bytes arrived that nobody asked for
   ending end = ending::none;
   ns_t t_answer = 0, t_end = 0;
   int status = 0;
   std::string connection;
-  std::string in;               // bytes of the response being read
-  std::string out;              // bytes still to write
+  std::string in;   // bytes of the response being read
+  std::string out;  // bytes still to write
 };
 
 sockaddr_in server_address(int port) {
@@ -314,7 +331,8 @@ class closer {
         if (queue_.empty() && done_) return;
         batch.swap(queue_);
       }
-      for (int fd : batch) ::close(fd);
+      for (int fd : batch)
+        ::close(fd);
       batch.clear();
     }
   }
@@ -388,7 +406,8 @@ class client {
 
   void settle(int ms) {
     ns_t until = now_ns() + ms * 1'000'000LL;
-    while (now_ns() < until) poll_once(static_cast<int>((until - now_ns()) / 1'000'000) + 1);
+    while (now_ns() < until)
+      poll_once(static_cast<int>((until - now_ns()) / 1'000'000) + 1);
   }
 
   // From now on, every end and every answer counts.
@@ -401,7 +420,8 @@ class client {
 
   // Writes `request` on every connection, as fast as possible (reset on write is noted).
   void write_all(const std::string& request) {
-    for (std::size_t i = 0; i < conns_.size(); ++i) write_one(i, request);
+    for (std::size_t i = 0; i < conns_.size(); ++i)
+      write_one(i, request);
   }
 
   void write_one(std::size_t i, const std::string& request) {
@@ -479,7 +499,9 @@ class client {
       socklen_t len = sizeof err;
       ::getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len);
       if (err) {
-        end(i, err == ECONNRESET || err == ECONNREFUSED || err == EPIPE ? ending::reset : ending::eof, t);
+        end(i,
+            err == ECONNRESET || err == ECONNREFUSED || err == EPIPE ? ending::reset : ending::eof,
+            t);
         if (!c.measuring) die(std::string("setup: connect failed: ") + std::strerror(err));
         return;
       }
@@ -530,7 +552,8 @@ class client {
       if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
       ending how = n == 0 ? ending::eof : ending::reset;
       if (n < 0 && errno != ECONNRESET && errno != EPIPE && errno != ETIMEDOUT)
-        std::fprintf(stderr, "shutdown_client: recv: %s (counted as a reset)\n", std::strerror(errno));
+        std::fprintf(stderr, "shutdown_client: recv: %s (counted as a reset)\n",
+                     std::strerror(errno));
       check_answer(i, true, t);
       if (!c.measuring) {
         die(std::string("setup: a connection ended before the stop (") +
@@ -545,8 +568,8 @@ class client {
     conn& c = conns_[i];
     if (c.answered || c.in.empty()) return;
     auto r = read_response(c.in);
-    bool complete = r.state == response_view::complete ||
-                    (r.state == response_view::until_close && at_end);
+    bool complete =
+        r.state == response_view::complete || (r.state == response_view::until_close && at_end);
     if (!complete) return;
     if (c.kind == role::idle && !c.setup_done) {
       c.setup_done = true;
@@ -621,11 +644,13 @@ bool all_threads_stopped(pid_t pid) {
 }
 
 void freeze(const std::vector<pid_t>& pids) {
-  for (pid_t p : pids) ::kill(p, SIGSTOP);
+  for (pid_t p : pids)
+    ::kill(p, SIGSTOP);
   ns_t deadline = now_ns() + 2'000'000'000LL;
   for (;;) {
     bool all = true;
-    for (pid_t p : pids) all = all && all_threads_stopped(p);
+    for (pid_t p : pids)
+      all = all && all_threads_stopped(p);
     if (all) return;
     if (now_ns() > deadline) die("the server's threads did not all stop within 2 s of SIGSTOP");
     ::usleep(200);
@@ -633,7 +658,8 @@ void freeze(const std::vector<pid_t>& pids) {
 }
 
 void thaw(const std::vector<pid_t>& pids) {
-  for (pid_t p : pids) ::kill(p, SIGCONT);
+  for (pid_t p : pids)
+    ::kill(p, SIGCONT);
 }
 
 // Whether signal `sig` is still pending for the process as a whole (not yet taken by a thread).
@@ -663,7 +689,8 @@ ns_t send_signals(const options& o, const std::vector<pid_t>* frozen = nullptr) 
   for (std::size_t i = 0; i < o.signals.size(); ++i) {
     if (i > 0) {
       ns_t deadline = now_ns() + 1'000'000'000LL;
-      while (signal_pending(o.pid, o.signals[i - 1]) && now_ns() < deadline) ::usleep(20);
+      while (signal_pending(o.pid, o.signals[i - 1]) && now_ns() < deadline)
+        ::usleep(20);
     }
     if (::kill(o.pid, o.signals[i]) != 0) die(std::string("kill: ") + std::strerror(errno));
     if (i == 0 && frozen) thaw(*frozen);
@@ -726,10 +753,10 @@ struct prober {
     if (no) return true;
     int s = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int r = ::connect(s, reinterpret_cast<const sockaddr*>(&a), sizeof a);
-    outcome o = r == 0                   ? outcome::connected
-                : errno == ECONNREFUSED  ? outcome::refused
-                : errno == EINPROGRESS   ? look(s)
-                                         : outcome::other;
+    outcome o = r == 0                  ? outcome::connected
+                : errno == ECONNREFUSED ? outcome::refused
+                : errno == EINPROGRESS  ? look(s)
+                                        : outcome::other;
     if (debug) {
       static const char* names[] = {"connected", "refused", "pending", "other"};
       std::fprintf(stderr, "probe %.3f ms: %s (errno %d)\n", (now_ns() - t0.load()) / 1e6,
@@ -789,7 +816,8 @@ struct prober {
     int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     ::setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    listen_ok = ::bind(s, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0 && ::listen(s, 1) == 0;
+    listen_ok =
+        ::bind(s, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0 && ::listen(s, 1) == 0;
     ::close(s);
   }
 
@@ -798,13 +826,15 @@ struct prober {
     sched_param sp{};
     sp.sched_priority = 2;  // above the measuring thread
     if (fifo && pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp) == 0) ++realtime;
-    while (!t0.load() && !quit.load()) std::this_thread::sleep_for(std::chrono::microseconds(50));
+    while (!t0.load() && !quit.load())
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
     ns_t next = now_ns();
     while (!quit.load() && now_ns() < deadline && !attempt()) {
       next += (now_ns() - t0.load() < 100'000'000 ? 1 : 10) * interval_us * 1000LL;
       ns_t wait = next - now_ns();
       if (wait > 0) {
-        timespec ts{static_cast<time_t>(wait / 1'000'000'000LL), static_cast<long>(wait % 1'000'000'000LL)};
+        timespec ts{static_cast<time_t>(wait / 1'000'000'000LL),
+                    static_cast<long>(wait % 1'000'000'000LL)};
         ::nanosleep(&ts, nullptr);
       } else {
         next = now_ns();
@@ -820,7 +850,8 @@ struct prober {
       t_refused = now_ns();
       return true;
     });
-    for (int s : pending) ::close(s);
+    for (int s : pending)
+      ::close(s);
     pending.clear();
   }
 
@@ -848,11 +879,13 @@ int run_stop(const options& o) {
   cl.open_idle(o.idle, 256, 60'000);
   std::string delayed = "GET /delay?ms=" + std::to_string(o.delay_ms) +
                         " HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: lameduck-bench\r\n\r\n";
-  for (int k = 0; k < o.inflight; ++k) cl.open(role::inflight, delayed);
+  for (int k = 0; k < o.inflight; ++k)
+    cl.open(role::inflight, delayed);
   cl.wait_written(10'000);
   cl.settle(o.settle_ms);
   for (auto& c : cl.conns()) {
-    if (c.kind == role::inflight && c.answered) die("an in-flight request was answered before the stop");
+    if (c.kind == role::inflight && c.answered)
+      die("an in-flight request was answered before the stop");
   }
   cl.watch_exit(o.pid);
 
@@ -877,9 +910,7 @@ int run_stop(const options& o) {
   cl.begin_measuring();
   ns_t deadline = t0 + o.window_ms * 1'000'000LL;
   auto& conns = cl.conns();
-  cl.run_until(deadline, [&] {
-    return cl.t_exit() && pr.done() && cl.open_count() == 0;
-  });
+  cl.run_until(deadline, [&] { return cl.t_exit() && pr.done() && cl.open_count() == 0; });
   pr.quit.store(true);
   connect_thread.join();
   bind_thread.join();
@@ -908,7 +939,8 @@ int run_stop(const options& o) {
     } else if (c.kind == role::inflight) {
       std::string what;
       if (c.answered) {
-        what = std::to_string(c.status) + " " + (c.connection.empty() ? "(no Connection)" : c.connection);
+        what = std::to_string(c.status) + " " +
+               (c.connection.empty() ? "(no Connection)" : c.connection);
         if (!first_answer || c.t_answer < first_answer) first_answer = c.t_answer;
         last_answer = std::max(last_answer, c.t_answer);
         if (c.end == ending::none) ++open_after_answer;
@@ -924,19 +956,21 @@ int run_stop(const options& o) {
     }
   }
   std::string out;
-  for (auto& [k, v] : outcomes) out += (out.empty() ? "" : "; ") + std::to_string(v) + "x " + k;
+  for (auto& [k, v] : outcomes)
+    out += (out.empty() ? "" : "; ") + std::to_string(v) + "x " + k;
   std::printf("idle=%d\ninflight=%d\n", o.idle, o.inflight);
   std::printf("refused_ms=%s\nport_free_ms=%s\nlisten_ok=%d\n", ms(pr.t_refused.load(), t0).c_str(),
               pr.diag_failed ? "?" : ms(pr.t_bound, t0).c_str(), pr.listen_ok ? 1 : 0);
   std::printf("probes_connected=%d\nprobes_unanswered=%d\nrealtime=%d\n", pr.connected,
               pr.unanswered, pr.realtime.load() == 2 && realtime ? 1 : 0);
   std::printf("idle_first_ms=%s\nidle_last_ms=%s\n", ms(first, t0).c_str(), ms(last, t0).c_str());
-  std::printf("idle_eof=%d\nidle_reset=%d\nidle_open=%d\nidle_unsolicited=%d\n", eof, reset, open, unsolicited);
+  std::printf("idle_eof=%d\nidle_reset=%d\nidle_open=%d\nidle_unsolicited=%d\n", eof, reset, open,
+              unsolicited);
   std::printf("inflight_outcomes=%s\n", out.empty() ? "-" : out.c_str());
-  std::printf("inflight_first_answer_ms=%s\ninflight_last_answer_ms=%s\n", ms(first_answer, t0).c_str(),
-              ms(last_answer, t0).c_str());
-  std::printf("inflight_last_end_ms=%s\ninflight_open_after_answer=%d\n", ms(last_inflight_end, t0).c_str(),
-              open_after_answer);
+  std::printf("inflight_first_answer_ms=%s\ninflight_last_answer_ms=%s\n",
+              ms(first_answer, t0).c_str(), ms(last_answer, t0).c_str());
+  std::printf("inflight_last_end_ms=%s\ninflight_open_after_answer=%d\n",
+              ms(last_inflight_end, t0).c_str(), open_after_answer);
   std::printf("exit_ms=%s\nwatched_ms=%s\n", ms(cl.t_exit(), t0).c_str(), ms(t_end, t0).c_str());
   cl.close_all();
   return 0;
@@ -950,14 +984,16 @@ int run_race(const options& o) {
       cl.open_idle(o.conns, 256, 30'000);
       cl.settle(5);
       freeze(o.stop_pids);
-      for (auto& c : cl.conns()) c.kind = role::race;
+      for (auto& c : cl.conns())
+        c.kind = role::race;
       cl.begin_measuring();
       cl.write_all(get_request);
       t0 = send_signals(o, &o.stop_pids);
       break;
     case 'b':
       freeze(o.stop_pids);
-      for (int k = 0; k < o.conns; ++k) cl.open(role::race, get_request);
+      for (int k = 0; k < o.conns; ++k)
+        cl.open(role::race, get_request);
       cl.begin_measuring();
       cl.wait_written(2'000);
       t0 = send_signals(o, &o.stop_pids);
@@ -965,7 +1001,8 @@ int run_race(const options& o) {
     case 'c': {
       cl.open_idle(o.conns, 256, 30'000);
       cl.settle(5);
-      for (auto& c : cl.conns()) c.kind = role::race;
+      for (auto& c : cl.conns())
+        c.kind = role::race;
       cl.begin_measuring();
       t0 = send_signals(o);
       // Connection i writes at t0 + i × SPREAD / B (all at once when SPREAD is 0).
@@ -1006,10 +1043,14 @@ int run_race(const options& o) {
     }
   }
   std::string st;
-  for (auto& [k, v] : statuses) st += (st.empty() ? "" : ",") + std::to_string(k) + ":" + std::to_string(v);
-  std::printf("scenario=%c\nconns=%d\nanswered=%d\nanswered_close=%d\nclosed=%d\nreset=%d\npartial=%d\nopen=%d\n",
-              o.scenario, o.conns, answered, answered_close, closed, reset, partial, open);
-  std::printf("spread_us=%d\nstatuses=%s\nwrite_ms=%s\n", o.spread_us, st.empty() ? "-" : st.c_str(), ms(write_done, t0).c_str());
+  for (auto& [k, v] : statuses)
+    st += (st.empty() ? "" : ",") + std::to_string(k) + ":" + std::to_string(v);
+  std::printf(
+      "scenario=%c\nconns=%d\nanswered=%d\nanswered_close=%d\nclosed=%d\nreset=%d\npartial=%"
+      "d\nopen=%d\n",
+      o.scenario, o.conns, answered, answered_close, closed, reset, partial, open);
+  std::printf("spread_us=%d\nstatuses=%s\nwrite_ms=%s\n", o.spread_us,
+              st.empty() ? "-" : st.c_str(), ms(write_done, t0).c_str());
   cl.close_all();
   return 0;
 }

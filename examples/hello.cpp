@@ -111,9 +111,10 @@ int main(int argc, char** argv) {
   std::vector<std::string> listen;
   unsigned threads = 0;
   double drain_timeout = 30, idle_grace = 0;
-  CLI::App app{"lameduck-hello: the lameduck demo server.\n"
-               "SIGTERM or SIGINT drains it (exit 0, or 3 if the deadline forced it); a second "
-               "signal stops it at once (exit 128+signal)."};
+  CLI::App app{
+      "lameduck-hello: the lameduck demo server.\n"
+      "SIGTERM or SIGINT drains it (exit 0, or 3 if the deadline forced it); a second "
+      "signal stops it at once (exit 128+signal)."};
   app.add_option("--listen", listen, "Address to listen on, HOST:PORT (repeatable)")
       ->default_str("127.0.0.1:8080");
   app.add_option("--threads", threads, "Event-loop threads (default: one per core)")
@@ -184,7 +185,8 @@ int main(int argc, char** argv) {
     std::cerr << "lameduck-hello: cannot listen: " << ec.message() << "\n";
     return 2;
   }
-  for (const auto& a : server.local_addresses()) std::cout << "listening on http://" << a << "\n";
+  for (const auto& a : server.local_addresses())
+    std::cout << "listening on http://" << a << "\n";
   auto first = server.local_addresses().front();
   std::cout << "try:\n"
             << "  curl http://" << first << "/\n"

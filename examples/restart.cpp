@@ -12,8 +12,9 @@
 int main(int argc, char** argv) {
   std::string listen = "127.0.0.1:8080";
   int generations = 3;
-  CLI::App app{"lameduck-restart: serves, drains and starts again on the same port, "
-               "GENERATIONS times; GET /next ends a generation"};
+  CLI::App app{
+      "lameduck-restart: serves, drains and starts again on the same port, "
+      "GENERATIONS times; GET /next ends a generation"};
   app.add_option("--listen", listen, "Address to listen on, HOST:PORT")->capture_default_str();
   app.add_option("--generations", generations, "How many servers to run one after another")
       ->capture_default_str()

@@ -278,8 +278,8 @@ class connection final : public connection_base {
       request_done_ = false;
     }
     std::size_t used = 0;
-    auto event = ex.parser.feed({ex.input.get() + ex.input_begin, ex.input_end - ex.input_begin},
-                                used);
+    auto event =
+        ex.parser.feed({ex.input.get() + ex.input_begin, ex.input_end - ex.input_begin}, used);
     ex.input_begin += used;
     using event_t = http1::request_parser::event;
     switch (event) {
@@ -401,8 +401,8 @@ class connection final : public connection_base {
     bool progress = false;
     while (ex.output_sent < ex.output.size()) {
       std::error_code ec;
-      std::size_t n =
-          stream_.write_some(ex.output.data() + ex.output_sent, ex.output.size() - ex.output_sent, ec);
+      std::size_t n = stream_.write_some(ex.output.data() + ex.output_sent,
+                                         ex.output.size() - ex.output_sent, ec);
       if (ec && would_block(ec)) {
         // The kernel reports the socket writable again once the client has read enough.
         if (progress || timeout != timeout_kind::write) owner.arm(*this, timeout_kind::write);
@@ -496,7 +496,7 @@ class connection final : public connection_base {
   http1::framing framing_ = http1::framing::content_length;
   bool drained_ = false;  // the last read emptied the socket and no event has been missed since
   bool in_pump_ = false;
-  bool retired_ = false;  // handed to the loop for deletion
+  bool retired_ = false;       // handed to the loop for deletion
   bool request_done_ = false;  // the parser holds a complete request, kept until the next begins
   bool head_written_ = false;
   bool body_allowed_ = true;

@@ -14,8 +14,8 @@ class request_builder {
     std::string_view path = target.substr(0, q);
     // RFC 9112 section 3.2.2: absolute-form ("http://host/path"), sent to proxies, must be
     // accepted too; its path is what follows the authority.
-    if (auto scheme_end = path.find("://"); scheme_end != std::string_view::npos &&
-                                            path.find('/') == scheme_end + 1) {
+    if (auto scheme_end = path.find("://");
+        scheme_end != std::string_view::npos && path.find('/') == scheme_end + 1) {
       auto slash = path.find('/', scheme_end + 3);
       path = slash == std::string_view::npos ? std::string_view("/") : path.substr(slash);
     }

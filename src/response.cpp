@@ -3,10 +3,10 @@
 
 #include <lameduck/response.hpp>
 
+#include <strings.h>
 #include <charconv>
 #include <exception>
 #include <stdexcept>
-#include <strings.h>
 
 #include <asio/post.hpp>
 
@@ -91,10 +91,8 @@ void exchange::commit(response_op op, std::string&& data) {
   std::lock_guard lock(anchor_->mutex);
   if (!anchor_->target) return;  // the server is gone; so is anyone to send this to
   add_ref();
-  asio::post(anchor_->target->io(),
-             [ref = exchange_ref(this), op, data = std::move(data)]() mutable {
-               ref->apply(op, data);
-             });
+  asio::post(anchor_->target->io(), [ref = exchange_ref(this), op,
+                                     data = std::move(data)]() mutable { ref->apply(op, data); });
 }
 
 }  // namespace detail
@@ -109,8 +107,9 @@ bool iequals(std::string_view a, std::string_view b) {
 bool is_token(std::string_view s) {
   if (s.empty()) return false;
   for (unsigned char c : s) {
-    bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
+    bool ok =
+        (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+        std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
     if (!ok) return false;
   }
   return true;

@@ -36,12 +36,18 @@ namespace lameduck {
 
 std::string_view to_string(connection_state s) noexcept {
   switch (s) {
-    case connection_state::fresh: return "fresh";
-    case connection_state::active: return "active";
-    case connection_state::idle: return "idle";
-    case connection_state::upgraded: return "upgraded";
-    case connection_state::closing: return "closing";
-    case connection_state::closed: return "closed";
+    case connection_state::fresh:
+      return "fresh";
+    case connection_state::active:
+      return "active";
+    case connection_state::idle:
+      return "idle";
+    case connection_state::upgraded:
+      return "upgraded";
+    case connection_state::closing:
+      return "closing";
+    case connection_state::closed:
+      return "closed";
   }
   return "unknown";
 }
@@ -174,7 +180,7 @@ struct loop_stop {
 
   std::vector<std::unique_ptr<acceptor>> acceptors;
   bool listeners_closed = false;
-  bool reached = false;    // the stop has counted this loop's connections for its report
+  bool reached = false;  // the stop has counted this loop's connections for its report
   bool drain_begun = false;
   bool destroyed = false;  // every connection was closed by force
   bool forced = false;     // an open connection was closed by force
@@ -280,7 +286,9 @@ void set_state(connection_base& c, connection_state s) noexcept {
   }
 }
 
-const handler& handler_of(loop& l) noexcept { return l.owner().handler_; }
+const handler& handler_of(loop& l) noexcept {
+  return l.owner().handler_;
+}
 
 void log_line(loop& l, std::string_view line) {
   try {
@@ -310,7 +318,8 @@ void server::impl::start(std::error_code& ec) {
   std::vector<detail::listener> bound;
   std::vector<int> fds;
   auto close_all = [&] {
-    for (int fd : fds) ::close(fd);
+    for (int fd : fds)
+      ::close(fd);
   };
   for (const auto& text : options.listen) {
     detail::listener li;
@@ -323,8 +332,7 @@ void server::impl::start(std::error_code& ec) {
     bool ok = fd >= 0 && ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
               (!options.reuse_port ||
                ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == 0) &&
-              ::bind(fd, &li.bound.any, li.bound.size()) == 0 &&
-              ::listen(fd, options.backlog) == 0;
+              ::bind(fd, &li.bound.any, li.bound.size()) == 0 && ::listen(fd, options.backlog) == 0;
     if (ok) {
       socklen_t size = sizeof li.bound;
       ok = ::getsockname(fd, &li.bound.any, &size) == 0;
@@ -338,7 +346,8 @@ void server::impl::start(std::error_code& ec) {
     fds.push_back(fd);
   }
 
-  unsigned n = options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
+  unsigned n =
+      options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
   try {
     for (unsigned i = 0; i < n; ++i) {
       loops.push_back(std::make_unique<detail::loop>(*this, i, options));
@@ -360,7 +369,8 @@ void server::impl::start(std::error_code& ec) {
   close_all();
   listeners = std::move(bound);
   for (unsigned i = 0; i < n; ++i) {
-    for (auto& a : stops[i]->acceptors) asio::post(loops[i]->io(), [a = a.get()] { a->start(); });
+    for (auto& a : stops[i]->acceptors)
+      asio::post(loops[i]->io(), [a = a.get()] { a->start(); });
     loops[i]->start_thread();
   }
   running = true;
@@ -374,7 +384,8 @@ void server::impl::start(std::error_code& ec) {
 }
 
 void server::impl::order_stop(const detail::stop_order& next) {
-  if (!running || next == order) return;  // idempotent: nothing stronger was asked  // idempotent: nothing stronger was asked
+  if (!running || next == order)
+    return;  // idempotent: nothing stronger was asked  // idempotent: nothing stronger was asked
   if ((next.drain || next.destroy) && !(order.drain || order.destroy)) {
     stop_began = clock::now();
     completed_at_stop = aborted_at_stop = 0;
@@ -433,7 +444,8 @@ void server::impl::apply(std::size_t i, const detail::stop_order& o) {
 void server::impl::close_listeners(std::size_t i) {
   detail::loop_stop& ls = *stops[i];
   ls.listeners_closed = true;
-  for (auto& a : ls.acceptors) a->close_after_accepting_queued();
+  for (auto& a : ls.acceptors)
+    a->close_after_accepting_queued();
   std::vector<std::function<void()>> callbacks;
   {
     std::lock_guard lock(mutex);
@@ -442,7 +454,8 @@ void server::impl::close_listeners(std::size_t i) {
     accept_stopped.set_value();
     callbacks.swap(on_accept_stopped);
   }
-  for (auto& cb : callbacks) cb();
+  for (auto& cb : callbacks)
+    cb();
 }
 
 void server::impl::force_close(std::size_t i) {
@@ -500,7 +513,8 @@ void server::impl::check_done(std::size_t i) {
     callbacks.swap(on_stopped);
     stopped.set_value(done);
   }
-  for (auto& cb : callbacks) cb(done);
+  for (auto& cb : callbacks)
+    cb(done);
 }
 
 std::shared_future<stop_report> server::impl::stop_future_or_last() {
@@ -553,7 +567,8 @@ void server::start(std::error_code& ec) {
 std::vector<std::string> server::local_addresses() const {
   std::lock_guard lock(impl_->mutex);
   std::vector<std::string> out;
-  for (const auto& li : impl_->listeners) out.push_back(detail::format_address(&li.bound.any));
+  for (const auto& li : impl_->listeners)
+    out.push_back(detail::format_address(&li.bound.any));
   return out;
 }
 
@@ -607,7 +622,7 @@ std::shared_future<stop_report> server::shutdown(std::chrono::steady_clock::dura
   auto now = impl::clock::now();
   // A deadline too far to represent is no deadline.
   auto at = deadline >= impl::clock::time_point::max() - now ? impl::clock::time_point::max()
-                                                              : now + deadline;
+                                                             : now + deadline;
   std::lock_guard lock(impl_->mutex);
   detail::stop_order next = impl_->order;
   next.close_listeners = true;
@@ -646,7 +661,9 @@ void server::destroy(stop_callback done) {
   destroy();
 }
 
-void server::when_stopped(stop_callback done) { impl_->add_stop_callback(std::move(done)); }
+void server::when_stopped(stop_callback done) {
+  impl_->add_stop_callback(std::move(done));
+}
 
 void server::wait() {
   std::shared_future<stop_report> f;

@@ -29,7 +29,8 @@ extern "C" void on_signal(int sig) {
   int saved = errno;
   unsigned char byte = static_cast<unsigned char>(sig);
   int fd = signal_pipe_write.load(std::memory_order_relaxed);
-  if (fd >= 0) [[maybe_unused]] auto ignored = ::write(fd, &byte, 1);
+  if (fd >= 0) [[maybe_unused]]
+    auto ignored = ::write(fd, &byte, 1);
   errno = saved;
 }
 

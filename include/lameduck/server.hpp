@@ -99,7 +99,8 @@ class server {
   void start();
   /// Binds the listeners and starts the threads; reports failure in the error code.
   void start(std::error_code& ec);
-  /// The bound addresses as "ADDRESS:PORT", in the order given; ports chosen by the kernel filled in.
+  /// The bound addresses as "ADDRESS:PORT", in the order given; ports chosen by the kernel filled
+  /// in.
   std::vector<std::string> local_addresses() const;
   /// The bound port of the i-th listen address.
   std::uint16_t port(std::size_t i = 0) const;

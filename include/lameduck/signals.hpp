@@ -5,8 +5,8 @@
 #include <signal.h>
 
 #include <chrono>
-#include <memory>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -33,8 +33,7 @@ class signal_shutdown {
 
   /// Registers work to run once the server has stopped (closing a database pool, flushing a
   /// queue); hooks run in reverse order of registration, each given up on after its timeout.
-  void add_cleanup(std::string name, std::function<void()> hook,
-                   std::chrono::milliseconds timeout);
+  void add_cleanup(std::string name, std::function<void()> hook, std::chrono::milliseconds timeout);
 
   /// Blocks until the server stops: the first SIGTERM or SIGINT starts shutdown(deadline),
   /// a second one destroy(); a stop for any other reason (a handler's destroy()) ends it too.
@@ -52,7 +51,8 @@ class signal_shutdown {
   std::chrono::steady_clock::duration drain_deadline_;
   std::vector<cleanup> cleanups_;
   std::shared_ptr<pipe_pair> pipe_;
-  struct sigaction old_term_ {}, old_int_ {};
+  struct sigaction old_term_ {
+  }, old_int_{};
   sigset_t old_mask_{};
 };
 

@@ -13,7 +13,8 @@ bool iequals(std::string_view a, std::string_view b) {
 }
 
 std::string_view trim_trailing_space(std::string_view v) {
-  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t'))
+    v.remove_suffix(1);
   return v;
 }
 

@@ -19,10 +19,10 @@ class request_parser {
  public:
   /// What a call to feed() stopped at.
   enum class event {
-    need_more,          ///< every byte given was used; the message is not complete
-    headers_complete,   ///< the head is complete and a body follows (time for 100-continue)
-    message_complete,   ///< a whole request is ready in get()
-    error,              ///< the request is bad; answer error_status() and close
+    need_more,         ///< every byte given was used; the message is not complete
+    headers_complete,  ///< the head is complete and a body follows (time for 100-continue)
+    message_complete,  ///< a whole request is ready in get()
+    error,             ///< the request is bad; answer error_status() and close
   };
 
   explicit request_parser(const limits& l);

@@ -66,7 +66,8 @@ loop::~loop() {
     std::lock_guard lock(anchor_->mutex);
     anchor_->target = nullptr;
   }
-  for (exchange* e : free_exchanges_) delete e;
+  for (exchange* e : free_exchanges_)
+    delete e;
 }
 
 void loop::start_thread() {
@@ -123,7 +124,8 @@ void loop::dispatch_events() {
     static_cast<connection_base*>(ready[i].data.ptr)->on_ready(ready[i].events);
   }
   dispatching_ = false;
-  for (connection_base* c : retired_) delete c;
+  for (connection_base* c : retired_)
+    delete c;
   retired_.clear();
   if (n == batch) {
     asio::post(io_, [this] { dispatch_events(); });  // more are ready; let timers run first

@@ -17,9 +17,9 @@
 #include <cstdio>
 #include <fstream>
 #include <future>
-#include <sstream>
 #include <memory>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -178,7 +178,8 @@ class Lifecycle : public ::testing::Test {
       std::thread([this, res = std::move(res)]() mutable {
         auto token = res.stop_token();
         auto until = clock::now() + 20s;
-        while (!token.stop_requested() && clock::now() < until) std::this_thread::sleep_for(1ms);
+        while (!token.stop_requested() && clock::now() < until)
+          std::this_thread::sleep_for(1ms);
         if (token.stop_requested()) watch_stopped.raise();
         res.send("too late\n");  // must be dropped safely
         watch_answered.raise();
@@ -292,8 +293,10 @@ TEST_F(Lifecycle, VerbsCalledFromManyThreadsAtOnceCompleteOnce) {
       futures[i] = i % 2 ? server->shutdown(5s) : server->destroy();
     });
   }
-  for (auto& t : threads) t.join();
-  for (auto& f : futures) ASSERT_TRUE(ready_within(f, 10s));
+  for (auto& t : threads)
+    t.join();
+  for (auto& f : futures)
+    ASSERT_TRUE(ready_within(f, 10s));
   EXPECT_EQ(server->counts().open(), 0u);
   EXPECT_TRUE(ends_cleanly(*c));
 }
@@ -675,7 +678,7 @@ TEST_F(Lifecycle, Step8AtTheDeadlineWhatIsLeftIsDestroyedAndTheReportSaysSo) {
   auto f = server->shutdown(300ms);
   ASSERT_TRUE(ready_within(f, 5s));
   EXPECT_GE(clock::now() - began, 250ms);
-  EXPECT_TRUE(watch_stopped.wait());  // the handler saw its stop token
+  EXPECT_TRUE(watch_stopped.wait());   // the handler saw its stop token
   EXPECT_TRUE(watch_answered.wait());  // and its late answer was dropped safely
   std::string got = c.read_until_close(5s);
   EXPECT_EQ(got, "");

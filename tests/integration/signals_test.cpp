@@ -18,7 +18,8 @@ namespace {
 using clock = std::chrono::steady_clock;
 
 server_process start_hello(std::vector<std::string> extra = {}) {
-  std::vector<std::string> argv{bin_path("lameduck-hello"), "--listen", "127.0.0.1:0", "--threads", "2"};
+  std::vector<std::string> argv{bin_path("lameduck-hello"), "--listen", "127.0.0.1:0", "--threads",
+                                "2"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   return server_process(argv);
 }
@@ -68,7 +69,7 @@ TEST(Signals, ASecondSignalDestroysAtOnceAndExitsWith128PlusTheSignal) {
     auto server = start_hello();
     raw_client busy(server.port());
     busy.send("GET /delay?ms=10000 HTTP/1.1\r\nHost: t\r\n\r\n");
-      server.signal(SIGTERM);
+    server.signal(SIGTERM);
     EXPECT_FALSE(busy.closed_within(200ms));  // draining: the request may still finish
     auto sent = clock::now();
     server.signal(sig);
@@ -105,7 +106,8 @@ TEST(Signals, HelloDocumentsItsDrainOptions) {
 }
 
 TEST(Restart, AProgramStartsANewServerOnTheSamePortAfterTheOldOneStops) {
-  server_process program({bin_path("lameduck-restart"), "--listen", "127.0.0.1:0", "--generations", "3"});
+  server_process program(
+      {bin_path("lameduck-restart"), "--listen", "127.0.0.1:0", "--generations", "3"});
   const std::uint16_t port = program.port();
   for (int generation = 1; generation <= 3; ++generation) {
     std::string hello;
@@ -117,8 +119,10 @@ TEST(Restart, AProgramStartsANewServerOnTheSamePortAfterTheOldOneStops) {
       } catch (const std::exception&) {
         return false;
       }
-    })) << "generation " << generation << " answered: " << hello;
-    EXPECT_EQ(body_of(get_once(port, "/next")), "generation " + std::to_string(generation) + " ends\n");
+    })) << "generation "
+        << generation << " answered: " << hello;
+    EXPECT_EQ(body_of(get_once(port, "/next")),
+              "generation " + std::to_string(generation) + " ends\n");
   }
   EXPECT_EQ(program.wait_exit(10s), 0);
 }

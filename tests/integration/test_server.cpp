@@ -37,9 +37,8 @@ int main(int argc, char** argv) {
 
   lameduck::server* self = nullptr;
   lameduck::router routes;
-  routes.get("/", [](const lameduck::request&, lameduck::response res) {
-    res.send("Hello, World!\n");
-  });
+  routes.get("/",
+             [](const lameduck::request&, lameduck::response res) { res.send("Hello, World!\n"); });
   // Answers after ms milliseconds, from another thread.
   routes.get("/delay", [](const lameduck::request& req, lameduck::response res) {
     int ms = std::stoi(std::string(req.query_param("ms").value_or("0")));
@@ -78,7 +77,8 @@ int main(int argc, char** argv) {
   });
   routes.get("/headers", [](const lameduck::request& req, lameduck::response res) {
     std::string out;
-    for (const auto& h : req.headers()) out += std::string(h.name) + ": " + std::string(h.value) + "\n";
+    for (const auto& h : req.headers())
+      out += std::string(h.name) + ": " + std::string(h.value) + "\n";
     res.send(std::move(out));
   });
   routes.get("/peer", [](const lameduck::request& req, lameduck::response res) {
@@ -108,7 +108,8 @@ int main(int argc, char** argv) {
     std::cerr << "lameduck-test-server: " << ec.message() << "\n";
     return 2;
   }
-  for (const auto& a : server.local_addresses()) std::cout << "listening on http://" << a << "\n";
+  for (const auto& a : server.local_addresses())
+    std::cout << "listening on http://" << a << "\n";
   std::cout.flush();
   int sig = 0;
   sigwait(&signals, &sig);

@@ -80,7 +80,8 @@ http_response take_response(std::string_view& wire, bool head_request) {
     std::string_view line = head.substr(0, eol);
     auto colon = line.find(':');
     std::string_view value = line.substr(colon + 1);
-    while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+    while (!value.empty() && value.front() == ' ')
+      value.remove_prefix(1);
     r.fields.emplace_back(line.substr(0, colon), value);
     head.remove_prefix(eol + 2);
   }
@@ -109,8 +110,9 @@ class Router : public ::testing::Test {
       server_ = std::make_unique<server>(options, routes);  // a copy of the routes so far
       server_->start();
     }
-    std::string wire = round_trip(server_->port(), std::string(method) + " " + std::string(target) +
-                                                       " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    std::string wire =
+        round_trip(server_->port(), std::string(method) + " " + std::string(target) +
+                                        " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     std::string_view rest = wire;
     http_response r = take_response(rest, method == "HEAD");
     EXPECT_EQ(rest, "") << "bytes after the response to " << method << ' ' << target;
@@ -153,7 +155,8 @@ TEST_F(Router, EachMethodOnAPathHasItsOwnHandler) {
     EXPECT_EQ(r.status, 200) << m;
     EXPECT_EQ(r.field("X-Method"), std::string(m));
     std::string lower(m);
-    for (char& c : lower) c = static_cast<char>(c - 'A' + 'a');
+    for (char& c : lower)
+      c = static_cast<char>(c - 'A' + 'a');
     EXPECT_EQ(r.field("X-Route"), lower) << m;
   }
 }

@@ -17,10 +17,18 @@ namespace lameduck::http1 {
 // Lets GoogleTest print events by name (found by argument-dependent lookup).
 void PrintTo(request_parser::event e, std::ostream* os) {
   switch (e) {
-    case request_parser::event::need_more: *os << "need_more"; return;
-    case request_parser::event::headers_complete: *os << "headers_complete"; return;
-    case request_parser::event::message_complete: *os << "message_complete"; return;
-    case request_parser::event::error: *os << "error"; return;
+    case request_parser::event::need_more:
+      *os << "need_more";
+      return;
+    case request_parser::event::headers_complete:
+      *os << "headers_complete";
+      return;
+    case request_parser::event::message_complete:
+      *os << "message_complete";
+      return;
+    case request_parser::event::error:
+      *os << "error";
+      return;
   }
   *os << "event(" << static_cast<int>(e) << ")";
 }
@@ -63,7 +71,9 @@ fed feed_pieces(request_parser& p, const std::vector<std::string_view>& pieces) 
   return r;
 }
 
-fed feed_all(request_parser& p, std::string_view text) { return feed_pieces(p, {text}); }
+fed feed_all(request_parser& p, std::string_view text) {
+  return feed_pieces(p, {text});
+}
 
 // A request's contents copied out of the parser, to compare parses of the same bytes.
 struct snapshot {
@@ -76,15 +86,23 @@ struct snapshot {
   bool operator==(const snapshot&) const = default;
   friend std::ostream& operator<<(std::ostream& os, const snapshot& s) {
     os << s.method << ' ' << s.target << " v" << s.version << " keep_alive=" << s.keep_alive;
-    for (const auto& [n, v] : s.headers) os << " [" << n << ": " << v << ']';
+    for (const auto& [n, v] : s.headers)
+      os << " [" << n << ": " << v << ']';
     return os << " body=\"" << s.body << '"';
   }
 };
 
 snapshot take(const request& r) {
-  snapshot s{std::string(r.method()), std::string(r.target()), std::string(r.path()),
-             std::string(r.query()),  r.version(), {}, std::string(r.body()), r.keep_alive()};
-  for (const auto& h : r.headers()) s.headers.emplace_back(h.name, h.value);
+  snapshot s{std::string(r.method()),
+             std::string(r.target()),
+             std::string(r.path()),
+             std::string(r.query()),
+             r.version(),
+             {},
+             std::string(r.body()),
+             r.keep_alive()};
+  for (const auto& h : r.headers())
+    s.headers.emplace_back(h.name, h.value);
   return s;
 }
 
@@ -121,13 +139,15 @@ void RequestParser::expect_same_at_every_split(std::string_view text, const snap
   for (std::size_t at = 0; at <= text.size(); ++at) {
     parser.reset();
     fed r = feed_pieces(parser, {text.substr(0, at), text.substr(at)});
-    ASSERT_EQ(r.last, event::message_complete) << "split at " << at << ": " << parser.error_reason();
+    ASSERT_EQ(r.last, event::message_complete)
+        << "split at " << at << ": " << parser.error_reason();
     ASSERT_EQ(r.consumed, text.size()) << "split at " << at;
     ASSERT_EQ(take(parser.get()), want) << "split at " << at;
   }
   parser.reset();
   std::vector<std::string_view> bytes;
-  for (std::size_t i = 0; i < text.size(); ++i) bytes.push_back(text.substr(i, 1));
+  for (std::size_t i = 0; i < text.size(); ++i)
+    bytes.push_back(text.substr(i, 1));
   fed r = feed_pieces(parser, bytes);
   ASSERT_EQ(r.last, event::message_complete) << "byte by byte: " << parser.error_reason();
   ASSERT_EQ(r.consumed, text.size());
@@ -234,8 +254,8 @@ TEST_F(RequestParser, HeadRequestIsFlagged) {
 }
 
 TEST_F(RequestParser, HeadersKeepTheirOrderAndCaseAndLookUpCaseInsensitively) {
-  snapshot s = parse_ok(
-      "GET / HTTP/1.1\r\nHost: h\r\nX-First: 1\r\nx-second: 2\r\nX-FIRST: again\r\n\r\n");
+  snapshot s =
+      parse_ok("GET / HTTP/1.1\r\nHost: h\r\nX-First: 1\r\nx-second: 2\r\nX-FIRST: again\r\n\r\n");
   const std::vector<std::pair<std::string, std::string>> want{
       {"Host", "h"}, {"X-First", "1"}, {"x-second", "2"}, {"X-FIRST", "again"}};
   EXPECT_EQ(s.headers, want);
@@ -256,7 +276,8 @@ TEST_F(RequestParser, HeaderValuesLoseSurroundingWhitespace) {
 }
 
 TEST_F(RequestParser, EmptyHeaderValuesAreKeptAndDoNotMergeFields) {
-  snapshot s = parse_ok("GET / HTTP/1.1\r\nHost: h\r\nX-Empty:\r\nX-Blank:   \r\nX-Next: v\r\n\r\n");
+  snapshot s =
+      parse_ok("GET / HTTP/1.1\r\nHost: h\r\nX-Empty:\r\nX-Blank:   \r\nX-Next: v\r\n\r\n");
   const std::vector<std::pair<std::string, std::string>> want{
       {"Host", "h"}, {"X-Empty", ""}, {"X-Blank", ""}, {"X-Next", "v"}};
   EXPECT_EQ(s.headers, want);
@@ -265,8 +286,12 @@ TEST_F(RequestParser, EmptyHeaderValuesAreKeptAndDoNotMergeFields) {
 
 TEST_F(RequestParser, ObsTextInHeaderValuesIsAccepted) {
   // RFC 9110 section 5.5: field values may carry obs-text (0x80-0xFF), e.g. UTF-8.
-  snapshot s = parse_ok("GET / HTTP/1.1\r\nHost: h\r\nX-Name: D\xc3\xbc" "ck\r\n\r\n");
-  EXPECT_EQ(s.headers[1].second, "D\xc3\xbc" "ck");
+  snapshot s = parse_ok(
+      "GET / HTTP/1.1\r\nHost: h\r\nX-Name: D\xc3\xbc"
+      "ck\r\n\r\n");
+  EXPECT_EQ(s.headers[1].second,
+            "D\xc3\xbc"
+            "ck");
 }
 
 TEST_F(RequestParser, GetWithoutBodyCompletesWithoutHeadersCompleteEvent) {
@@ -288,7 +313,8 @@ TEST_F(RequestParser, EveryMethodLlhttpKnowsParses) {
 }
 
 TEST_F(RequestParser, ResetForgetsTheLastRequest) {
-  parse_ok("POST /a?x=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\nhi");
+  parse_ok(
+      "POST /a?x=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\nhi");
   EXPECT_TRUE(parser.expects_continue());
   parser.reset();
   EXPECT_FALSE(parser.started());
@@ -348,7 +374,8 @@ TEST_F(RequestParser, StopsAtTheMessageBoundaryEvenWhenTheNextRequestIsPartial) 
   EXPECT_EQ(r.consumed, first.size());
   EXPECT_EQ(parser.get().path(), "/a");
   parser.reset();
-  r = feed_pieces(parser, {std::string_view(all).substr(first.size()), "TP/1.1\r\nHost: h\r\n\r\n"});
+  r = feed_pieces(parser,
+                  {std::string_view(all).substr(first.size()), "TP/1.1\r\nHost: h\r\n\r\n"});
   ASSERT_EQ(r.last, event::message_complete);
   EXPECT_EQ(parser.get().path(), "/b");
 }
@@ -493,7 +520,8 @@ TEST_F(RequestParser, ChunkedBodyAccumulatedOverMaxBodyBytesIs413) {
   // Also when the chunk that crosses the limit arrives a byte at a time.
   parser.reset();
   std::vector<std::string_view> bytes;
-  for (std::size_t i = 0; i < text.size(); ++i) bytes.push_back(std::string_view(text).substr(i, 1));
+  for (std::size_t i = 0; i < text.size(); ++i)
+    bytes.push_back(std::string_view(text).substr(i, 1));
   EXPECT_EQ(feed_pieces(parser, bytes).last, event::error);
   EXPECT_EQ(parser.error_status(), 413);
 }
@@ -529,7 +557,8 @@ TEST_F(RequestParser, LongTargetArrivingInSmallPiecesIs414) {
   lim.max_request_line = 64;
   const std::string text = request_line_of(200) + "\r\nHost: h\r\n\r\n";
   std::vector<std::string_view> pieces;
-  for (std::size_t i = 0; i < text.size(); i += 7) pieces.push_back(std::string_view(text).substr(i, 7));
+  for (std::size_t i = 0; i < text.size(); i += 7)
+    pieces.push_back(std::string_view(text).substr(i, 7));
   EXPECT_EQ(feed_pieces(parser, pieces).last, event::error);
   EXPECT_EQ(parser.error_status(), 414);
 }
@@ -564,9 +593,11 @@ TEST_F(RequestParser, HeaderBytesCountAnEmptyLastFieldToo) {
 
 TEST_F(RequestParser, OneHugeHeaderValueArrivingInPiecesIs431) {
   lim.max_header_bytes = 100;
-  const std::string text = "GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + std::string(500, 'v') + "\r\n\r\n";
+  const std::string text =
+      "GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + std::string(500, 'v') + "\r\n\r\n";
   std::vector<std::string_view> pieces;
-  for (std::size_t i = 0; i < text.size(); i += 10) pieces.push_back(std::string_view(text).substr(i, 10));
+  for (std::size_t i = 0; i < text.size(); i += 10)
+    pieces.push_back(std::string_view(text).substr(i, 10));
   EXPECT_EQ(feed_pieces(parser, pieces).last, event::error);
   EXPECT_EQ(parser.error_status(), 431);
 }
@@ -574,7 +605,8 @@ TEST_F(RequestParser, OneHugeHeaderValueArrivingInPiecesIs431) {
 // A request with Host and then n-1 more fields.
 std::string request_with_fields(std::size_t n) {
   std::string text = "GET / HTTP/1.1\r\nHost: h\r\n";
-  for (std::size_t i = 1; i < n; ++i) text += "X-" + std::to_string(i) + ": v\r\n";
+  for (std::size_t i = 1; i < n; ++i)
+    text += "X-" + std::to_string(i) + ": v\r\n";
   return text + "\r\n";
 }
 
@@ -598,7 +630,8 @@ TEST_F(RequestParser, DefaultMaxHeaderCountIs100) {
 TEST_F(RequestParser, TrailerFieldsCountAgainstMaxHeaderBytes) {
   // Trailers are dropped, but a client must not stream them without end.
   lim.max_header_bytes = 64;
-  const std::string head = "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n";
+  const std::string head =
+      "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n";
   EXPECT_EQ(status_of(head + "X-T: " + std::string(100, 't') + "\r\n\r\n"), 431);
   parser.reset();
   EXPECT_EQ(status_of(head + "X-T: t\r\n\r\n"), 0);
@@ -607,12 +640,11 @@ TEST_F(RequestParser, TrailerFieldsCountAgainstMaxHeaderBytes) {
 // ---- Malformed requests: 400 ----------------------------------------------------------------
 
 TEST_F(RequestParser, GarbageRequestLinesAre400) {
-  for (std::string_view line : {"GARBAGE\r\n\r\n", "\x01\x02\x03\r\n\r\n", "GET\r\n\r\n",
-                                "GET /\r\nHost: h\r\n\r\n", "/ HTTP/1.1\r\nHost: h\r\n\r\n",
-                                "GET / HTTP/1.1 extra\r\nHost: h\r\n\r\n",
-                                "get / HTTP/1.1\r\nHost: h\r\n\r\n",
-                                "GET / http/1.1\r\nHost: h\r\n\r\n",
-                                "GET /a b HTTP/1.1\r\nHost: h\r\n\r\n"}) {
+  for (std::string_view line :
+       {"GARBAGE\r\n\r\n", "\x01\x02\x03\r\n\r\n", "GET\r\n\r\n", "GET /\r\nHost: h\r\n\r\n",
+        "/ HTTP/1.1\r\nHost: h\r\n\r\n", "GET / HTTP/1.1 extra\r\nHost: h\r\n\r\n",
+        "get / HTTP/1.1\r\nHost: h\r\n\r\n", "GET / http/1.1\r\nHost: h\r\n\r\n",
+        "GET /a b HTTP/1.1\r\nHost: h\r\n\r\n"}) {
     parser.reset();
     EXPECT_EQ(status_of(line), 400) << line;
   }
@@ -649,9 +681,10 @@ TEST_F(RequestParser, WhitespaceBetweenFieldNameAndColonSplitAcrossFeedsIs400) {
 }
 
 TEST_F(RequestParser, BareLfLineEndingsAre400) {
-  for (std::string_view text : {"GET / HTTP/1.1\nHost: h\r\n\r\n", "GET / HTTP/1.1\r\nHost: h\n\r\n",
-                                "GET / HTTP/1.1\r\nHost: h\r\n\n", "GET / HTTP/1.1\nHost: h\n\n",
-                                "GET / HTTP/1.1\r\nHost: h\rX: y\r\n\r\n"}) {
+  for (std::string_view text :
+       {"GET / HTTP/1.1\nHost: h\r\n\r\n", "GET / HTTP/1.1\r\nHost: h\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h\r\n\n", "GET / HTTP/1.1\nHost: h\n\n",
+        "GET / HTTP/1.1\r\nHost: h\rX: y\r\n\r\n"}) {
     parser.reset();
     EXPECT_EQ(status_of(text), 400) << testing::PrintToString(std::string(text));
   }
@@ -662,7 +695,8 @@ TEST_F(RequestParser, BareLfInAChunkedBodyIs400) {
   for (std::string_view body : {"3\nabc\r\n0\r\n\r\n", "3\r\nabc\n0\r\n\r\n", "3\r\nabc\r\n0\n\r\n",
                                 "3\r\nabc\r\n0\r\n\n"}) {
     parser.reset();
-    EXPECT_EQ(status_of(head + std::string(body)), 400) << testing::PrintToString(std::string(body));
+    EXPECT_EQ(status_of(head + std::string(body)), 400)
+        << testing::PrintToString(std::string(body));
   }
 }
 
@@ -678,9 +712,11 @@ TEST_F(RequestParser, ControlCharactersInFieldNamesAndValuesAre400) {
 TEST_F(RequestParser, NulBytesAre400) {
   const std::string nul(1, '\0');
   for (const std::string& text :
-       {"GET /a" + nul + "b HTTP/1.1\r\nHost: h\r\n\r\n", "GET / HTTP/1.1\r\nHo" + nul + "st: h\r\n\r\n",
-        "GET / HTTP/1.1\r\nHost: h" + nul + "\r\n\r\n", "GET / HTTP/1.1\r\nHost: a" + nul + "b\r\n\r\n",
-        nul + "GET / HTTP/1.1\r\nHost: h\r\n\r\n", "GE" + nul + "T / HTTP/1.1\r\nHost: h\r\n\r\n"}) {
+       {"GET /a" + nul + "b HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET / HTTP/1.1\r\nHo" + nul + "st: h\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h" + nul + "\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a" + nul + "b\r\n\r\n", nul + "GET / HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GE" + nul + "T / HTTP/1.1\r\nHost: h\r\n\r\n"}) {
     parser.reset();
     EXPECT_EQ(status_of(text), 400) << testing::PrintToString(text);
   }
@@ -695,7 +731,8 @@ TEST_F(RequestParser, ControlCharactersInTheTargetAre400) {
 }
 
 TEST_F(RequestParser, InvalidContentLengthValuesAre400) {
-  for (std::string_view value : {"abc", "1x", "-1", "+5", "1 2", "0x10", "", "99999999999999999999999"}) {
+  for (std::string_view value :
+       {"abc", "1x", "-1", "+5", "1 2", "0x10", "", "99999999999999999999999"}) {
     parser.reset();
     EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: " + std::string(value) +
                         "\r\n\r\n"),
@@ -840,8 +877,9 @@ TEST_F(RequestParser, ExpectContinueFromAnHttp10ClientExpectsNothing) {
 }
 
 TEST_F(RequestParser, UnknownExpectationIs417) {
-  EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: h\r\nExpect: 200-ok\r\nContent-Length: 3\r\n\r\nabc"),
-            417);
+  EXPECT_EQ(
+      status_of("POST / HTTP/1.1\r\nHost: h\r\nExpect: 200-ok\r\nContent-Length: 3\r\n\r\nabc"),
+      417);
   parser.reset();
   EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue-please\r\n\r\n"), 417);
 }

@@ -125,7 +125,8 @@ const std::pair<int, std::string_view> known_reasons[] = {
 };
 
 TEST(ReasonPhrase, KnownStatusesHaveTheirRfc9110Phrases) {
-  for (const auto& [status, reason] : known_reasons) EXPECT_EQ(reason_phrase(status), reason) << status;
+  for (const auto& [status, reason] : known_reasons)
+    EXPECT_EQ(reason_phrase(status), reason) << status;
 }
 
 TEST(ReasonPhrase, OtherStatusesAreUnknown) {
@@ -140,7 +141,8 @@ TEST(WriteHead, StatusLineIsHttp11StatusAndReason) {
     head.status = status;
     std::string out;
     write_head(out, head);
-    EXPECT_EQ(out.substr(0, out.find("\r\n")), "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason));
+    EXPECT_EQ(out.substr(0, out.find("\r\n")),
+              "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason));
   }
 }
 
@@ -160,7 +162,8 @@ TEST(WriteHead, StatusLineSaysHttp11ToAnHttp10ClientToo) {
 // ---- Header block and framing ---------------------------------------------------------------
 
 TEST(WriteHead, DefaultHeadIs200WithDateAndContentLengthZero) {
-  EXPECT_EQ(head_of(response_head{}), "HTTP/1.1 200 OK\r\nDate: <date>\r\nContent-Length: 0\r\n\r\n");
+  EXPECT_EQ(head_of(response_head{}),
+            "HTTP/1.1 200 OK\r\nDate: <date>\r\nContent-Length: 0\r\n\r\n");
 }
 
 TEST(WriteHead, ContentLengthFramingSaysTheLength) {
@@ -175,8 +178,7 @@ TEST(WriteHead, ChunkedFramingSaysTransferEncodingAndNoLength) {
   response_head head;
   head.body_framing = framing::chunked;
   head.content_length = 99;  // ignored
-  EXPECT_EQ(head_of(head),
-            "HTTP/1.1 200 OK\r\nDate: <date>\r\nTransfer-Encoding: chunked\r\n\r\n");
+  EXPECT_EQ(head_of(head), "HTTP/1.1 200 OK\r\nDate: <date>\r\nTransfer-Encoding: chunked\r\n\r\n");
 }
 
 TEST(WriteHead, UntilCloseFramingSaysNeitherLengthNorTransferEncoding) {
@@ -200,7 +202,8 @@ TEST(WriteHead, NoBodyFramingSaysNeitherLengthNorTransferEncoding) {
 }
 
 TEST(WriteHead, StatusForbidsBodyFor1xx204And304Only) {
-  for (int status : {100, 101, 103, 150, 199, 204, 304}) EXPECT_TRUE(status_forbids_body(status)) << status;
+  for (int status : {100, 101, 103, 150, 199, 204, 304})
+    EXPECT_TRUE(status_forbids_body(status)) << status;
   for (int status : {99, 200, 201, 203, 205, 206, 300, 303, 400, 404, 500}) {
     EXPECT_FALSE(status_forbids_body(status)) << status;
   }
@@ -226,8 +229,9 @@ TEST(WriteHead, CloseSaysConnectionClose) {
 TEST(WriteHead, KeepAliveToAnHttp10ClientSaysConnectionKeepAlive) {
   response_head head;
   head.keep_alive_1_0 = true;
-  EXPECT_EQ(head_of(head),
-            "HTTP/1.1 200 OK\r\nDate: <date>\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n");
+  EXPECT_EQ(
+      head_of(head),
+      "HTTP/1.1 200 OK\r\nDate: <date>\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n");
 }
 
 TEST(WriteHead, CloseWinsOverKeepAliveForAnHttp10Client) {
@@ -317,9 +321,10 @@ TEST(WriteError, IsACompleteTextResponseThatClosesTheConnection) {
   auto date = out.find("Date: ");
   ASSERT_NE(date, std::string::npos);
   out.replace(date + 6, 29, date_placeholder);
-  EXPECT_EQ(out,
-            "HTTP/1.1 400 Bad Request\r\nDate: <date>\r\nContent-Length: 12\r\nConnection: close\r\n"
-            "Content-Type: text/plain\r\n\r\nBad Request\n");
+  EXPECT_EQ(
+      out,
+      "HTTP/1.1 400 Bad Request\r\nDate: <date>\r\nContent-Length: 12\r\nConnection: close\r\n"
+      "Content-Type: text/plain\r\n\r\nBad Request\n");
 }
 
 TEST(WriteError, ContentLengthMatchesTheBodyForEveryStatus) {
@@ -330,7 +335,8 @@ TEST(WriteError, ContentLengthMatchesTheBodyForEveryStatus) {
     ASSERT_NE(end, std::string::npos);
     std::string body = out.substr(end + 4);
     EXPECT_EQ(body, std::string(reason_phrase(status)) + "\n") << status;
-    EXPECT_NE(out.find("\r\nContent-Length: " + std::to_string(body.size()) + "\r\n"), std::string::npos)
+    EXPECT_NE(out.find("\r\nContent-Length: " + std::to_string(body.size()) + "\r\n"),
+              std::string::npos)
         << status;
     EXPECT_NE(out.find("\r\nConnection: close\r\n"), std::string::npos) << status;
   }
@@ -459,7 +465,8 @@ http_response take_response(std::string_view& wire, bool head_request = false) {
     std::string_view line = head.substr(0, eol);
     auto colon = line.find(':');
     std::string_view value = line.substr(colon + 1);
-    while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+    while (!value.empty() && value.front() == ' ')
+      value.remove_prefix(1);
     r.fields.emplace_back(line.substr(0, colon), value);
     head.remove_prefix(eol + 2);
   }
@@ -497,7 +504,8 @@ http_response take_response(std::string_view& wire, bool head_request = false) {
 constexpr std::string_view get_11 = "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
 constexpr std::string_view get_11_close = "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
 constexpr std::string_view head_11 = "HEAD / HTTP/1.1\r\nHost: t\r\n\r\n";
-constexpr std::string_view head_11_close = "HEAD / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+constexpr std::string_view head_11_close =
+    "HEAD / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
 constexpr std::string_view get_10 = "GET / HTTP/1.0\r\n\r\n";
 constexpr std::string_view get_10_keep_alive = "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
 
@@ -750,10 +758,18 @@ TEST_F(ResponseOnTheWire, HeaderFieldsWithLineBreaksAreRefusedSoNothingCanBeInje
   h = [](const request&, response res) {
     std::string not_refused;
     const std::pair<std::string_view, std::string_view> attempts[] = {
-        {"X-A", "v\r\nInjected: 1"},  {"X-A", "v\nInjected: 1"},  {"X-A", "v\rInjected: 1"},
-        {"X-A", "\r\n\r\nbody"},      {"X-A\r\nInjected", "1"},   {"Injected: 1\r\nX-A", "v"},
-        {"X-A\n", "v"},               {"", "v"},                  {"X A", "v"},
-        {"X-A:", "v"},                {"X:A", "v"},               {"X-A\t", "v"},
+        {"X-A", "v\r\nInjected: 1"},
+        {"X-A", "v\nInjected: 1"},
+        {"X-A", "v\rInjected: 1"},
+        {"X-A", "\r\n\r\nbody"},
+        {"X-A\r\nInjected", "1"},
+        {"Injected: 1\r\nX-A", "v"},
+        {"X-A\n", "v"},
+        {"", "v"},
+        {"X A", "v"},
+        {"X-A:", "v"},
+        {"X:A", "v"},
+        {"X-A\t", "v"},
     };
     for (const auto& [name, value] : attempts) {
       if (!refused(res, name, value)) {
@@ -775,7 +791,8 @@ TEST_F(ResponseOnTheWire, HeaderValuesWithNulOrOtherControlCharactersAreRefused)
   h = [](const request&, response res) {
     std::string not_refused;
     for (std::string_view value : {"a\0b"sv, "a\x01z"sv, "a\x1bz"sv, "a\x7fz"sv, "\x0b"sv}) {
-      if (!refused(res, "X-A", value)) not_refused += ::testing::PrintToString(std::string(value)) + " ";
+      if (!refused(res, "X-A", value))
+        not_refused += ::testing::PrintToString(std::string(value)) + " ";
     }
     res.send(not_refused.empty() ? "all refused" : "accepted: " + not_refused);
   };
@@ -787,9 +804,10 @@ TEST_F(ResponseOnTheWire, HeaderNamesThatAreNotTokensAreRefused) {
   // RFC 9110 section 5.1: a field name is a token; "X(A)" or "X@A" makes the response invalid.
   h = [](const request&, response res) {
     std::string not_refused;
-    for (std::string_view name : {"X(A)"sv, "X@A"sv, "X,A"sv, "X\"A\""sv, "X\0A"sv, "X\x7f"sv,
-                                  "\xc3\x84rger"sv, "X/A"sv}) {
-      if (!refused(res, name, "v")) not_refused += ::testing::PrintToString(std::string(name)) + " ";
+    for (std::string_view name :
+         {"X(A)"sv, "X@A"sv, "X,A"sv, "X\"A\""sv, "X\0A"sv, "X\x7f"sv, "\xc3\x84rger"sv, "X/A"sv}) {
+      if (!refused(res, name, "v"))
+        not_refused += ::testing::PrintToString(std::string(name)) + " ";
     }
     res.send(not_refused.empty() ? "all refused" : "accepted: " + not_refused);
   };
@@ -799,12 +817,18 @@ TEST_F(ResponseOnTheWire, HeaderNamesThatAreNotTokensAreRefused) {
 
 TEST_F(ResponseOnTheWire, HeaderValuesWithSpacesTabsAndObsTextAreSentAsGiven) {
   h = [](const request&, response res) {
-    res.header("X-Text", "a b\tc").header("X-Utf8", "D\xc3\xbc" "ck").header("X-Empty", "");
+    res.header("X-Text", "a b\tc")
+        .header("X-Utf8",
+                "D\xc3\xbc"
+                "ck")
+        .header("X-Empty", "");
     res.send("");
   };
   std::string wire = exchange(get_11_close);
   EXPECT_NE(wire.find("\r\nX-Text: a b\tc\r\n"), std::string::npos) << wire;
-  EXPECT_NE(wire.find("\r\nX-Utf8: D\xc3\xbc" "ck\r\n"), std::string::npos);
+  EXPECT_NE(wire.find("\r\nX-Utf8: D\xc3\xbc"
+                      "ck\r\n"),
+            std::string::npos);
   EXPECT_NE(wire.find("\r\nX-Empty: \r\n"), std::string::npos);
 }
 

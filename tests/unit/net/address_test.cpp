@@ -107,7 +107,8 @@ TEST(ParseListenAddress, SuccessClearsAnErrorCodeSetBefore) {
 TEST(ParseListenAddress, UnusedBytesOfTheAddressAreZero) {
   // The union is handed to bind() whole; sin_zero must not carry garbage.
   socket_address a = parse_ok("10.1.2.3:9");
-  for (unsigned char b : a.v4.sin_zero) EXPECT_EQ(b, 0);
+  for (unsigned char b : a.v4.sin_zero)
+    EXPECT_EQ(b, 0);
   socket_address b = parse_ok("[::1]:9");
   EXPECT_EQ(b.v6.sin6_scope_id, 0u);
 }
@@ -130,21 +131,36 @@ TEST(ParseListenAddress, MissingOrEmptyPartsAreRejected) {
 }
 
 TEST(ParseListenAddress, PortsThatAreNotPlainDecimalIn0To65535AreRejected) {
-  for (std::string_view port : {"65536"sv, "99999"sv, "4294967296"sv, "99999999999999999999999"sv,
-                                "-1"sv, "+80"sv, " 80"sv, "80 "sv, "8 0"sv, "0x50"sv, "80a"sv,
-                                "http"sv, "８０"sv}) {
+  for (std::string_view port :
+       {"65536"sv, "99999"sv, "4294967296"sv, "99999999999999999999999"sv, "-1"sv, "+80"sv, " 80"sv,
+        "80 "sv, "8 0"sv, "0x50"sv, "80a"sv, "http"sv, "８０"sv}) {
     EXPECT_EQ(parse_error("127.0.0.1:" + std::string(port)), errc::invalid_listen_address)
         << '"' << port << '"';
   }
 }
 
 TEST(ParseListenAddress, HostsThatAreNotIpv4BracketedIpv6LocalhostOrAsteriskAreRejected) {
-  for (std::string_view text :
-       {"example.com:80"sv, "LOCALHOST:80"sv, "localhost.:80"sv, "**:80"sv, "0:80"sv,
-        "127.1:80"sv, "256.0.0.1:80"sv, "1.2.3.4.5:80"sv, "01.2.3.4:80"sv, " 127.0.0.1:80"sv,
-        "127.0.0.1 :80"sv, "::1:80"sv, "[::1:80"sv, "::1]:80"sv, "[[::1]]:80"sv,
-        "[1.2.3.4]:80"sv, "[localhost]:80"sv, "[*]:80"sv, "[::g]:80"sv, "[fe80::1%lo]:80"sv,
-        "http://127.0.0.1:80"sv}) {
+  for (std::string_view text : {"example.com:80"sv,
+                                "LOCALHOST:80"sv,
+                                "localhost.:80"sv,
+                                "**:80"sv,
+                                "0:80"sv,
+                                "127.1:80"sv,
+                                "256.0.0.1:80"sv,
+                                "1.2.3.4.5:80"sv,
+                                "01.2.3.4:80"sv,
+                                " 127.0.0.1:80"sv,
+                                "127.0.0.1 :80"sv,
+                                "::1:80"sv,
+                                "[::1:80"sv,
+                                "::1]:80"sv,
+                                "[[::1]]:80"sv,
+                                "[1.2.3.4]:80"sv,
+                                "[localhost]:80"sv,
+                                "[*]:80"sv,
+                                "[::g]:80"sv,
+                                "[fe80::1%lo]:80"sv,
+                                "http://127.0.0.1:80"sv}) {
     EXPECT_EQ(parse_error(text), errc::invalid_listen_address) << '"' << text << '"';
   }
 }
