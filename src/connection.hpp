@@ -11,6 +11,8 @@
 #include <exception>
 #include <string>
 
+#include <asio/post.hpp>
+
 #include <lameduck/server.hpp>
 
 #include "exchange.hpp"
@@ -105,6 +107,7 @@ class connection final : public connection_base {
   }
 
   void on_drain() override {
+    if (phase_ == phase::upgraded) return notify_shutdown();
     // A request in progress finishes (its response says "Connection: close"); a connection
     // already closing goes on lingering; in the idle grace, idle ones wait for a request.
     if (phase_ != phase::reading || mid_request() || owner.keep_idle) return;
@@ -138,6 +141,7 @@ class connection final : public connection_base {
   }
 
   void on_response(response_op op, std::string& data) override {
+    if (phase_ == phase::upgraded) return on_upgraded_op(op, data);
     if (phase_ != phase::handling) return;
     auto& ex = *exchange_;
     switch (op) {
@@ -171,6 +175,12 @@ class connection final : public connection_base {
       case response_op::abort:
         finish_response(false);
         break;
+      case response_op::upgrade:
+        upgrade();
+        break;
+      case response_op::upgraded_send:
+      case response_op::upgraded_close:
+        break;  // not upgraded
     }
     if (!in_pump_) resume();  // inside the handler, the running pump carries on
   }
@@ -179,6 +189,7 @@ class connection final : public connection_base {
   enum class phase : std::uint8_t {
     reading,    // receiving a request (or waiting for the next one)
     handling,   // the handler has the request; its response is not complete
+    upgraded,   // handed over to another protocol: bytes both ways (upgrade_handlers)
     closing,    // writing what is left, then half-closing
     lingering,  // half-closed: reading and discarding until the client closes or time is up
     closed,
@@ -210,6 +221,8 @@ class connection final : public connection_base {
       case phase::handling:
         flush();  // a streamed response goes out as it is written
         return false;
+      case phase::upgraded:
+        return step_upgraded();
       case phase::closing:
         if (!flush()) return false;
         stream_.shutdown_send();
@@ -222,6 +235,74 @@ class connection final : public connection_base {
         return false;
     }
     return false;
+  }
+
+  // Sends the head that switches protocols; from then on bytes pass both ways.
+  void upgrade() {
+    auto& ex = *exchange_;
+    http1::response_head head;
+    head.status = ex.status;
+    head.fields = ex.fields;
+    head.body_framing = http1::framing::none;
+    http1::write_head(ex.output, head);
+    count_request(owner, true);
+    ++requests;
+    phase_ = phase::upgraded;
+    upgraded_ = true;
+    set_state(*this, connection_state::upgraded);
+    // A drain that began before the switch is told at once.
+    if (owner.draining) notify_shutdown();
+  }
+
+  void on_upgraded_op(response_op op, std::string& data) {
+    if (op == response_op::upgraded_send) {
+      exchange_->output.append(data);
+    } else if (op == response_op::upgraded_close) {
+      begin_close();
+    }
+    if (!in_pump_) resume();
+  }
+
+  // Writes what is queued, hands what arrived to on_data, then reads.
+  bool step_upgraded() {
+    flush();  // reading goes on while output waits for room
+    if (phase_ != phase::upgraded) return true;
+    auto& ex = *exchange_;
+    if (has_input()) {
+      std::string_view bytes(ex.input.get() + ex.input_begin, ex.input_end - ex.input_begin);
+      ex.input_begin = ex.input_end = 0;
+      if (ex.upgrade.on_data) {
+        auto self = exchange::new_upgraded(ex);
+        ex.upgrade.on_data(self, bytes);
+      }
+      return true;
+    }
+    if (drained_) return false;
+    std::error_code ec;
+    std::size_t n = stream_.read_some(ex.input.get(), exchange::input_capacity, ec);
+    if (ec && would_block(ec)) {
+      drained_ = true;
+      return false;
+    }
+    if (ec || n == 0) {
+      close_now();
+      return false;
+    }
+    ex.input_begin = 0;
+    ex.input_end = n;
+    drained_ = n < exchange::input_capacity;
+    return true;
+  }
+
+  // Tells the owner of an upgraded connection that a drain has begun; posted, so that its code
+  // never runs inside the server's walk over connections.
+  void notify_shutdown() {
+    if (shutdown_notified_ || !exchange_->upgrade.on_shutdown) return;
+    shutdown_notified_ = true;
+    asio::post(owner.io(), [self = exchange::new_upgraded(*exchange_)]() mutable {
+      exchange& ex = exchange::of(self);
+      if (ex.conn && ex.conn->state() == connection_state::upgraded) ex.upgrade.on_shutdown(self);
+    });
   }
 
   bool has_input() const noexcept {
@@ -465,6 +546,16 @@ class connection final : public connection_base {
     phase_ = phase::closed;
     owner.arm(*this, timeout_kind::none);
     stream_.close();
+    if (upgraded_) {
+      // Posted: the owner's code runs outside whatever closed the connection (a walk over every
+      // connection, or one of the owner's own handlers, which must not be destroyed while it
+      // runs). The handlers, and what they hold, are released after the last call.
+      asio::post(owner.io(), [self = exchange::new_upgraded(*exchange_)]() mutable {
+        exchange& ex = exchange::of(self);
+        if (ex.upgrade.on_close) ex.upgrade.on_close();
+        ex.upgrade = {};
+      });
+    }
     if (exchange_) {
       exchange_->conn = nullptr;
       exchange_->release_on_loop();
@@ -501,6 +592,8 @@ class connection final : public connection_base {
   bool head_written_ = false;
   bool body_allowed_ = true;
   bool close_after_ = false;
+  bool upgraded_ = false;           // handed over to another protocol (now or before closing)
+  bool shutdown_notified_ = false;  // the upgraded connection's owner was told of the drain
 };
 
 }  // namespace lameduck::detail

@@ -29,10 +29,13 @@ struct loop_anchor {
 
 /// What a response handle asks of its connection.
 enum class response_op : std::uint8_t {
-  send,   ///< head and whole body
-  write,  ///< one piece of a streamed body (the head first if not yet sent)
-  end,    ///< the end of a streamed body
-  abort,  ///< the handle was dropped part-way through a stream
+  send,            ///< head and whole body
+  write,           ///< one piece of a streamed body (the head first if not yet sent)
+  end,             ///< the end of a streamed body
+  abort,           ///< the handle was dropped part-way through a stream
+  upgrade,         ///< the head of a 101 (or a CONNECT's 2xx); the connection is handed over
+  upgraded_send,   ///< bytes for the client of an upgraded connection
+  upgraded_close,  ///< the owner of an upgraded connection closes it
 };
 
 class exchange {
@@ -57,13 +60,20 @@ class exchange {
     ex.add_ref();
     return response(&ex);
   }
+  /// A new handle on this exchange's upgraded connection (one more reference).
+  static upgraded_connection new_upgraded(exchange& ex) {
+    ex.add_ref();
+    return upgraded_connection(&ex);
+  }
+  /// The exchange behind a handle.
+  static exchange& of(upgraded_connection& u) noexcept { return *u.exchange_; }
   /// Gets a pooled exchange ready for another connection.
   void reset_for_reuse();
 
   // Loop-thread state.
-  loop& owner;                      ///< only touched on the loop's thread, where it is alive
+  loop& owner;                       ///< only touched on the loop's thread, where it is alive
   const std::uint64_t owner_serial;  ///< tells the owner's thread without touching the loop
-  connection_base* conn = nullptr;  ///< null once the connection has let go
+  connection_base* conn = nullptr;   ///< null once the connection has let go
   http1::request_parser parser;
   std::stop_source stop;
   std::unique_ptr<char[]> input;
@@ -73,9 +83,10 @@ class exchange {
 
   // The response as the handle's holder builds it; read by the loop only in a response_op.
   int status = 200;
-  std::string fields;                       ///< "Name: value\r\n" lines
+  std::string fields;                            ///< "Name: value\r\n" lines
   std::optional<std::uint64_t> declared_length;  ///< a Content-Length the handler set
-  bool close_requested = false;             ///< the handler set "Connection: close"
+  bool close_requested = false;                  ///< the handler set "Connection: close"
+  upgrade_handlers upgrade;                      ///< set by response::upgrade()
 
  private:
   void apply(response_op op, std::string& data);

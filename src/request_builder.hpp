@@ -25,6 +25,7 @@ class request_builder {
   }
   static std::vector<header_field>& headers(request& r) { return r.headers_; }
   static void set_keep_alive(request& r, bool k) { r.keep_alive_ = k; }
+  static void set_upgrade_requested(request& r, bool u) { r.upgrade_requested_ = u; }
   static void set_body(request& r, std::string_view body) { r.body_ = body; }
   static void set_peer(request& r, const sockaddr_in6& peer) { r.peer_ = peer; }
   static void set_stop(request& r, std::stop_token t) { r.stop_ = std::move(t); }
@@ -33,6 +34,7 @@ class request_builder {
     r.headers_.clear();
     r.version_ = 11;
     r.keep_alive_ = true;
+    r.upgrade_requested_ = false;
   }
 };
 

@@ -33,6 +33,7 @@ void exchange::reset_for_reuse() {
   input_begin = input_end = 0;
   output.clear();
   output_sent = 0;
+  upgrade = {};
 }
 
 void exchange::release_on_loop() noexcept {
@@ -218,6 +219,59 @@ void response::end() {
   auto& ex = completed_check(exchange_);
   ex.commit(detail::response_op::end, {});
   release();
+}
+
+upgraded_connection response::upgrade(std::string_view protocol, upgrade_handlers handlers) {
+  auto& ex = completed_check(exchange_);
+  if (head_sent_) throw std::logic_error("lameduck: upgrade() after the head was sent");
+  const request& req = ex.parser.get();
+  if (!req.upgrade_requested()) {
+    throw std::logic_error("lameduck: upgrade() on a request that did not ask for one");
+  }
+  if (protocol.empty()) {
+    if (req.method() != "CONNECT") throw std::logic_error("lameduck: upgrade() needs a protocol");
+    // RFC 9110 section 9.3.6: any 2xx to a CONNECT starts the tunnel.
+    if (ex.status >= 300) throw std::logic_error("lameduck: a tunnel starts with a 2xx status");
+  } else {
+    if (!is_field_value(protocol)) {
+      throw std::invalid_argument("lameduck: invalid Upgrade protocol");
+    }
+    ex.status = 101;
+    ex.fields.append("Upgrade: ");
+    ex.fields.append(protocol);
+    ex.fields.append("\r\nConnection: Upgrade\r\n");
+  }
+  ex.upgrade = std::move(handlers);
+  auto handle = detail::exchange::new_upgraded(ex);
+  ex.commit(detail::response_op::upgrade, {});
+  release();
+  return handle;
+}
+
+upgraded_connection::upgraded_connection(const upgraded_connection& other) noexcept
+    : exchange_(other.exchange_) {
+  exchange_->add_ref();
+}
+
+upgraded_connection& upgraded_connection::operator=(const upgraded_connection& other) noexcept {
+  if (exchange_ != other.exchange_) {
+    other.exchange_->add_ref();
+    exchange_->release();
+    exchange_ = other.exchange_;
+  }
+  return *this;
+}
+
+upgraded_connection::~upgraded_connection() {
+  exchange_->release();
+}
+
+void upgraded_connection::send(std::string bytes) {
+  exchange_->commit(detail::response_op::upgraded_send, std::move(bytes));
+}
+
+void upgraded_connection::close() {
+  exchange_->commit(detail::response_op::upgraded_close, {});
 }
 
 std::stop_token response::stop_token() const noexcept {

@@ -48,6 +48,9 @@ class request {
   std::string peer() const;
   /// Whether the client asked to keep the connection open after this request.
   bool keep_alive() const noexcept { return keep_alive_; }
+  /// Whether the request may be answered with response::upgrade(): an HTTP/1.1 request with
+  /// "Connection: upgrade" and an Upgrade header, or a CONNECT.
+  bool upgrade_requested() const noexcept { return upgrade_requested_; }
   /// Stop is requested when the server gives up on this request (destroy, deadline, disconnect).
   std::stop_token stop_token() const noexcept { return stop_; }
 
@@ -57,6 +60,7 @@ class request {
   std::vector<header_field> headers_;
   int version_ = 11;
   bool keep_alive_ = true;
+  bool upgrade_requested_ = false;
   sockaddr_in6 peer_{};  // AF_INET addresses are stored as sockaddr_in in the same bytes
   std::stop_token stop_;
 };

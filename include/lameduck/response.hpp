@@ -1,6 +1,7 @@
 #pragma once
 /// @file The response to one request: complete it at once or later, from any thread.
 
+#include <functional>
 #include <stop_token>
 #include <string>
 #include <string_view>
@@ -10,6 +11,44 @@ namespace lameduck {
 namespace detail {
 class exchange;
 }
+
+class upgraded_connection;
+
+/// What the server tells the owner of an upgraded connection. Each runs on the connection's
+/// loop thread; any may be empty.
+struct upgrade_handlers {
+  /// Bytes from the client, in order; the first call may carry bytes that came right after
+  /// the request. The view is valid during the call only.
+  std::function<void(upgraded_connection& self, std::string_view bytes)> on_data;
+  /// A graceful drain has begun (called at once if it had already): finish the conversation
+  /// and close (a WebSocket sends close code 1001). Otherwise the connection stays open until
+  /// the drain's deadline destroys it.
+  std::function<void(upgraded_connection& self)> on_shutdown;
+  /// The connection has closed: by the client, close(), an error, destroy() or a deadline.
+  /// Called once, last.
+  std::function<void()> on_close;
+};
+
+/// A handle on a connection handed over to another protocol (WebSocket, CONNECT tunnel). The
+/// server still owns the socket: it reads, writes, and closes it when the server stops.
+/// Copies refer to the same connection; it may be used from any thread. Dropping every handle
+/// does not close the connection.
+class upgraded_connection {
+ public:
+  upgraded_connection(const upgraded_connection& other) noexcept;
+  upgraded_connection& operator=(const upgraded_connection& other) noexcept;
+  ~upgraded_connection();
+
+  /// Queues bytes for the client; discarded once the connection is closing or closed.
+  void send(std::string bytes);
+  /// Sends what is queued, then closes cleanly (half-close, then the final close).
+  void close();
+
+ private:
+  friend class detail::exchange;
+  explicit upgraded_connection(detail::exchange* e) noexcept : exchange_(e) {}
+  detail::exchange* exchange_;
+};
 
 /// A move-only handle on the response to one request.
 ///
@@ -44,6 +83,12 @@ class response {
   void write(std::string_view piece);
   /// Completes a streamed response.
   void end();
+  /// Switches the connection to another protocol: sends "101 Switching Protocols" with
+  /// "Upgrade: protocol" and the headers set so far, and from then on passes bytes both ways
+  /// (see upgrade_handlers). For a CONNECT, pass an empty protocol: the status set (2xx,
+  /// default 200) goes out and the connection becomes a tunnel. Throws std::logic_error unless
+  /// request::upgrade_requested() and nothing has been sent; completes the response.
+  upgraded_connection upgrade(std::string_view protocol, upgrade_handlers handlers);
   /// Whether the response can still be written to (not completed, not moved from).
   bool valid() const noexcept { return exchange_ != nullptr; }
   /// Stop is requested when the server gives up on this request; writes are then discarded.

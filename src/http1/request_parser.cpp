@@ -76,6 +76,9 @@ struct parser_callbacks {
     auto& s = self(p);
     detail::request_builder::set_body(s.request_, s.body_);
     detail::request_builder::set_keep_alive(s.request_, llhttp_should_keep_alive(p) != 0);
+    // RFC 9110 section 7.8: an Upgrade header in an HTTP/1.0 request is ignored.
+    detail::request_builder::set_upgrade_requested(
+        s.request_, p->upgrade != 0 && (p->method == HTTP_CONNECT || p->http_minor >= 1));
     s.message_complete_ = true;
     return HPE_PAUSED;  // stop at the message boundary: the next request waits its turn
   }

@@ -348,6 +348,16 @@ std::string raw_client::read_head(std::chrono::milliseconds within) {
   return head;
 }
 
+std::string raw_client::read_exactly(std::size_t n, std::chrono::milliseconds within) {
+  auto deadline = clock::now() + within;
+  while (buffer_.size() < n) {
+    if (!fill(deadline)) throw std::runtime_error("connection closed after: " + buffer_);
+  }
+  std::string bytes = buffer_.substr(0, n);
+  buffer_.erase(0, n);
+  return bytes;
+}
+
 bool raw_client::readable_within(std::chrono::milliseconds within) {
   return !buffer_.empty() || wait_readable(fd_, clock::now() + within);
 }

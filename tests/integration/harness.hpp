@@ -82,6 +82,8 @@ class raw_client {
   std::string read_response(std::chrono::milliseconds within = 10s);
   /// Reads one response head only (through the blank line), e.g. the answer to a HEAD request.
   std::string read_head(std::chrono::milliseconds within = 10s);
+  /// Reads exactly n bytes (after an upgrade: the other protocol's); throws on timeout or close.
+  std::string read_exactly(std::size_t n, std::chrono::milliseconds within = 10s);
   /// Whether a byte (or the close) arrives within the time; consumes nothing. A false answer is
   /// a bounded wait for something that must not happen.
   bool readable_within(std::chrono::milliseconds within);

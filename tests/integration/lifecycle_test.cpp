@@ -134,6 +134,8 @@ bool ready_within(const Future& f, std::chrono::milliseconds within) {
 
 constexpr std::string_view get_root = "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
 constexpr std::string_view get_block = "GET /block HTTP/1.1\r\nHost: t\r\n\r\n";
+constexpr std::string_view get_upgrade =
+    "GET /upgrade HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n";
 
 class Lifecycle : public ::testing::Test {
  protected:
@@ -186,6 +188,16 @@ class Lifecycle : public ::testing::Test {
       }).detach();
     });
     r.get("/big", [](const request&, response res) { res.send(std::string(64 << 20, 'x')); });
+    // An echo protocol that says "going away" when a drain begins (as a WebSocket sends close
+    // code 1001), and then closes if close_on_shutdown is set.
+    r.get("/upgrade", [this](const request&, response res) { res.upgrade("echo", echo()); });
+    // The same, but the upgrade happens on another thread once the gate opens.
+    r.get("/upgrade-later", [this](const request&, response res) {
+      std::thread([res = std::move(res), open = gate_open, h = echo()]() mutable {
+        open.wait_for(20s);
+        res.upgrade("echo", std::move(h));
+      }).detach();
+    });
     r.get("/destroy-self", [this](const request&, response res) {
       res.send("Server is going down NOW!\n");
       self_future = server->destroy();
@@ -195,6 +207,20 @@ class Lifecycle : public ::testing::Test {
       self_future = server->shutdown(10s);
     });
     return r;
+  }
+
+  upgrade_handlers echo() {
+    upgrade_handlers h;
+    h.on_data = [](upgraded_connection& self, std::string_view bytes) {
+      self.send(std::string(bytes));
+    };
+    h.on_shutdown = [this](upgraded_connection& self) {
+      self.send("going away\n");
+      if (close_on_shutdown) self.close();
+      upgraded_told.raise();
+    };
+    h.on_close = [this] { upgraded_closed.raise(); };
+    return h;
   }
 
   void open_gate() {
@@ -208,6 +234,8 @@ class Lifecycle : public ::testing::Test {
   std::shared_future<void> gate_open = gate.get_future().share();
   std::atomic<bool> gate_opened{false};
   event_flag block_entered, watch_entered, watch_stopped, watch_answered;
+  event_flag upgraded_told, upgraded_closed;
+  std::atomic<bool> close_on_shutdown{false};
   std::shared_future<stop_report> self_future;
 };
 
@@ -641,6 +669,57 @@ TEST_F(Lifecycle, Step5AClientThatNeverReadsIsStillCutOffByTheWriteTimeout) {
   EXPECT_TRUE(f.get().graceful);  // the write timeout closed it, not the deadline
 }
 
+TEST_F(Lifecycle, Step6UpgradedConnectionsAreToldAndOtherwiseLeftUntilTheDeadline) {
+  start();
+  raw_client c(port);
+  c.send(get_upgrade);
+  ASSERT_EQ(status_of(c.read_head()), 101);
+  auto began = clock::now();
+  auto f = server->shutdown(500ms);
+  EXPECT_EQ(c.read_exactly(11), "going away\n");
+  EXPECT_TRUE(upgraded_told.wait());
+  c.send("still here");  // the drain leaves the connection alone
+  EXPECT_EQ(c.read_exactly(10), "still here");
+  EXPECT_EQ(server->counts()[connection_state::upgraded], 1u);
+  ASSERT_TRUE(ready_within(f, 5s));
+  EXPECT_GE(clock::now() - began, 450ms);
+  EXPECT_EQ(c.read_until_close(5s), "");
+  EXPECT_TRUE(upgraded_closed.wait());  // its owner hears of the close
+  auto r = f.get();
+  EXPECT_FALSE(r.graceful);
+  EXPECT_EQ(r.closed_by_state[static_cast<std::size_t>(connection_state::upgraded)], 1u);
+}
+
+TEST_F(Lifecycle, Step6AnUpgradedConnectionThatClosesWhenToldLetsTheDrainEndGracefully) {
+  close_on_shutdown = true;
+  start();
+  raw_client c(port);
+  c.send(get_upgrade);
+  ASSERT_EQ(status_of(c.read_head()), 101);
+  auto f = server->shutdown(60s);
+  EXPECT_EQ(c.read_until_close(5s), "going away\n");
+  EXPECT_FALSE(c.was_reset());
+  c.shutdown_write();
+  ASSERT_TRUE(ready_within(f, 5s));
+  EXPECT_TRUE(f.get().graceful);
+  EXPECT_TRUE(upgraded_closed.wait());
+}
+
+TEST_F(Lifecycle, Step6AConnectionUpgradedDuringADrainIsToldAtOnce) {
+  close_on_shutdown = true;
+  start();
+  raw_client c(port);
+  c.send("GET /upgrade-later HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n");
+  ASSERT_TRUE(wait_count(*server, connection_state::active, 1));
+  auto f = server->shutdown(60s);
+  open_gate();
+  ASSERT_EQ(status_of(c.read_head()), 101);
+  EXPECT_EQ(c.read_until_close(5s), "going away\n");
+  c.shutdown_write();
+  ASSERT_TRUE(ready_within(f, 5s));
+  EXPECT_TRUE(f.get().graceful);
+}
+
 TEST_F(Lifecycle, Step7TheDrainCompletesTheMomentTheLastConnectionCloses) {
   start();
   raw_client c(port);
@@ -756,6 +835,21 @@ TEST_F(Lifecycle, DestroyClosesEveryConnectionNowAndTellsRunningHandlers) {
   EXPECT_FALSE(r.graceful);
   EXPECT_EQ(r.requests_aborted, 1u);
   EXPECT_EQ(server->counts().open(), 0u);
+}
+
+TEST_F(Lifecycle, DestroyClosesUpgradedConnectionsAndTellsTheirOwners) {
+  start();
+  raw_client c(port);
+  c.send(get_upgrade);
+  ASSERT_EQ(status_of(c.read_head()), 101);
+  auto f = server->destroy();
+  ASSERT_TRUE(ready_within(f, 5s));
+  EXPECT_EQ(c.read_until_close(5s), "");
+  EXPECT_TRUE(upgraded_closed.wait());
+  EXPECT_EQ(upgraded_told.count(), 0);  // destroy is not a drain
+  auto r = f.get();
+  EXPECT_FALSE(r.graceful);
+  EXPECT_EQ(r.closed_by_state[static_cast<std::size_t>(connection_state::upgraded)], 1u);
 }
 
 TEST_F(Lifecycle, DestroyOfAServerWithNoConnectionsIsGraceful) {

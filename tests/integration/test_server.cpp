@@ -84,6 +84,38 @@ int main(int argc, char** argv) {
   routes.get("/peer", [](const lameduck::request& req, lameduck::response res) {
     res.send(req.peer() + "\n");
   });
+  // An echo protocol after an upgrade (or a CONNECT): every byte comes back; "close" in a
+  // piece makes the server close after echoing it. from_thread=1 upgrades from another thread.
+  auto echo = [] {
+    lameduck::upgrade_handlers h;
+    h.on_data = [](lameduck::upgraded_connection& self, std::string_view bytes) {
+      self.send(std::string(bytes));
+      if (bytes.find("close") != std::string_view::npos) self.close();
+    };
+    return h;
+  };
+  routes.get("/upgrade", [echo](const lameduck::request& req, lameduck::response res) {
+    if (!req.upgrade_requested()) {
+      res.header("Upgrade", "echo").header("Connection", "Upgrade");
+      return res.send(426, "Upgrade Required\n");
+    }
+    if (req.query_param("from_thread")) {
+      std::thread([res = std::move(res), echo]() mutable { res.upgrade("echo", echo()); }).detach();
+    } else {
+      res.upgrade("echo", echo());
+    }
+  });
+  // Calls upgrade() whether or not the request asked for one; reports the refusal.
+  routes.get("/upgrade-anyway", [echo](const lameduck::request& req, lameduck::response res) {
+    try {
+      res.upgrade(req.query_param("protocol").value_or(""), echo());
+    } catch (const std::logic_error& e) {
+      res.send(409, std::string(e.what()) + "\n");
+    }
+  });
+  routes.route(
+      "CONNECT", "tunnel.test:443",
+      [echo](const lameduck::request&, lameduck::response res) { res.upgrade("", echo()); });
   routes.get("/counts", [&self](const lameduck::request&, lameduck::response res) {
     auto c = self->counts();
     std::string out;

@@ -184,6 +184,33 @@ TEST_F(RequestParser, SimpleGet) {
   EXPECT_EQ(parser.error_status(), 0);
 }
 
+TEST_F(RequestParser, AnUpgradeIsRequestedByHttp11WithConnectionUpgradeOrByConnect) {
+  const std::pair<std::string_view, bool> cases[] = {
+      {"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", true},
+      {"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, upgrade\r\nUpgrade: x\r\n\r\n",
+       true},
+      {"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", true},
+      // RFC 9110 section 7.8: Upgrade needs "Connection: upgrade", and is ignored in HTTP/1.0.
+      {"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n", false},
+      {"GET /ws HTTP/1.0\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", false},
+      {"GET / HTTP/1.1\r\nHost: a\r\n\r\n", false},
+  };
+  for (auto [text, want] : cases) {
+    parser.reset();
+    parse_ok(text);
+    EXPECT_EQ(parser.get().upgrade_requested(), want) << text;
+  }
+}
+
+TEST_F(RequestParser, BytesAfterAnUpgradeRequestAreLeftForTheNewProtocol) {
+  const std::string head =
+      "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n";
+  std::size_t used = 0;
+  EXPECT_EQ(parser.feed(head + "\x81\x05hello", used), event::message_complete);
+  EXPECT_EQ(used, head.size());
+  EXPECT_TRUE(parser.get().upgrade_requested());
+}
+
 TEST_F(RequestParser, StartedAfterTheFirstByteOnly) {
   std::size_t used = 0;
   EXPECT_EQ(parser.feed("G", used), event::need_more);
