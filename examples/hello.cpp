@@ -110,7 +110,7 @@ void stream_chunks(timer_thread& timers, std::shared_ptr<lameduck::response> res
 int main(int argc, char** argv) {
   std::vector<std::string> listen;
   unsigned threads = 0;
-  double drain_timeout = 30, idle_grace = 0;
+  double drain_timeout = 30, idle_grace = 0, lame_duck = 0;
   CLI::App app{
       "lameduck-hello: the lameduck demo server.\n"
       "SIGTERM or SIGINT drains it (exit 0, or 3 if the deadline forced it); a second "
@@ -126,6 +126,11 @@ int main(int argc, char** argv) {
   app.add_option("--idle-grace", idle_grace,
                  "Seconds a shutdown keeps idle keep-alive connections for their next request "
                  "(0: close them at once, safely)")
+      ->default_val(0)
+      ->check(CLI::Range(0.0, 86400.0));
+  app.add_option("--lame-duck", lame_duck,
+                 "Seconds a shutdown keeps listening and serving, with /readyz already saying "
+                 "503, before the drain proper (counts against --drain-timeout)")
       ->default_val(0)
       ->check(CLI::Range(0.0, 86400.0));
   try {
@@ -176,6 +181,8 @@ int main(int argc, char** argv) {
   options.listen = listen;
   options.threads = threads;
   options.drain.idle_grace = seconds(idle_grace);
+  options.drain.lame_duck_delay = seconds(lame_duck);
+  options.health = {"/readyz", "/livez"};
   // Installed before the server starts, so that a signal is never missed.
   lameduck::signal_shutdown signals(seconds(drain_timeout));
   lameduck::server server(options, routes);
@@ -193,6 +200,7 @@ int main(int argc, char** argv) {
             << "  curl 'http://" << first << "/delay?ms=500'\n"
             << "  curl -N 'http://" << first << "/stream?chunks=5&interval_ms=200'\n"
             << "  curl -d 'quack' http://" << first << "/echo\n"
+            << "  curl -i http://" << first << "/readyz   (503 once a shutdown has begun)\n"
             << "stop with Ctrl-C (twice to stop at once)" << std::endl;
 
   return signals.run(server);

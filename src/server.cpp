@@ -4,9 +4,10 @@
 // Connection states (docs/lifecycle.md):
 //
 //   fresh ──first byte──▶ active ──response written, keep-alive──▶ idle ──first byte──▶ active
-//     │                     │                                       │
-//     └──────────┬──────────┴───────────────────────────────────────┘
-//                ▼  (error, Connection: close, timeout, the server's decision)
+//     │                     │  └──101 (or CONNECT 2xx)──▶ upgraded    │
+//     │                     │                               │          │
+//     └──────────┬──────────┴───────────────────────────────┴──────────┘
+//                ▼  (error, Connection: close, timeout, the server's decision, the owner's close)
 //             closing ──client closed, or linger timeout──▶ closed (terminal)
 //
 // Any state may go straight to closed (the client went away, destroy). Each loop keeps its own
@@ -170,17 +171,22 @@ struct stop_order {
   bool destroy = false;
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
   std::chrono::milliseconds idle_grace{0};
+  /// A drain's lame-duck delay ends here: until then listeners stay open and nothing changes
+  /// but readiness.
+  std::chrono::steady_clock::time_point drain_from{};
 
   bool operator==(const stop_order&) const = default;
 };
 
 /// A loop's part in a stop; touched only on the loop's thread.
 struct loop_stop {
-  explicit loop_stop(loop& l) : deadline_timer(l.io()), grace_timer(l.io()) {}
+  explicit loop_stop(loop& l)
+      : deadline_timer(l.io()), grace_timer(l.io()), lame_duck_timer(l.io()) {}
 
   std::vector<std::unique_ptr<acceptor>> acceptors;
   bool listeners_closed = false;
-  bool reached = false;  // the stop has counted this loop's connections for its report
+  bool reached = false;    // the stop has counted this loop's connections for its report
+  bool lame_duck = false;  // the lame-duck delay's timer is armed
   bool drain_begun = false;
   bool destroyed = false;  // every connection was closed by force
   bool forced = false;     // an open connection was closed by force
@@ -189,6 +195,7 @@ struct loop_stop {
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
   asio::steady_timer deadline_timer;
   asio::steady_timer grace_timer;
+  asio::steady_timer lame_duck_timer;
 };
 
 namespace {
@@ -214,6 +221,11 @@ class server::impl {
   using clock = std::chrono::steady_clock;
 
   impl(server_options o, handler h) : options(std::move(o)), handler_(std::move(h)) {
+    if (!options.health.readiness_path.empty() || !options.health.liveness_path.empty()) {
+      handler_ = [this, inner = std::move(handler_)](const request& req, response res) {
+        if (!answer_health(req, res)) inner(req, std::move(res));
+      };
+    }
     if (!options.log) {
       options.log = [](std::string_view line) {
         std::fprintf(stderr, "%.*s\n", static_cast<int>(line.size()), line.data());
@@ -224,6 +236,10 @@ class server::impl {
   ~impl() { release_threads(); }
 
   void start(std::error_code& ec);
+  /// Whether the server is started and no drain or destroy has been asked for.
+  bool ready() const;
+  /// Answers a readiness or liveness probe; false when the request is not one.
+  bool answer_health(const request& req, response& res) const;
   /// Hands a stronger stop order to every loop; called with the mutex held.
   void order_stop(const detail::stop_order& next);
   std::shared_future<stop_report> stop_future_or_last();
@@ -233,6 +249,8 @@ class server::impl {
   // On a loop's thread:
   void apply(std::size_t i, const detail::stop_order& o);
   void close_listeners(std::size_t i);
+  void reach(std::size_t i);
+  void begin_drain(std::size_t i, const detail::stop_order& o);
   void force_close(std::size_t i);
   void end_idle_grace(std::size_t i);
   void check_done(std::size_t i);
@@ -384,8 +402,7 @@ void server::impl::start(std::error_code& ec) {
 }
 
 void server::impl::order_stop(const detail::stop_order& next) {
-  if (!running || next == order)
-    return;  // idempotent: nothing stronger was asked  // idempotent: nothing stronger was asked
+  if (!running || next == order) return;  // idempotent: nothing stronger was asked
   if ((next.drain || next.destroy) && !(order.drain || order.destroy)) {
     stop_began = clock::now();
     completed_at_stop = aborted_at_stop = 0;
@@ -394,7 +411,9 @@ void server::impl::order_stop(const detail::stop_order& next) {
       aborted_at_stop += l->requests_aborted.load(std::memory_order_relaxed);
     }
   }
-  if (next.drain && !order.drain) {
+  if (next.drain && !order.drain && next.drain_from <= clock::now()) {
+    // Without a lame-duck delay the drain begins with the call: no response written after it
+    // says keep-alive, even on a loop that has not yet seen the order.
     for (auto& l : loops) {
       l->keep_idle.store(next.idle_grace.count() > 0, std::memory_order_relaxed);
       l->draining.store(true, std::memory_order_release);  // keep_idle is seen with it
@@ -407,30 +426,33 @@ void server::impl::order_stop(const detail::stop_order& next) {
 }
 
 void server::impl::apply(std::size_t i, const detail::stop_order& o) {
-  detail::loop& l = *loops[i];
   detail::loop_stop& ls = *stops[i];
   if (ls.done) return;
-  if (o.close_listeners && !ls.listeners_closed) close_listeners(i);
-  if ((o.drain || o.destroy) && !ls.reached) {
-    ls.reached = true;
-    l.connections.for_each([&](detail::connection_base& c) {
-      ++ls.closed_by_state[static_cast<std::size_t>(c.state())];
+  // In the lame-duck delay only readiness has changed: listeners stay open, requests are
+  // served as usual. The delay's end applies whatever the order has become by then.
+  const bool lame_duck = o.drain && !o.destroy && clock::now() < o.drain_from;
+  if (lame_duck && !ls.lame_duck) {
+    ls.lame_duck = true;
+    ls.lame_duck_timer.expires_at(o.drain_from);
+    ls.lame_duck_timer.async_wait([this, i](std::error_code ec) {
+      if (ec) return;
+      detail::stop_order now;
+      {
+        std::lock_guard lock(mutex);
+        now = order;
+      }
+      apply(i, now);
     });
+  }
+  if ((o.close_listeners || o.destroy || (o.drain && !lame_duck)) && !ls.listeners_closed) {
+    close_listeners(i);
   }
   if (o.destroy) {
     if (!ls.destroyed) force_close(i);
   } else if (o.drain) {
-    if (!ls.drain_begun) {
-      ls.drain_begun = true;
-      if (o.idle_grace.count() > 0) {
-        ls.grace_timer.expires_after(o.idle_grace);
-        ls.grace_timer.async_wait([this, i](std::error_code ec) {
-          if (!ec) end_idle_grace(i);
-        });
-      }
-      l.connections.for_each([](detail::connection_base& c) { c.on_drain(); });
-    }
+    if (!lame_duck && !ls.drain_begun) begin_drain(i, o);
     if (o.deadline < ls.deadline) {
+      // The deadline counts from the call, lame-duck delay included.
       ls.deadline = o.deadline;
       ls.deadline_timer.expires_at(o.deadline);
       ls.deadline_timer.async_wait([this, i](std::error_code ec) {
@@ -439,6 +461,31 @@ void server::impl::apply(std::size_t i, const detail::stop_order& o) {
     }
   }
   check_done(i);
+}
+
+void server::impl::reach(std::size_t i) {
+  detail::loop_stop& ls = *stops[i];
+  if (ls.reached) return;
+  ls.reached = true;
+  loops[i]->connections.for_each([&](detail::connection_base& c) {
+    ++ls.closed_by_state[static_cast<std::size_t>(c.state())];
+  });
+}
+
+void server::impl::begin_drain(std::size_t i, const detail::stop_order& o) {
+  detail::loop& l = *loops[i];
+  detail::loop_stop& ls = *stops[i];
+  ls.drain_begun = true;
+  reach(i);
+  l.keep_idle.store(o.idle_grace.count() > 0, std::memory_order_relaxed);
+  l.draining.store(true, std::memory_order_release);
+  if (o.idle_grace.count() > 0) {
+    ls.grace_timer.expires_after(o.idle_grace);
+    ls.grace_timer.async_wait([this, i](std::error_code ec) {
+      if (!ec) end_idle_grace(i);
+    });
+  }
+  l.connections.for_each([](detail::connection_base& c) { c.on_drain(); });
 }
 
 void server::impl::close_listeners(std::size_t i) {
@@ -462,6 +509,9 @@ void server::impl::force_close(std::size_t i) {
   detail::loop_stop& ls = *stops[i];
   ls.destroyed = true;
   ls.grace_timer.cancel();
+  ls.lame_duck_timer.cancel();  // a deadline inside the lame-duck delay ends it
+  if (!ls.listeners_closed) close_listeners(i);
+  reach(i);
   loops[i]->connections.for_each([&](detail::connection_base& c) {
     if (c.state() != connection_state::closing) ls.forced = true;
     c.abort();
@@ -490,6 +540,7 @@ void server::impl::check_done(std::size_t i) {
   ls.done = true;
   ls.deadline_timer.cancel();
   ls.grace_timer.cancel();
+  ls.lame_duck_timer.cancel();
   std::vector<stop_callback> callbacks;
   stop_report done;
   {
@@ -590,9 +641,28 @@ connection_counts server::counts() const noexcept {
   return c;
 }
 
+bool server::impl::ready() const {
+  std::lock_guard lock(mutex);
+  return running && !order.close_listeners && !order.drain && !order.destroy;
+}
+
+bool server::impl::answer_health(const request& req, response& res) const {
+  const bool readiness = req.path() == options.health.readiness_path;
+  if (!readiness && req.path() != options.health.liveness_path) return false;
+  if (req.method() != "GET" && req.method() != "HEAD") return false;
+  res.header("Content-Type", "text/plain").header("Cache-Control", "no-store");
+  if (!readiness) {
+    res.send("alive\n");
+  } else if (ready()) {
+    res.send("ready\n");
+  } else {
+    res.send(503, "not ready\n");
+  }
+  return true;
+}
+
 bool server::ready() const noexcept {
-  std::lock_guard lock(impl_->mutex);
-  return impl_->running && !impl_->order.close_listeners;
+  return impl_->ready();
 }
 
 std::shared_future<void> server::stop_accepting() {
@@ -625,8 +695,10 @@ std::shared_future<stop_report> server::shutdown(std::chrono::steady_clock::dura
                                                              : now + deadline;
   std::lock_guard lock(impl_->mutex);
   detail::stop_order next = impl_->order;
-  next.close_listeners = true;
-  if (!next.drain) next.idle_grace = impl_->options.drain.idle_grace;
+  if (!next.drain) {
+    next.idle_grace = impl_->options.drain.idle_grace;
+    next.drain_from = now + impl_->options.drain.lame_duck_delay;
+  }
   next.drain = true;
   next.deadline = std::min(next.deadline, at);
   impl_->order_stop(next);

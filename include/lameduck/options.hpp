@@ -45,6 +45,19 @@ struct drain_options {
   /// their next request, which is answered with "Connection: close", or until this much time
   /// has passed: no client sees a failure, at the cost of a longer drain.
   std::chrono::milliseconds idle_grace{0};
+  /// After shutdown() is called, how long the listeners stay open and requests are served as
+  /// usual while readiness already says no, so that load balancers stop routing here before
+  /// the port closes. It counts against the shutdown's deadline; destroy() cuts it short.
+  std::chrono::milliseconds lame_duck_delay{0};
+};
+
+/// Endpoints the server answers itself, before the handler, for load balancers and
+/// orchestrators (GET or HEAD; plain text; never cached). An empty path disables one.
+struct health_options {
+  /// 200 "ready" while server::ready(), else 503 "not ready" (from the start of a drain on).
+  std::string readiness_path;
+  /// 200 "alive" whenever the server answers at all, drains included.
+  std::string liveness_path;
 };
 
 /// A server's configuration.
@@ -63,6 +76,8 @@ struct server_options {
   struct timeouts timeouts;
   /// Graceful drain behaviour.
   struct drain_options drain;
+  /// Readiness and liveness endpoints (e.g. "/readyz", "/livez"); none by default.
+  struct health_options health;
   /// Where error lines go (a throwing handler, an internal failure); default: standard error.
   std::function<void(std::string_view)> log;
 };

@@ -132,6 +132,13 @@ TEST(Hello, AnswersOtherPathsWith404) {
   EXPECT_EQ(r.out, "404\n404\n404\n");
 }
 
+TEST(Hello, AnswersReadinessAndLivenessProbes) {
+  auto server = start_hello();
+  auto r = curl({"-s", server.url("/readyz"), server.url("/livez")});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "ready\nalive\n");
+}
+
 TEST(Hello, RejectsABadDelayWith400) {
   auto server = start_hello();
   auto r = curl({"-w", "%{http_code}\n", "-o", "/dev/null", server.url("/delay?ms=soon"), "-o",

@@ -406,6 +406,101 @@ TEST_F(Lifecycle, Step1ReadinessTurnsFalseAtOnce) {
   ASSERT_TRUE(ready_within(f, 10s));
 }
 
+TEST_F(Lifecycle, Step1TheReadinessEndpointAnswers503FromTheStartOfADrainAndLivenessStays200) {
+  options.health = {"/readyz", "/livez"};
+  options.drain.lame_duck_delay = 10s;  // keeps the listener open to probe through
+  start();
+  raw_client probe(port);
+  probe.send("GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n");
+  std::string r = probe.read_response();
+  EXPECT_EQ(status_of(r), 200);
+  EXPECT_EQ(body_of(r), "ready\n");
+  EXPECT_EQ(header_of(r, "Cache-Control"), "no-store");
+  auto f = server->shutdown(60s);
+  probe.send("GET /readyz HTTP/1.1\r\nHost: t\r\n\r\nGET /livez HTTP/1.1\r\nHost: t\r\n\r\n");
+  r = probe.read_response();
+  EXPECT_EQ(status_of(r), 503);
+  EXPECT_EQ(body_of(r), "not ready\n");
+  r = probe.read_response();
+  EXPECT_EQ(status_of(r), 200);
+  EXPECT_EQ(body_of(r), "alive\n");
+  server->destroy();
+  ASSERT_TRUE(ready_within(f, 5s));
+}
+
+TEST_F(Lifecycle, HealthEndpointsAreTheServersOnlyWhenConfiguredAndOnlyForGetAndHead) {
+  start();
+  EXPECT_EQ(status_of(get_once(port, "/readyz")), 404);  // none by default
+  server.reset();
+  options.health.liveness_path = "/livez";
+  start();
+  EXPECT_EQ(status_of(get_once(port, "/livez")), 200);
+  EXPECT_EQ(status_of(get_once(port, "/readyz")), 404);
+  raw_client c(port);
+  c.send("HEAD /livez HTTP/1.1\r\nHost: t\r\n\r\n");
+  std::string head = c.read_head();
+  EXPECT_EQ(status_of(head), 200);
+  EXPECT_EQ(header_of(head, "Content-Length"), "6");
+  c.send("POST /livez HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+  EXPECT_EQ(status_of(c.read_response()), 404);  // the handler's answer
+}
+
+TEST_F(Lifecycle, Step1InTheLameDuckDelayListenersStayOpenAndRequestsAreServedAsUsual) {
+  options.drain.lame_duck_delay = 400ms;
+  start();
+  auto idle = idle_client(port);
+  auto began = clock::now();
+  auto f = server->shutdown(10s);
+  EXPECT_FALSE(server->ready());
+  raw_client late(port);  // still accepted
+  late.send(get_root);
+  std::string r = late.read_response();
+  EXPECT_EQ(status_of(r), 200);
+  EXPECT_EQ(header_of(r, "Connection"), "");  // keep-alive as usual
+  idle->send(get_root);
+  r = idle->read_response();
+  EXPECT_EQ(status_of(r), 200);
+  EXPECT_EQ(header_of(r, "Connection"), "");
+  EXPECT_FALSE(ready_within(f, 0ms));
+  // Then the drain proper: idle connections closed cleanly, the port closed.
+  EXPECT_TRUE(ends_cleanly(*idle));
+  EXPECT_GE(clock::now() - began, 350ms);
+  EXPECT_TRUE(ends_cleanly(late));
+  ASSERT_TRUE(ready_within(f, 5s));
+  EXPECT_TRUE(connection_refused(port));
+  auto report = f.get();
+  EXPECT_TRUE(report.graceful);
+  EXPECT_GE(report.took, 400ms);
+  EXPECT_EQ(report.requests_completed, 2u);
+  EXPECT_EQ(report.closed_by_state[static_cast<std::size_t>(connection_state::idle)], 2u);
+}
+
+TEST_F(Lifecycle, Step1TheLameDuckDelayCountsAgainstTheDeadline) {
+  options.drain.lame_duck_delay = 10s;
+  start();
+  auto idle = idle_client(port);
+  auto began = clock::now();
+  auto f = server->shutdown(300ms);
+  ASSERT_TRUE(ready_within(f, 5s));
+  EXPECT_GE(clock::now() - began, 250ms);
+  EXPECT_TRUE(ends_cleanly(*idle));
+  EXPECT_TRUE(connection_refused(port));
+  auto report = f.get();
+  EXPECT_FALSE(report.graceful);  // the idle connection was closed by force at the deadline
+  EXPECT_EQ(report.closed_by_state[static_cast<std::size_t>(connection_state::idle)], 1u);
+}
+
+TEST_F(Lifecycle, DestroyAndStopAcceptingCutTheLameDuckDelayShort) {
+  options.drain.lame_duck_delay = 10s;
+  start();
+  auto f = server->shutdown(60s);
+  ASSERT_TRUE(ready_within(server->stop_accepting(), 5s));
+  EXPECT_TRUE(connection_refused(port));
+  EXPECT_FALSE(ready_within(f, 0ms));
+  ASSERT_TRUE(ready_within(server->destroy(), 5s));
+  EXPECT_TRUE(ready_within(f, 0ms));
+}
+
 TEST_F(Lifecycle, Step2NewConnectionsAreRefusedOnceTheListenersHaveClosed) {
   start();
   raw_client busy(port);

@@ -46,6 +46,25 @@ TEST(Signals, FirstSigtermDrainsAndExitsZero) {
   EXPECT_LT(clock::now() - sent, 3s);
 }
 
+TEST(Signals, WithALameDuckDelayReadinessSays503WhileTheServerStillListensAndServes) {
+  auto server = start_hello({"--lame-duck", "0.5"});
+  EXPECT_EQ(status_of(get_once(server.port(), "/readyz")), 200);
+  raw_client probe(server.port());
+  auto sent = clock::now();
+  server.signal(SIGTERM);
+  // The signal is handled asynchronously: the probe turns to 503 without a restart of the port.
+  EXPECT_TRUE(eventually([&] {
+    probe.send("GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n");
+    return status_of(probe.read_response()) == 503;
+  }));
+  EXPECT_EQ(status_of(get_once(server.port(), "/livez")), 200);  // a new connection: accepted
+  EXPECT_EQ(body_of(get_once(server.port(), "/")), "Hello, World!\n");
+  EXPECT_TRUE(probe.closed_within(5s));  // the drain proper closes the idle probe
+  EXPECT_GE(clock::now() - sent, 450ms);
+  probe.shutdown_write();
+  EXPECT_EQ(server.wait_exit(5s), 0);
+}
+
 TEST(Signals, SigintDrainsLikeSigterm) {
   auto server = start_hello();
   EXPECT_EQ(body_of(get_once(server.port(), "/")), "Hello, World!\n");
@@ -100,9 +119,12 @@ TEST(Signals, HelloDocumentsItsDrainOptions) {
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_NE(r.out.find("--drain-timeout"), std::string::npos);
   EXPECT_NE(r.out.find("--idle-grace"), std::string::npos);
-  auto bad = run({bin_path("lameduck-hello"), "--drain-timeout", "-1"});
-  EXPECT_EQ(bad.exit_code, 2);
-  EXPECT_EQ(std::count(bad.err.begin(), bad.err.end(), '\n'), 1) << bad.err;
+  EXPECT_NE(r.out.find("--lame-duck"), std::string::npos);
+  for (const char* option : {"--drain-timeout", "--idle-grace", "--lame-duck"}) {
+    auto bad = run({bin_path("lameduck-hello"), option, "-1"});
+    EXPECT_EQ(bad.exit_code, 2) << option;
+    EXPECT_EQ(std::count(bad.err.begin(), bad.err.end(), '\n'), 1) << bad.err;
+  }
 }
 
 TEST(Restart, AProgramStartsANewServerOnTheSamePortAfterTheOldOneStops) {
