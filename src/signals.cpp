@@ -137,13 +137,13 @@ int signal_shutdown::run(server& s) {
   for (auto it = cleanups_.rbegin(); it != cleanups_.rend(); ++it) {
     auto done = std::make_shared<std::promise<void>>();
     auto finished = done->get_future();
-    std::thread([hook = it->hook, done] {
+    std::thread([hook = it->hook, name = it->name, done] {
       try {
         hook();
       } catch (const std::exception& e) {
-        std::fprintf(stderr, "lameduck: a cleanup hook failed: %s\n", e.what());
+        std::fprintf(stderr, "lameduck: cleanup \"%s\" failed: %s\n", name.c_str(), e.what());
       } catch (...) {
-        std::fprintf(stderr, "lameduck: a cleanup hook failed\n");
+        std::fprintf(stderr, "lameduck: cleanup \"%s\" failed\n", name.c_str());
       }
       done->set_value();
     }).detach();
