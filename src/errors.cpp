@@ -17,6 +17,8 @@ class category final : public std::error_category {
         return "the server is already running";
       case errc::invalid_option:
         return "an option is out of range";
+      case errc::unusable_passed_socket:
+        return "a socket passed with LISTEN_FDS is not a listening TCP socket";
     }
     return "unknown lameduck error";
   }

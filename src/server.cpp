@@ -32,6 +32,7 @@
 #include "connection.hpp"
 #include "net/address.hpp"
 #include "net/loop.hpp"
+#include "systemd.hpp"
 
 namespace lameduck {
 
@@ -328,18 +329,32 @@ void server::impl::start(std::error_code& ec) {
     ec = make_error_code(errc::already_started);
     return;
   }
-  if (options.listen.empty()) {
+  std::vector<int> fds;
+  if (options.adopt_passed_sockets) fds = detail::take_passed_sockets();
+  if (options.listen.empty() && fds.empty()) {
     ec = make_error_code(errc::no_listen_address);
     return;
   }
   release_threads();  // a stopped server may start again
   std::vector<detail::listener> bound;
-  std::vector<int> fds;
   auto close_all = [&] {
     for (int fd : fds)
       ::close(fd);
   };
-  for (const auto& text : options.listen) {
+  for (int fd : fds) {
+    detail::listener li;
+    socklen_t size = sizeof li.bound;
+    if (!detail::is_listening_stream_socket(fd) || ::getsockname(fd, &li.bound.any, &size) != 0 ||
+        (li.bound.any.sa_family != AF_INET && li.bound.any.sa_family != AF_INET6) ||
+        ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK) != 0) {
+      ec = make_error_code(errc::unusable_passed_socket);
+      return close_all();
+    }
+    bound.push_back(li);
+  }
+  // Passed sockets stand for the listen addresses; otherwise each address is bound here.
+  const std::vector<std::string> none;
+  for (const auto& text : fds.empty() ? options.listen : none) {
     detail::listener li;
     li.bound = detail::parse_listen_address(text, ec);
     if (ec) return close_all();

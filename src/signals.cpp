@@ -3,6 +3,7 @@
 // run() reads the pipe and calls the server's verbs.
 
 #include <lameduck/signals.hpp>
+#include <lameduck/systemd.hpp>
 
 #include <fcntl.h>
 #include <poll.h>
@@ -119,19 +120,31 @@ int signal_shutdown::run(server& s) {
     unsigned char byte = stopped_byte;
     [[maybe_unused]] auto ignored = ::write(pipe->write_end(), &byte, 1);
   });
+  // A service manager waiting for readiness (Type=notify) hears of each step.
+  if (s.ready()) {
+    std::string status = "READY=1\nSTATUS=serving";
+    for (const auto& address : s.local_addresses())
+      status += " " + address;
+    notify_service_manager(status);
+  }
   int signals = 0, forcing_signal = 0;
   for (;;) {
     unsigned char byte = read_byte(pipe_->read_end());
     if (byte == stopped_byte) break;
     if (++signals == 1) {
+      notify_service_manager("STOPPING=1\nSTATUS=draining");
       s.shutdown(drain_deadline_);
     } else if (forcing_signal == 0) {
       forcing_signal = byte;
+      notify_service_manager("STATUS=closing every connection now");
       s.destroy();
     }
   }
+  if (signals == 0) notify_service_manager("STOPPING=1");
 
   const stop_report r = report->get_future().get();
+  notify_service_manager(r.graceful ? "STATUS=stopped; running cleanup hooks"
+                                    : "STATUS=stopped by force; running cleanup hooks");
   // Cleanups in reverse order of registration, each on a thread of its own so that one that
   // hangs is given up on at its timeout rather than holding the process forever.
   for (auto it = cleanups_.rbegin(); it != cleanups_.rend(); ++it) {

@@ -12,6 +12,7 @@ enum class errc {
   no_listen_address,           ///< the server was given nothing to listen on
   already_started,             ///< start() was called on a server that is running
   invalid_option,              ///< an option has a value outside its range
+  unusable_passed_socket,      ///< a socket passed with LISTEN_FDS is not a listening TCP socket
 };
 
 /// The category of lameduck::errc values.

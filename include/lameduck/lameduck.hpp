@@ -8,3 +8,4 @@
 #include <lameduck/router.hpp>
 #include <lameduck/server.hpp>
 #include <lameduck/signals.hpp>
+#include <lameduck/systemd.hpp>

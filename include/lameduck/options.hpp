@@ -70,6 +70,10 @@ struct server_options {
   int backlog = 4096;
   /// Set SO_REUSEPORT so that other processes may listen on the same port too.
   bool reuse_port = false;
+  /// Listen on the sockets the service manager passed to this process (LISTEN_FDS with
+  /// LISTEN_PID, as systemd socket activation and the lameduck supervisor pass them) instead
+  /// of binding `listen`. The first server to start takes them; later ones bind `listen`.
+  bool adopt_passed_sockets = true;
   /// Request size limits.
   struct limits limits;
   /// Timeouts; they keep running during a drain.

@@ -89,7 +89,8 @@ std::string read_file(const std::string& path) {
   return s.str();
 }
 
-// A new empty file, /tmp/lameduck-test-STEM-XXXXXX; whoever asked for it removes it.
+}  // namespace
+
 std::string temp_path(const char* stem) {
   std::string templ = std::string("/tmp/lameduck-test-") + stem + "-XXXXXX";
   int fd = ::mkstemp(templ.data());
@@ -97,8 +98,6 @@ std::string temp_path(const char* stem) {
   ::close(fd);
   return templ;
 }
-
-}  // namespace
 
 std::string bin_path(std::string_view name) {
   return std::string(LAMEDUCK_BIN_DIR "/") + std::string(name);
@@ -109,18 +108,24 @@ std::string source_path(std::string_view relative) {
 }
 
 server_process::server_process(std::vector<std::string> argv,
-                               std::chrono::milliseconds ready_within) {
+                               std::chrono::milliseconds ready_within, int passed_socket) {
   int out[2];
   if (::pipe2(out, O_CLOEXEC) != 0) fail_errno("pipe");
   stderr_path_ = temp_path("stderr");
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
+  // dup2 onto the same number would keep close-on-exec: pass a copy from elsewhere then.
+  int passed_copy = passed_socket == 3 ? ::fcntl(passed_socket, F_DUPFD_CLOEXEC, 10) : -1;
+  if (passed_socket >= 0) {
+    posix_spawn_file_actions_adddup2(&actions, passed_copy >= 0 ? passed_copy : passed_socket, 3);
+  }
   posix_spawn_file_actions_adddup2(&actions, out[1], 1);
   posix_spawn_file_actions_addopen(&actions, 2, stderr_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
                                    0600);
   auto args = c_argv(argv);
   int rc = ::posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
+  if (passed_copy >= 0) ::close(passed_copy);
   ::close(out[1]);
   if (rc != 0) {
     ::close(out[0]);

@@ -18,15 +18,18 @@ using namespace std::chrono_literals;
 
 /// Path of a program built with the tests (the build's bin/ folder).
 std::string bin_path(std::string_view name);
+/// A new empty file, /tmp/lameduck-test-STEM-XXXXXX; whoever asked for it removes it.
+std::string temp_path(const char* stem);
 /// Path of a file in tests/integration/ (for example "clients/keepalive.js").
 std::string source_path(std::string_view relative);
 
 /// A server binary started for one test and stopped by its pid when the test ends.
 class server_process {
  public:
-  /// Starts argv and waits until it prints "listening on http://ADDRESS:PORT".
+  /// Starts argv and waits until it prints "listening on http://ADDRESS:PORT"; a
+  /// passed_socket of 0 or more becomes the program's descriptor 3 (as LISTEN_FDS passes it).
   explicit server_process(std::vector<std::string> argv,
-                          std::chrono::milliseconds ready_within = 10s);
+                          std::chrono::milliseconds ready_within = 10s, int passed_socket = -1);
   ~server_process();
   server_process(const server_process&) = delete;
   server_process& operator=(const server_process&) = delete;

@@ -2,11 +2,18 @@
 // lameduck-hello uses it), and a program that restarts its server on the same port
 // (lameduck-restart): real binaries, real sockets, signals sent to their pid.
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -125,6 +132,103 @@ TEST(Signals, HelloDocumentsItsDrainOptions) {
     EXPECT_EQ(bad.exit_code, 2) << option;
     EXPECT_EQ(std::count(bad.err.begin(), bad.err.end(), '\n'), 1) << bad.err;
   }
+}
+
+// A listening socket on 127.0.0.1 as a service manager would pass it; its port in `port`.
+int passed_listener(std::uint16_t& port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t size = sizeof a;
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  EXPECT_EQ(::listen(fd, 128), 0);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &size);
+  port = ntohs(a.sin_port);
+  return fd;
+}
+
+// The service manager's notification socket: a datagram socket bound to a fresh path.
+class notify_socket {
+ public:
+  notify_socket() : path_(temp_path("notify")) {
+    ::unlink(path_.c_str());
+    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, path_.c_str(), sizeof a.sun_path - 1);
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  }
+  ~notify_socket() {
+    ::close(fd_);
+    ::unlink(path_.c_str());
+  }
+  const std::string& path() const { return path_; }
+  // The next message, or "" after 5 s.
+  std::string receive() {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, 5000) != 1) return "";
+    char buf[4096];
+    ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "";
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+// lameduck-hello started as a service manager starts it: LISTEN_PID is its own pid (the shell
+// execs it, keeping its pid), the socket is its descriptor 3.
+std::vector<std::string> as_service(const std::string& environment, std::vector<std::string> args) {
+  std::vector<std::string> argv{"/bin/sh", "-c",
+                                "LISTEN_PID=$$ " + environment + " exec \"$0\" \"$@\"",
+                                bin_path("lameduck-hello")};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return argv;
+}
+
+TEST(ServiceManager, HelloServesOnThePassedSocketAndReportsReadyStoppingAndStopped) {
+  std::uint16_t port = 0;
+  int listener = passed_listener(port);
+  notify_socket manager;
+  // Port 1 would need privileges: a bind there would fail, so serving proves the adoption.
+  server_process server(as_service("LISTEN_FDS=1 NOTIFY_SOCKET=" + manager.path(),
+                                   {"--listen", "127.0.0.1:1", "--threads", "1"}),
+                        10s, listener);
+  ::close(listener);  // the server holds its own copy now
+  EXPECT_EQ(server.port(), port);
+  EXPECT_EQ(manager.receive(), "READY=1\nSTATUS=serving 127.0.0.1:" + std::to_string(port));
+  EXPECT_EQ(body_of(get_once(port, "/")), "Hello, World!\n");
+  server.signal(SIGTERM);
+  EXPECT_EQ(manager.receive(), "STOPPING=1\nSTATUS=draining");
+  EXPECT_EQ(manager.receive(), "STATUS=stopped; running cleanup hooks");
+  EXPECT_EQ(server.wait_exit(5s), 0);
+}
+
+TEST(ServiceManager, SocketsPassedToAnotherProcessAreLeftAlone) {
+  std::uint16_t port = 0;
+  int listener = passed_listener(port);
+  std::vector<std::string> argv{"/bin/sh",
+                                "-c",
+                                "LISTEN_PID=1 LISTEN_FDS=1 exec \"$0\" \"$@\"",
+                                bin_path("lameduck-hello"),
+                                "--listen",
+                                "127.0.0.1:0"};
+  server_process server(argv, 10s, listener);
+  ::close(listener);
+  EXPECT_NE(server.port(), port);  // it bound its own address
+  EXPECT_EQ(body_of(get_once(server.port(), "/")), "Hello, World!\n");
+}
+
+TEST(ServiceManager, APassedSocketThatIsNotListeningIsALineAndStatus2) {
+  // Descriptor 3 is a file, not a socket.
+  auto r = run({"/bin/sh", "-c", "exec 3</dev/null; LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"",
+                bin_path("lameduck-hello"), "--listen", "127.0.0.1:0"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err,
+            "lameduck-hello: cannot listen: a socket passed with LISTEN_FDS is not a listening "
+            "TCP socket\n");
 }
 
 TEST(Restart, AProgramStartsANewServerOnTheSamePortAfterTheOldOneStops) {

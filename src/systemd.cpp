@@ -1,0 +1,82 @@
+// The service manager's protocols: readiness notification over NOTIFY_SOCKET, and listening
+// sockets passed at start with LISTEN_FDS (systemd socket activation; the lameduck supervisor
+// passes its shared sockets the same way).
+
+#include <lameduck/systemd.hpp>
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "systemd.hpp"
+
+namespace lameduck {
+
+bool notify_service_manager(std::string_view state) noexcept {
+  const char* path = std::getenv("NOTIFY_SOCKET");
+  if (!path || !*path) return false;
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::size_t length = std::strlen(path);
+  if (length >= sizeof address.sun_path) return false;
+  std::memcpy(address.sun_path, path, length);
+  if (path[0] == '@') address.sun_path[0] = '\0';  // an abstract socket
+  int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  auto size = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + length);
+  ssize_t sent = ::sendto(fd, state.data(), state.size(), MSG_NOSIGNAL,
+                          reinterpret_cast<const sockaddr*>(&address), size);
+  ::close(fd);
+  return sent == static_cast<ssize_t>(state.size());
+}
+
+namespace detail {
+
+namespace {
+
+bool parse_number(const char* text, long& out) {
+  if (!text) return false;
+  const char* end = text + std::strlen(text);
+  auto [p, err] = std::from_chars(text, end, out);
+  return err == std::errc{} && p == end && p != text;
+}
+
+}  // namespace
+
+std::vector<int> take_passed_sockets() {
+  long pid = 0, count = 0;
+  bool for_us = parse_number(std::getenv("LISTEN_PID"), pid) && pid == ::getpid() &&
+                parse_number(std::getenv("LISTEN_FDS"), count) && count > 0 && count < 4096;
+  // Taken once: a child process, or the next server of this one, must not take them again.
+  ::unsetenv("LISTEN_PID");
+  ::unsetenv("LISTEN_FDS");
+  ::unsetenv("LISTEN_FDNAMES");
+  std::vector<int> fds;
+  if (!for_us) return fds;
+  constexpr int first_passed_fd = 3;  // SD_LISTEN_FDS_START
+  for (int fd = first_passed_fd; fd < first_passed_fd + count; ++fd) {
+    ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    fds.push_back(fd);
+  }
+  return fds;
+}
+
+bool is_listening_stream_socket(int fd) noexcept {
+  int type = 0, listening = 0;
+  socklen_t size = sizeof type;
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &size) != 0 || type != SOCK_STREAM) {
+    return false;
+  }
+  size = sizeof listening;
+  return ::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) == 0 && listening;
+}
+
+}  // namespace detail
+}  // namespace lameduck
