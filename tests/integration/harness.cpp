@@ -10,10 +10,12 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -97,6 +99,32 @@ std::string temp_path(const char* stem) {
   if (fd < 0) fail_errno("mkstemp");
   ::close(fd);
   return templ;
+}
+
+notify_socket::notify_socket() : notify_socket(temp_path("notify")) {}
+
+notify_socket::notify_socket(std::string name) : name_(std::move(name)) {
+  if (name_[0] != '@') ::unlink(name_.c_str());  // temp_path made a file there
+  fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  if (name_.size() >= sizeof a.sun_path) throw std::runtime_error("socket name too long");
+  std::memcpy(a.sun_path, name_.data(), name_.size());
+  if (name_[0] == '@') a.sun_path[0] = '\0';
+  auto size = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name_.size());
+  if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), size) != 0) fail_errno("bind a notify socket");
+}
+
+notify_socket::~notify_socket() {
+  ::close(fd_);
+  if (name_[0] != '@') ::unlink(name_.c_str());
+}
+
+std::string notify_socket::receive(std::chrono::milliseconds within) {
+  if (!wait_readable(fd_, clock::now() + within)) return "";
+  char buf[4096];
+  ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "";
 }
 
 std::string bin_path(std::string_view name) {

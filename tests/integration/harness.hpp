@@ -109,6 +109,25 @@ class raw_client {
   bool reset_ = false;
 };
 
+/// A service manager's notification socket (NOTIFY_SOCKET): a datagram socket bound to a fresh
+/// path, or to the given name ("@name" for an abstract socket).
+class notify_socket {
+ public:
+  notify_socket();
+  explicit notify_socket(std::string name);
+  ~notify_socket();
+  notify_socket(const notify_socket&) = delete;
+  notify_socket& operator=(const notify_socket&) = delete;
+  /// What NOTIFY_SOCKET should say.
+  const std::string& name() const { return name_; }
+  /// The next message, or "" when none arrives within the time.
+  std::string receive(std::chrono::milliseconds within = 5s);
+
+ private:
+  std::string name_;
+  int fd_ = -1;
+};
+
 /// Starts lameduck-test-server on 127.0.0.1:0 with two threads (unless extra says otherwise).
 server_process start_test_server(const std::vector<std::string>& extra = {});
 

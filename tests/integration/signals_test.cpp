@@ -7,7 +7,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -148,36 +147,6 @@ int passed_listener(std::uint16_t& port) {
   return fd;
 }
 
-// The service manager's notification socket: a datagram socket bound to a fresh path.
-class notify_socket {
- public:
-  notify_socket() : path_(temp_path("notify")) {
-    ::unlink(path_.c_str());
-    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::strncpy(a.sun_path, path_.c_str(), sizeof a.sun_path - 1);
-    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  }
-  ~notify_socket() {
-    ::close(fd_);
-    ::unlink(path_.c_str());
-  }
-  const std::string& path() const { return path_; }
-  // The next message, or "" after 5 s.
-  std::string receive() {
-    pollfd p{fd_, POLLIN, 0};
-    if (::poll(&p, 1, 5000) != 1) return "";
-    char buf[4096];
-    ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "";
-  }
-
- private:
-  std::string path_;
-  int fd_ = -1;
-};
-
 // lameduck-hello started as a service manager starts it: LISTEN_PID is its own pid (the shell
 // execs it, keeping its pid), the socket is its descriptor 3.
 std::vector<std::string> as_service(const std::string& environment, std::vector<std::string> args) {
@@ -193,7 +162,7 @@ TEST(ServiceManager, HelloServesOnThePassedSocketAndReportsReadyStoppingAndStopp
   int listener = passed_listener(port);
   notify_socket manager;
   // Port 1 would need privileges: a bind there would fail, so serving proves the adoption.
-  server_process server(as_service("LISTEN_FDS=1 NOTIFY_SOCKET=" + manager.path(),
+  server_process server(as_service("LISTEN_FDS=1 NOTIFY_SOCKET=" + manager.name(),
                                    {"--listen", "127.0.0.1:1", "--threads", "1"}),
                         10s, listener);
   ::close(listener);  // the server holds its own copy now

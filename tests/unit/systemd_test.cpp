@@ -5,12 +5,12 @@
 
 #include <lameduck/systemd.hpp>
 
-#include <poll.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+
+#include "harness.hpp"
 
 #include <cstdlib>
 #include <cstring>
@@ -19,51 +19,21 @@
 namespace lameduck {
 namespace {
 
-// A datagram socket standing for the service manager's; binds a path or an abstract name.
-class notify_listener {
- public:
-  explicit notify_listener(const std::string& name) {
-    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::memcpy(a.sun_path, name.data(), name.size());
-    if (name[0] == '@') a.sun_path[0] = '\0';
-    auto size = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name.size());
-    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&a), size), 0) << std::strerror(errno);
-  }
-  ~notify_listener() { ::close(fd_); }
-  // The next datagram, or "" after a second.
-  std::string receive() {
-    pollfd p{fd_, POLLIN, 0};
-    if (::poll(&p, 1, 1000) != 1) return "";
-    char buf[4096];
-    ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "";
-  }
-
- private:
-  int fd_ = -1;
-};
-
 class NotifyServiceManager : public ::testing::Test {
  protected:
   ~NotifyServiceManager() override { ::unsetenv("NOTIFY_SOCKET"); }
 };
 
 TEST_F(NotifyServiceManager, SendsTheStateLinesAsOneDatagramToAPath) {
-  std::string path = "/tmp/lameduck-notify-" + std::to_string(::getpid());
-  ::unlink(path.c_str());
-  notify_listener manager(path);
-  ::setenv("NOTIFY_SOCKET", path.c_str(), 1);
+  testing::notify_socket manager;
+  ::setenv("NOTIFY_SOCKET", manager.name().c_str(), 1);
   EXPECT_TRUE(notify_service_manager("READY=1\nSTATUS=serving"));
   EXPECT_EQ(manager.receive(), "READY=1\nSTATUS=serving");
-  ::unlink(path.c_str());
 }
 
 TEST_F(NotifyServiceManager, ReachesAnAbstractSocketNamedWithAnAt) {
-  std::string name = "@lameduck-notify-" + std::to_string(::getpid());
-  notify_listener manager(name);
-  ::setenv("NOTIFY_SOCKET", name.c_str(), 1);
+  testing::notify_socket manager("@lameduck-notify-" + std::to_string(::getpid()));
+  ::setenv("NOTIFY_SOCKET", manager.name().c_str(), 1);
   EXPECT_TRUE(notify_service_manager("STOPPING=1"));
   EXPECT_EQ(manager.receive(), "STOPPING=1");
 }
