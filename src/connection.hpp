@@ -94,6 +94,7 @@ class connection final : public connection_base {
   void on_ready(std::uint32_t events) override {
     if (phase_ == phase::closed) return;
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) drained_ = false;
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) hung_up_ = true;
     pump();  // also retries a write held up by a full socket
   }
 
@@ -284,13 +285,17 @@ class connection final : public connection_base {
       drained_ = true;
       return false;
     }
-    if (ec || n == 0) {
+    if (ec) {
       close_now();
       return false;
     }
+    if (n == 0) {
+      begin_close();  // the client is done sending: what is queued still goes out, then ours
+      return true;
+    }
     ex.input_begin = 0;
     ex.input_end = n;
-    drained_ = n < exchange::input_capacity;
+    drained_ = n < exchange::input_capacity && !hung_up_;
     return true;
   }
 
@@ -340,7 +345,9 @@ class connection final : public connection_base {
       return false;
     }
     ex.input_end += n;
-    drained_ = n < room;  // a short read emptied the socket: the next read waits for an edge
+    // A short read emptied the socket: the next read waits for an edge. Unless the client has
+    // finished sending: its end of stream came with the same edge and is yet to be read.
+    drained_ = n < room && !hung_up_;
     if (state() == connection_state::idle) {
       set_state(*this, connection_state::active);
       owner.arm(*this, timeout_kind::header);
@@ -586,6 +593,7 @@ class connection final : public connection_base {
   phase phase_ = phase::reading;
   http1::framing framing_ = http1::framing::content_length;
   bool drained_ = false;  // the last read emptied the socket and no event has been missed since
+  bool hung_up_ = false;  // epoll said the client has finished sending (or the socket failed)
   bool in_pump_ = false;
   bool retired_ = false;       // handed to the loop for deletion
   bool request_done_ = false;  // the parser holds a complete request, kept until the next begins

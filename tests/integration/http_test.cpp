@@ -75,6 +75,16 @@ TEST(Http, IgnoresRequestsPipelinedAfterConnectionClose) {
   EXPECT_FALSE(c.was_reset());
 }
 
+TEST(Http, AnswersAClientThatHalfClosedAfterItsRequestAndThenCloses) {
+  auto server = start_test_server();
+  raw_client c(server.port());
+  c.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+  c.shutdown_write();  // its end of stream may reach the server with the request
+  std::string r = c.read_until_close(5s);  // not only after the 60 s idle timeout
+  EXPECT_EQ(body_of(r), hello);
+  EXPECT_FALSE(c.was_reset());
+}
+
 TEST(Http, ClosesAfterTheResponseWhenTheHandlerSetsConnectionClose) {
   auto server = start_test_server();
   raw_client c(server.port());

@@ -97,6 +97,16 @@ TEST(Upgrade, AClientThatClosesEndsTheUpgradedConnection) {
   EXPECT_TRUE(eventually([&] { return counts_line(server.port(), "upgraded") == "0"; }));
 }
 
+TEST(Upgrade, AClientThatHalfClosesGetsWhatWasQueuedAndThenAnEndOfStream) {
+  auto server = start_test_server();
+  raw_client c(server.port());
+  c.send(std::string(upgrade_request) + "last words");
+  c.shutdown_write();
+  std::string got = c.read_until_close();
+  EXPECT_EQ(got.substr(got.find("\r\n\r\n") + 4), "last words");
+  EXPECT_FALSE(c.was_reset());
+}
+
 TEST(Upgrade, ACONNECTBecomesATunnelAfterA200WithoutFraming) {
   auto server = start_test_server();
   raw_client c(server.port());
