@@ -108,7 +108,7 @@ void stream_chunks(timer_thread& timers, std::shared_ptr<lameduck::response> res
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> listen;
+  std::vector<std::string> listen, health_listen;
   unsigned threads = 0;
   double drain_timeout = 30, idle_grace = 0, lame_duck = 0;
   CLI::App app{
@@ -117,6 +117,9 @@ int main(int argc, char** argv) {
       "signal stops it at once (exit 128+signal)."};
   app.add_option("--listen", listen, "Address to listen on, HOST:PORT (repeatable)")
       ->default_str("127.0.0.1:8080");
+  app.add_option(
+      "--health-listen", health_listen,
+      "Serve /readyz and /livez only here, HOST:PORT (repeatable; default: on --listen)");
   app.add_option("--threads", threads, "Event-loop threads (default: one per core)")
       ->check(CLI::Range(0u, 1024u));
   app.add_option("--drain-timeout", drain_timeout,
@@ -182,7 +185,7 @@ int main(int argc, char** argv) {
   options.threads = threads;
   options.drain.idle_grace = seconds(idle_grace);
   options.drain.lame_duck_delay = seconds(lame_duck);
-  options.health = {"/readyz", "/livez"};
+  options.health = {"/readyz", "/livez", health_listen};
   // Installed before the server starts, so that a signal is never missed.
   lameduck::signal_shutdown signals(seconds(drain_timeout));
   lameduck::server server(options, routes);

@@ -51,6 +51,7 @@ class connection_base : public registry_hook, public timeout_hook {
   std::uint64_t id = 0;        ///< unique within the server
   std::uint64_t requests = 0;  ///< requests answered completely
   timeout_kind timeout = timeout_kind::none;
+  bool health_only = false;  ///< accepted on a health_options::listen address
   sockaddr_in6 peer{};
 
  private:
@@ -61,8 +62,9 @@ class connection_base : public registry_hook, public timeout_hook {
 /// Performs every change of a connection's state: registry, counts, and what the server's
 /// lifecycle does on it (server.cpp).
 void set_state(connection_base& c, connection_state s) noexcept;
-/// The handler of the server that owns loop l (server.cpp).
-const handler& handler_of(loop& l) noexcept;
+/// What answers a connection's requests: the server's handler, or the health endpoints alone
+/// (server.cpp).
+const handler& handler_of(const connection_base& c) noexcept;
 /// Writes one line to the server's log (server.cpp).
 void log_line(loop& l, std::string_view line);
 /// Counts a request answered completely, or abandoned (server.cpp).
@@ -406,7 +408,7 @@ class connection final : public connection_base {
     head_written_ = false;
     body_written_ = 0;
     try {
-      handler_of(owner)(req, exchange::new_response(ex));
+      handler_of (*this)(req, exchange::new_response(ex));
     } catch (const std::exception& e) {
       log_line(owner, std::string("lameduck: handler threw: ") + e.what());
     } catch (...) {

@@ -67,6 +67,7 @@ namespace detail {
 /// One listening address; its socket lives on as one duplicate per loop.
 struct listener {
   socket_address bound{};
+  bool health_only = false;  ///< a health_options::listen address
 };
 
 /// A loop's view of one listener: waits for connections and accepts them.
@@ -150,6 +151,7 @@ class acceptor {
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     auto* c = new connection<tcp_stream>(loop_, tcp_stream(fd), &peer.any, size);
     c->id = next_id_.fetch_add(1, std::memory_order_relaxed);
+    c->health_only = health_only;
     if (open_connections_.fetch_add(1, std::memory_order_relaxed) >= max_connections_) {
       c->reject(503);
     } else {
@@ -159,6 +161,12 @@ class acceptor {
 
   loop& loop_;
   asio::ip::tcp::acceptor socket_;
+
+ public:
+  /// Its connections are answered by the health endpoints only.
+  bool health_only = false;
+
+ private:
   asio::steady_timer retry_;
   const std::size_t max_connections_;
   std::atomic<std::size_t>& open_connections_;
@@ -222,11 +230,19 @@ class server::impl {
   using clock = std::chrono::steady_clock;
 
   impl(server_options o, handler h) : options(std::move(o)), handler_(std::move(h)) {
-    if (!options.health.readiness_path.empty() || !options.health.liveness_path.empty()) {
+    // The endpoints are answered before the handler, or only on their own addresses.
+    const bool has_endpoints =
+        !options.health.readiness_path.empty() || !options.health.liveness_path.empty();
+    if (has_endpoints && options.health.listen.empty()) {
       handler_ = [this, inner = std::move(handler_)](const request& req, response res) {
         if (!answer_health(req, res)) inner(req, std::move(res));
       };
     }
+    health_handler_ = [this](const request& req, response res) {
+      if (answer_health(req, res)) return;
+      res.header("Content-Type", "text/plain");
+      res.send(404, "Not Found\n");
+    };
     if (!options.log) {
       options.log = [](std::string_view line) {
         std::fprintf(stderr, "%.*s\n", static_cast<int>(line.size()), line.data());
@@ -259,6 +275,7 @@ class server::impl {
 
   server_options options;
   handler handler_;
+  handler health_handler_;  // for connections to a health_options::listen address
   std::vector<std::unique_ptr<detail::loop>> loops;
   std::vector<std::unique_ptr<detail::loop_stop>> stops;  // per loop
   std::vector<detail::listener> listeners;
@@ -305,8 +322,8 @@ void set_state(connection_base& c, connection_state s) noexcept {
   }
 }
 
-const handler& handler_of(loop& l) noexcept {
-  return l.owner().handler_;
+const handler& handler_of(const connection_base& c) noexcept {
+  return c.health_only ? c.owner.owner().health_handler_ : c.owner.owner().handler_;
 }
 
 void log_line(loop& l, std::string_view line) {
@@ -352,10 +369,18 @@ void server::impl::start(std::error_code& ec) {
     }
     bound.push_back(li);
   }
-  // Passed sockets stand for the listen addresses; otherwise each address is bound here.
-  const std::vector<std::string> none;
-  for (const auto& text : fds.empty() ? options.listen : none) {
+  // Passed sockets stand for the listen addresses; otherwise each address is bound here. The
+  // health endpoints' own addresses come last.
+  std::vector<std::pair<std::string, bool>> addresses;
+  if (fds.empty()) {
+    for (const auto& text : options.listen)
+      addresses.emplace_back(text, false);
+  }
+  for (const auto& text : options.health.listen)
+    addresses.emplace_back(text, true);
+  for (const auto& [text, health_only] : addresses) {
     detail::listener li;
+    li.health_only = health_only;
     li.bound = detail::parse_listen_address(text, ec);
     if (ec) return close_all();
     int fd = ::socket(li.bound.any.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -389,6 +414,7 @@ void server::impl::start(std::error_code& ec) {
         stops[i]->acceptors.push_back(std::make_unique<detail::acceptor>(
             *loops[i], fds[k], bound[k].bound, options.limits.max_connections, open_connections,
             next_connection_id));
+        stops[i]->acceptors.back()->health_only = bound[k].health_only;
       }
     }
   } catch (const std::system_error& e) {

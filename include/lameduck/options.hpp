@@ -58,6 +58,10 @@ struct health_options {
   std::string readiness_path;
   /// 200 "alive" whenever the server answers at all, drains included.
   std::string liveness_path;
+  /// Addresses ("HOST:PORT") that serve these endpoints and nothing else, e.g. a port that only
+  /// the orchestrator reaches; they open and close with the others. Empty: the endpoints are
+  /// answered on every listen address instead.
+  std::vector<std::string> listen;
 };
 
 /// A server's configuration.

@@ -12,8 +12,11 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-server_process start_hello() {
-  return server_process({bin_path("lameduck-hello"), "--listen", "127.0.0.1:0", "--threads", "2"});
+server_process start_hello(const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> argv{bin_path("lameduck-hello"), "--listen", "127.0.0.1:0", "--threads",
+                                "2"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return server_process(argv);
 }
 
 command_result hello_cli(std::vector<std::string> args) {
@@ -137,6 +140,12 @@ TEST(Hello, AnswersReadinessAndLivenessProbes) {
   auto r = curl({"-s", server.url("/readyz"), server.url("/livez")});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "ready\nalive\n");
+}
+
+TEST(Hello, ServesProbesOnlyOnItsHealthAddressWhenGivenOne) {
+  auto server = start_hello({"--health-listen", "127.0.0.1:0"});
+  auto r = curl({"-s", "-w", " %{http_code}\n", server.url("/readyz")});
+  EXPECT_EQ(r.out, "Not Found\n 404\n");  // not on the main port
 }
 
 TEST(Hello, RejectsABadDelayWith400) {

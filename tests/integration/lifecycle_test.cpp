@@ -445,6 +445,25 @@ TEST_F(Lifecycle, HealthEndpointsAreTheServersOnlyWhenConfiguredAndOnlyForGetAnd
   EXPECT_EQ(status_of(c.read_response()), 404);  // the handler's answer
 }
 
+TEST_F(Lifecycle, HealthEndpointsOnAnAddressOfTheirOwnServeNothingElseThereAndNotElsewhere) {
+  options.health = {"/readyz", "/livez", {"127.0.0.1:0"}};
+  options.drain.lame_duck_delay = 10s;
+  start();
+  const std::uint16_t health_port = server->port(1);
+  ASSERT_NE(health_port, 0);
+  ASSERT_NE(health_port, port);
+  EXPECT_EQ(body_of(get_once(health_port, "/readyz")), "ready\n");
+  EXPECT_EQ(status_of(get_once(health_port, "/")), 404);
+  EXPECT_EQ(status_of(get_once(port, "/readyz")), 404);  // the handler's, here
+  EXPECT_EQ(body_of(get_once(port, "/")), "hello\n");
+  auto f = server->shutdown(60s);
+  EXPECT_EQ(status_of(get_once(health_port, "/readyz")), 503);
+  EXPECT_EQ(status_of(get_once(health_port, "/livez")), 200);
+  server->destroy();
+  ASSERT_TRUE(ready_within(f, 5s));
+  EXPECT_TRUE(connection_refused(health_port));  // it closes with the others
+}
+
 TEST_F(Lifecycle, Step1InTheLameDuckDelayListenersStayOpenAndRequestsAreServedAsUsual) {
   options.drain.lame_duck_delay = 400ms;
   start();
