@@ -11,8 +11,6 @@
 #include <exception>
 #include <string>
 
-#include <asio/post.hpp>
-
 #include <lameduck/server.hpp>
 
 #include "exchange.hpp"
@@ -24,7 +22,7 @@
 namespace lameduck::detail {
 
 /// What every connection has whatever its stream: its state, registry place and timeout.
-class connection_base : public registry_hook, public timeout_hook {
+class connection_base : public event_target, public registry_hook, public timeout_hook {
  public:
   connection_base(loop& l, const sockaddr* peer, socklen_t peer_size) noexcept;
   virtual ~connection_base() = default;
@@ -306,7 +304,7 @@ class connection final : public connection_base {
   void notify_shutdown() {
     if (shutdown_notified_ || !exchange_->upgrade.on_shutdown) return;
     shutdown_notified_ = true;
-    asio::post(owner.io(), [self = exchange::new_upgraded(*exchange_)]() mutable {
+    owner.post([self = exchange::new_upgraded(*exchange_)]() mutable {
       exchange& ex = exchange::of(self);
       if (ex.conn && ex.conn->state() == connection_state::upgraded) ex.upgrade.on_shutdown(self);
     });
@@ -559,7 +557,7 @@ class connection final : public connection_base {
       // Posted: the owner's code runs outside whatever closed the connection (a walk over every
       // connection, or one of the owner's own handlers, which must not be destroyed while it
       // runs). The handlers, and what they hold, are released after the last call.
-      asio::post(owner.io(), [self = exchange::new_upgraded(*exchange_)]() mutable {
+      owner.post([self = exchange::new_upgraded(*exchange_)]() mutable {
         exchange& ex = exchange::of(self);
         if (ex.upgrade.on_close) ex.upgrade.on_close();
         ex.upgrade = {};

@@ -8,8 +8,6 @@
 #include <exception>
 #include <stdexcept>
 
-#include <asio/post.hpp>
-
 #include "connection.hpp"
 #include "exchange.hpp"
 #include "net/loop.hpp"
@@ -76,7 +74,7 @@ void exchange::release() noexcept {
       ~recycle() { delete e; }  // the loop went away before running this
       void operator()() { e->owner.recycle_exchange(std::exchange(e, nullptr)); }
     };
-    asio::post(l->io(), recycle(this));
+    l->post(recycle(this));
   } else {
     lock.unlock();
     delete this;
@@ -92,8 +90,8 @@ void exchange::commit(response_op op, std::string&& data) {
   std::lock_guard lock(anchor_->mutex);
   if (!anchor_->target) return;  // the server is gone; so is anyone to send this to
   add_ref();
-  asio::post(anchor_->target->io(), [ref = exchange_ref(this), op,
-                                     data = std::move(data)]() mutable { ref->apply(op, data); });
+  anchor_->target->post(
+      [ref = exchange_ref(this), op, data = std::move(data)]() mutable { ref->apply(op, data); });
 }
 
 }  // namespace detail

@@ -26,9 +26,6 @@
 #include <limits>
 #include <mutex>
 
-#include <asio/ip/tcp.hpp>
-#include <asio/post.hpp>
-
 #include "connection.hpp"
 #include "net/address.hpp"
 #include "net/loop.hpp"
@@ -71,60 +68,60 @@ struct listener {
 };
 
 /// A loop's view of one listener: waits for connections and accepts them.
-class acceptor {
+class acceptor final : public event_target {
  public:
-  acceptor(loop& l, int listen_fd, const socket_address& bound, std::size_t max_connections,
+  acceptor(loop& l, int listen_fd, std::size_t max_connections,
            std::atomic<std::size_t>& open_connections, std::atomic<std::uint64_t>& next_id)
       : loop_(l),
-        socket_(l.io()),
-        retry_(l.io()),
+        retry_(l),
         max_connections_(max_connections),
         open_connections_(open_connections),
         next_id_(next_id) {
-    int fd = ::fcntl(listen_fd, F_DUPFD_CLOEXEC, 0);
-    if (fd < 0) throw std::system_error(errno, std::system_category(), "lameduck: dup");
-    auto protocol = bound.any.sa_family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4();
-    socket_.assign(protocol, fd);
+    fd_ = ::fcntl(listen_fd, F_DUPFD_CLOEXEC, 0);
+    if (fd_ < 0) throw std::system_error(errno, std::system_category(), "lameduck: dup");
   }
+  ~acceptor() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  acceptor(const acceptor&) = delete;
+  acceptor& operator=(const acceptor&) = delete;
 
-  void start() { wait(); }
+  /// Watches the listener in the loop's epoll set, which reports connections already queued.
+  void start() {
+    if (!loop_.watch(fd_, *this, EPOLLIN | EPOLLET)) {
+      log_line(loop_, std::string("lameduck: cannot watch a listener: ") + std::strerror(errno));
+    }
+  }
 
   /// Accepts every connection the kernel has already completed, then closes this loop's
   /// duplicate of the listener. Closing a listening socket resets the connections still
   /// queued on it, so the last loop to close accepts right before: only a client that
   /// connects in that instant, after the stop began, can still be reset.
   void close_after_accepting_queued() {
-    if (!socket_.is_open()) return;
+    if (fd_ < 0) return;
     retry_.cancel();
     accept_batch(std::numeric_limits<std::size_t>::max());
-    std::error_code ignored;
-    socket_.close(ignored);
+    loop_.unwatch(fd_);  // the other loops' duplicates keep the listener open
+    ::close(std::exchange(fd_, -1));
   }
+
+  void on_ready(std::uint32_t) override { accept_some(); }
 
  private:
-  void wait() {
-    socket_.async_wait(asio::socket_base::wait_read, [this](std::error_code ec) {
-      if (!ec) on_ready();
-    });
-  }
-
-  void on_ready() {
+  void accept_some() {
+    if (fd_ < 0) return;  // closed; an event of the same batch may still name it
     // A bounded batch keeps one busy listener from starving the loop's connections.
     switch (accept_batch(64)) {
       case batch_end::queue_empty:
-        return wait();
+        return;  // the next connection is a new edge
       case batch_end::limit:
-        asio::post(loop_.io(), [this] {  // more may be queued: the edge is already consumed
-          if (socket_.is_open()) on_ready();
-        });
+        // More may be queued, and the edge is already consumed: come back after the events.
+        loop_.post([this] { accept_some(); });
         return;
       case batch_end::failed:
         // Out of descriptors or memory: say so and try again shortly rather than spin.
         log_line(loop_, std::string("lameduck: accept failed: ") + std::strerror(errno));
-        retry_.expires_after(std::chrono::milliseconds(100));
-        retry_.async_wait([this](std::error_code ec) {
-          if (!ec) on_ready();
-        });
+        retry_.start_after(std::chrono::milliseconds(100), [this] { accept_some(); });
         return;
     }
   }
@@ -135,7 +132,7 @@ class acceptor {
     for (std::size_t i = 0; i < max; ++i) {
       socket_address peer;
       socklen_t size = sizeof peer;
-      int fd = ::accept4(socket_.native_handle(), &peer.any, &size, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      int fd = ::accept4(fd_, &peer.any, &size, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) return batch_end::queue_empty;
         if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;
@@ -160,14 +157,14 @@ class acceptor {
   }
 
   loop& loop_;
-  asio::ip::tcp::acceptor socket_;
+  int fd_ = -1;
 
  public:
   /// Its connections are answered by the health endpoints only.
   bool health_only = false;
 
  private:
-  asio::steady_timer retry_;
+  loop_timer retry_;
   const std::size_t max_connections_;
   std::atomic<std::size_t>& open_connections_;
   std::atomic<std::uint64_t>& next_id_;
@@ -189,8 +186,7 @@ struct stop_order {
 
 /// A loop's part in a stop; touched only on the loop's thread.
 struct loop_stop {
-  explicit loop_stop(loop& l)
-      : deadline_timer(l.io()), grace_timer(l.io()), lame_duck_timer(l.io()) {}
+  explicit loop_stop(loop& l) : deadline_timer(l), grace_timer(l), lame_duck_timer(l) {}
 
   std::vector<std::unique_ptr<acceptor>> acceptors;
   bool listeners_closed = false;
@@ -202,9 +198,9 @@ struct loop_stop {
   bool done = false;
   std::array<std::size_t, connection_state_count> closed_by_state{};
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
-  asio::steady_timer deadline_timer;
-  asio::steady_timer grace_timer;
-  asio::steady_timer lame_duck_timer;
+  loop_timer deadline_timer;
+  loop_timer grace_timer;
+  loop_timer lame_duck_timer;
 };
 
 namespace {
@@ -411,9 +407,9 @@ void server::impl::start(std::error_code& ec) {
       loops.push_back(std::make_unique<detail::loop>(*this, i, options));
       stops.push_back(std::make_unique<detail::loop_stop>(*loops[i]));
       for (std::size_t k = 0; k < fds.size(); ++k) {
-        stops[i]->acceptors.push_back(std::make_unique<detail::acceptor>(
-            *loops[i], fds[k], bound[k].bound, options.limits.max_connections, open_connections,
-            next_connection_id));
+        stops[i]->acceptors.push_back(
+            std::make_unique<detail::acceptor>(*loops[i], fds[k], options.limits.max_connections,
+                                               open_connections, next_connection_id));
         stops[i]->acceptors.back()->health_only = bound[k].health_only;
       }
     }
@@ -429,7 +425,7 @@ void server::impl::start(std::error_code& ec) {
   listeners = std::move(bound);
   for (unsigned i = 0; i < n; ++i) {
     for (auto& a : stops[i]->acceptors)
-      asio::post(loops[i]->io(), [a = a.get()] { a->start(); });
+      loops[i]->post([a = a.get()] { a->start(); });
     loops[i]->start_thread();
   }
   running = true;
@@ -462,7 +458,7 @@ void server::impl::order_stop(const detail::stop_order& next) {
   }
   order = next;
   for (std::size_t i = 0; i < loops.size(); ++i) {
-    asio::post(loops[i]->io(), [this, i, o = order] { apply(i, o); });
+    loops[i]->post([this, i, o = order] { apply(i, o); });
   }
 }
 
@@ -474,9 +470,7 @@ void server::impl::apply(std::size_t i, const detail::stop_order& o) {
   const bool lame_duck = o.drain && !o.destroy && clock::now() < o.drain_from;
   if (lame_duck && !ls.lame_duck) {
     ls.lame_duck = true;
-    ls.lame_duck_timer.expires_at(o.drain_from);
-    ls.lame_duck_timer.async_wait([this, i](std::error_code ec) {
-      if (ec) return;
+    ls.lame_duck_timer.start_at(o.drain_from, [this, i] {
       detail::stop_order now;
       {
         std::lock_guard lock(mutex);
@@ -495,10 +489,7 @@ void server::impl::apply(std::size_t i, const detail::stop_order& o) {
     if (o.deadline < ls.deadline) {
       // The deadline counts from the call, lame-duck delay included.
       ls.deadline = o.deadline;
-      ls.deadline_timer.expires_at(o.deadline);
-      ls.deadline_timer.async_wait([this, i](std::error_code ec) {
-        if (!ec) force_close(i);
-      });
+      ls.deadline_timer.start_at(o.deadline, [this, i] { force_close(i); });
     }
   }
   check_done(i);
@@ -521,10 +512,7 @@ void server::impl::begin_drain(std::size_t i, const detail::stop_order& o) {
   l.keep_idle.store(o.idle_grace.count() > 0, std::memory_order_relaxed);
   l.draining.store(true, std::memory_order_release);
   if (o.idle_grace.count() > 0) {
-    ls.grace_timer.expires_after(o.idle_grace);
-    ls.grace_timer.async_wait([this, i](std::error_code ec) {
-      if (!ec) end_idle_grace(i);
-    });
+    ls.grace_timer.start_after(o.idle_grace, [this, i] { end_idle_grace(i); });
   }
   l.connections.for_each([](detail::connection_base& c) { c.on_drain(); });
 }
@@ -570,7 +558,7 @@ void server::impl::end_idle_grace(std::size_t i) {
 void server::impl::on_registry_empty(detail::loop& l) {
   if (!stops[l.index()]->reached) return;
   // Posted: the connection that just closed is still on the stack.
-  asio::post(l.io(), [this, i = l.index()] { check_done(i); });
+  l.post([this, i = l.index()] { check_done(i); });
 }
 
 void server::impl::check_done(std::size_t i) {
@@ -824,7 +812,7 @@ std::shared_future<std::vector<connection_info>> server::snapshot() const {
   }
   gathering->loops_left = impl_->loops.size();
   for (auto& lp : impl_->loops) {
-    asio::post(lp->io(), [gathering, l = lp.get()] {
+    lp->post([gathering, l = lp.get()] {
       std::vector<connection_info> here;
       const std::int64_t now = detail::coarse_now_ns();
       l->connections.for_each([&](detail::connection_base& c) {

@@ -1,11 +1,13 @@
 #include "net/loop.hpp"
 
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <climits>
 #include <system_error>
-
-#include <asio/post.hpp>
 
 #include "connection.hpp"
 
@@ -36,18 +38,18 @@ loop::loop(server::impl& owner, unsigned index, const server_options& options)
     : owner_(owner),
       index_(index),
       limits_(options.limits),
-      // One thread runs this context and touches its sockets and timers; other threads only
-      // post to it. So the scheduler locks (for those posts) but per-socket I/O does not.
-      io_(ASIO_CONCURRENCY_HINT_UNSAFE_IO),
-      keep_running_(asio::make_work_guard(io_)),
-      timer_(io_),
-      events_(io_),
       serial_(next_loop_serial.fetch_add(1)),
       anchor_(std::make_shared<loop_anchor>()) {
   anchor_->target = this;
-  int epfd = ::epoll_create1(EPOLL_CLOEXEC);
-  if (epfd < 0) throw std::system_error(errno, std::system_category(), "lameduck: epoll_create1");
-  events_.assign(epfd);
+  epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (epfd_ < 0) throw std::system_error(errno, std::system_category(), "lameduck: epoll_create1");
+  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0 || !watch(wake_fd_, wake_, EPOLLIN | EPOLLET)) {
+    int e = errno;
+    if (wake_fd_ >= 0) ::close(wake_fd_);
+    ::close(epfd_);
+    throw std::system_error(e, std::system_category(), "lameduck: eventfd");
+  }
   const timeouts& t = options.timeouts;
   auto ns = [](std::chrono::milliseconds d) {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
@@ -66,39 +68,63 @@ loop::~loop() {
     std::lock_guard lock(anchor_->mutex);
     anchor_->target = nullptr;
   }
+  // Work posted after the thread exited is destroyed without running (a posted response then
+  // frees its exchange). Outside the lock: destroying it may post nothing, but may lock others.
+  std::vector<task> abandoned;
+  {
+    std::lock_guard lock(post_mutex_);
+    abandoned.swap(posted_);
+  }
+  abandoned.clear();
   for (exchange* e : free_exchanges_)
     delete e;
+  ::close(wake_fd_);
+  ::close(epfd_);
 }
 
 void loop::start_thread() {
-  wait_for_events();
   thread_ = std::thread([this] {
     current_serial_ = serial_;
-    io_.run();
+    run();
     current_serial_ = 0;
   });
 }
 
 void loop::allow_exit() {
-  // Posted: the timer and the guard belong to the loop's thread.
-  asio::post(io_, [this] {
-    std::error_code ignored;
-    events_.cancel(ignored);
-    timer_.cancel();
-    timer_deadline_ns_ = 0;
-    keep_running_.reset();
-  });
+  post([this] { keep_running_ = false; });  // the guard belongs to the loop's thread
 }
 
 void loop::join() {
   if (thread_.joinable()) thread_.join();
 }
 
-bool loop::watch(int fd, connection_base& c) noexcept {
+bool loop::watch(int fd, event_target& t, std::uint32_t events) noexcept {
   epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-  ev.data.ptr = &c;
-  return ::epoll_ctl(events_.native_handle(), EPOLL_CTL_ADD, fd, &ev) == 0;
+  ev.events = events;
+  ev.data.ptr = &t;
+  return ::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) == 0;
+}
+
+void loop::unwatch(int fd) noexcept {
+  epoll_event ev{};  // ignored, but kernels before 2.6.9 wanted it
+  ::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, &ev);
+}
+
+void loop::post(task f) {
+  bool wake;
+  {
+    std::lock_guard lock(post_mutex_);
+    posted_.push_back(std::move(f));
+    wake = !std::exchange(wake_requested_, true);
+  }
+  if (!wake) return;  // an earlier post has already made sure the loop will look
+  if (in_this_thread()) {
+    wake_.pending = true;  // the loop looks before it blocks again: no system call
+  } else {
+    std::uint64_t one = 1;
+    // Cannot fail short of the count's overflow: at most one write per run of the queue.
+    [[maybe_unused]] ssize_t r = ::write(wake_fd_, &one, sizeof one);
+  }
 }
 
 void loop::retire(connection_base* c) noexcept {
@@ -109,29 +135,63 @@ void loop::retire(connection_base* c) noexcept {
   }
 }
 
-void loop::wait_for_events() {
-  events_.async_wait(asio::posix::descriptor_base::wait_read, [this](std::error_code ec) {
-    if (!ec) dispatch_events();
-  });
-}
-
-void loop::dispatch_events() {
+void loop::run() {
   constexpr int batch = 256;
   epoll_event ready[batch];
-  int n = ::epoll_wait(events_.native_handle(), ready, batch, 0);
-  dispatching_ = true;
-  for (int i = 0; i < n; ++i) {
-    static_cast<connection_base*>(ready[i].data.ptr)->on_ready(ready[i].events);
+  for (;;) {
+    if (!keep_running_ && may_exit()) return;
+    // Timeouts and timers are due by the clock, read once per round (the vDSO: no system call).
+    int wait_ms = -1;
+    if (timer_deadline_ns_ != 0) {
+      std::int64_t now = precise_now_ns();
+      if (now >= timer_deadline_ns_) on_timer(now);
+      if (timer_deadline_ns_ != 0) {
+        // Rounded up: waking before the deadline would only find nothing due and wait again.
+        std::int64_t ms = (timer_deadline_ns_ - now + 999'999) / 1'000'000;
+        wait_ms = static_cast<int>(std::clamp<std::int64_t>(ms, 0, INT_MAX));
+      }
+    }
+    if (wake_.pending) wait_ms = 0;  // posted work waits for no event
+    int n = ::epoll_wait(epfd_, ready, batch, wait_ms);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw std::system_error(errno, std::system_category(), "lameduck: epoll_wait");
+    }
+    dispatching_ = true;
+    for (int i = 0; i < n; ++i) {
+      static_cast<event_target*>(ready[i].data.ptr)->on_ready(ready[i].events);
+    }
+    dispatching_ = false;
+    for (connection_base* c : retired_)
+      delete c;
+    retired_.clear();
+    if (wake_.pending) run_posted();
   }
-  dispatching_ = false;
-  for (connection_base* c : retired_)
-    delete c;
-  retired_.clear();
-  if (n == batch) {
-    asio::post(io_, [this] { dispatch_events(); });  // more are ready; let timers run first
-  } else {
-    wait_for_events();
+}
+
+bool loop::may_exit() {
+  if (wake_.pending || !timers_.empty()) return false;
+  std::lock_guard lock(post_mutex_);
+  return posted_.empty();
+}
+
+void loop::run_posted() {
+  wake_.pending = false;
+  if (wake_.signalled) {
+    // Read before taking the queue: a post after the swap then signals (and is seen) again.
+    wake_.signalled = false;
+    std::uint64_t count;
+    [[maybe_unused]] ssize_t r = ::read(wake_fd_, &count, sizeof count);
   }
+  {
+    std::lock_guard lock(post_mutex_);
+    running_.swap(posted_);
+    wake_requested_ = false;
+  }
+  // What these post in turn runs in the next round, after the events that came meanwhile.
+  for (task& f : running_)
+    f();
+  running_.clear();
 }
 
 void loop::arm(connection_base& c, timeout_kind k) noexcept {
@@ -156,15 +216,10 @@ void loop::arm(connection_base& c, timeout_kind k) noexcept {
 
 void loop::schedule_timer(std::int64_t deadline_ns) {
   timer_deadline_ns_ = deadline_ns;
-  timer_.expires_at(std::chrono::steady_clock::time_point(std::chrono::nanoseconds(deadline_ns)));
-  timer_.async_wait([this](std::error_code ec) {
-    if (!ec) on_timer();
-  });
 }
 
-void loop::on_timer() {
+void loop::on_timer(std::int64_t now) {
   timer_deadline_ns_ = 0;
-  const std::int64_t now = precise_now_ns();
   std::int64_t next = 0;
   for (std::size_t k = 0; k < timeout_kind_count; ++k) {
     auto& list = timeouts_[k];
@@ -177,8 +232,44 @@ void loop::on_timer() {
       c->on_timeout(static_cast<timeout_kind>(k));  // may delete c
     }
   }
-  // on_timeout() may have armed timeouts that scheduled the timer already.
+  // The few loop_timers are not sorted. A function may cancel or arm any of them, so the
+  // search starts over after each call.
+  for (;;) {
+    loop_timer* due = nullptr;
+    timers_.for_each([&](loop_timer& t) {
+      if (!due && t.deadline_ns_ <= now) due = &t;
+    });
+    if (!due) break;
+    static_cast<list_link&>(*due).unlink();
+    std::function<void()> f = std::move(due->fn_);
+    f();  // may arm due again
+  }
+  timers_.for_each([&](loop_timer& t) {
+    if (next == 0 || t.deadline_ns_ < next) next = t.deadline_ns_;
+  });
+  // on_timeout() and the timers' functions may have armed timeouts that scheduled already.
   if (next != 0 && (timer_deadline_ns_ == 0 || next < timer_deadline_ns_)) schedule_timer(next);
+}
+
+void loop_timer::start_at(std::chrono::steady_clock::time_point t, std::function<void()> f) {
+  // steady_clock is CLOCK_MONOTONIC, the clock of the loop's deadlines; 1 ns is "already due".
+  std::int64_t ns = std::max<std::int64_t>(
+      1, std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
+  static_cast<list_link&>(*this).unlink();
+  deadline_ns_ = ns;
+  fn_ = std::move(f);
+  loop_.timers_.push_back(*this);
+  if (loop_.timer_deadline_ns_ == 0 || ns < loop_.timer_deadline_ns_) loop_.schedule_timer(ns);
+}
+
+void loop_timer::start_after(std::chrono::steady_clock::duration d, std::function<void()> f) {
+  start_at(std::chrono::steady_clock::now() + d, std::move(f));
+}
+
+void loop_timer::cancel() noexcept {
+  // The loop's deadline may now be early; waking then finds nothing due and moves on.
+  static_cast<list_link&>(*this).unlink();
+  fn_ = nullptr;
 }
 
 exchange* loop::acquire_exchange() {

@@ -1,28 +1,65 @@
 #pragma once
-// One event loop per thread: its io_context, its connections, their timeouts and a pool of
-// the buffers that only working connections hold.
+// One event loop per thread: its epoll set, its connections, their timeouts, its timers, the
+// work other threads post to it and a pool of the buffers that only working connections hold.
+
+#include <sys/epoll.h>
 
 #include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
-
-#include <asio/io_context.hpp>
-#include <asio/posix/stream_descriptor.hpp>
-#include <asio/steady_timer.hpp>
 
 #include <lameduck/options.hpp>
 #include <lameduck/server.hpp>
 
 #include "exchange.hpp"
 #include "intrusive_list.hpp"
+#include "net/task.hpp"
 
 namespace lameduck::detail {
 
 class connection_base;
+class loop;
+
+/// Something in a loop's epoll set: a connection, a listener, the loop's wake-up descriptor.
+class event_target {
+ public:
+  /// The descriptor reported readiness (epoll events): input, room for output, or an error.
+  virtual void on_ready(std::uint32_t events) = 0;
+
+ protected:
+  ~event_target() = default;
+};
+
+/// A one-shot timer on a loop's thread (the acceptor's retry, a drain's deadline and idle
+/// grace): calls its function at the deadline unless cancelled first. While armed, it keeps
+/// its loop running, as a pending wait would.
+class loop_timer : list_link {
+ public:
+  explicit loop_timer(loop& l) noexcept : loop_(l) {}
+  ~loop_timer() { cancel(); }
+  loop_timer(const loop_timer&) = delete;
+  loop_timer& operator=(const loop_timer&) = delete;
+
+  /// Calls f at the time t (replacing whatever was armed); on the loop's thread only.
+  void start_at(std::chrono::steady_clock::time_point t, std::function<void()> f);
+  /// Calls f once d has passed (replacing whatever was armed); on the loop's thread only.
+  void start_after(std::chrono::steady_clock::duration d, std::function<void()> f);
+  /// Disarms the timer if it is armed; its function is not called.
+  void cancel() noexcept;
+
+ private:
+  friend class loop;
+  friend class intrusive_list<loop_timer, list_link>;
+  loop& loop_;
+  std::int64_t deadline_ns_ = 0;
+  std::function<void()> fn_;
+};
 
 /// The timeouts a connection can wait on; at most one at a time.
 enum class timeout_kind : std::uint8_t { header, body, idle, write, linger, none };
@@ -44,7 +81,6 @@ class loop {
   loop(const loop&) = delete;
   loop& operator=(const loop&) = delete;
 
-  asio::io_context& io() noexcept { return io_; }
   server::impl& owner() noexcept { return owner_; }
   unsigned index() const noexcept { return index_; }
   /// A number no other loop of this process has had.
@@ -58,9 +94,16 @@ class loop {
 
   /// Starts c's timeout of kind k from now (replacing any it had); none disarms.
   void arm(connection_base& c, timeout_kind k) noexcept;
-  /// Adds a connection's socket to this loop's epoll set (edge-triggered, input and output);
-  /// c.on_ready() then reports its events. False on failure.
-  bool watch(int fd, connection_base& c) noexcept;
+  /// Adds a descriptor to this loop's epoll set (by default edge-triggered, input and output,
+  /// as connections want); t.on_ready() then reports its events. False on failure.
+  bool watch(int fd, event_target& t,
+             std::uint32_t events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) noexcept;
+  /// Takes a descriptor out of the epoll set before it is closed. Needed when a duplicate of
+  /// it stays open elsewhere (a listener): the set forgets only closed open file descriptions.
+  void unwatch(int fd) noexcept;
+  /// Runs f on this loop's thread, after what was posted before it; callable from any thread.
+  /// If the loop has exited, f is destroyed with the loop without being called.
+  void post(task f);
   /// Deletes a closed connection, or after the current batch of events if one is being
   /// handed out (later events of the batch may still name it).
   void retire(connection_base* c) noexcept;
@@ -73,8 +116,8 @@ class loop {
   void start_thread();
   /// Lets the loop's thread finish once it has no more work, and joins it.
   void join();
-  /// Drops the keep-running guard and cancels the timer, so that run() returns once the work
-  /// already queued is done; callable from any thread.
+  /// Drops the keep-running guard, so that the loop's thread returns once the work already
+  /// posted is done and no loop_timer is armed; callable from any thread.
   void allow_exit();
 
   /// Every live connection of this loop.
@@ -91,24 +134,39 @@ class loop {
   std::atomic<bool> keep_idle{false};
 
  private:
+  friend class loop_timer;
+
+  /// Wakes the loop's thread when another thread posts; reading it is left to run_posted().
+  struct wake_target final : event_target {
+    void on_ready(std::uint32_t) override { signalled = pending = true; }
+    bool signalled = false;  // the eventfd has a count to read
+    bool pending = false;    // the queue may hold work: run it before blocking again
+  };
+
+  void run();
+  bool may_exit();
+  void run_posted();
   void schedule_timer(std::int64_t deadline_ns);
-  void on_timer();
-  void wait_for_events();
-  void dispatch_events();
+  void on_timer(std::int64_t now);
 
   server::impl& owner_;
   const unsigned index_;
   const limits& limits_;
-  asio::io_context io_;
-  asio::executor_work_guard<asio::io_context::executor_type> keep_running_;
-  asio::steady_timer timer_;
-  // The connections' own epoll set. asio's reactor re-arms its descriptor (epoll_ctl) on every
-  // wait; this set is armed once per connection, and asio only waits on the set itself, so
-  // one re-arm serves a whole batch of events.
-  asio::posix::basic_stream_descriptor<asio::io_context::executor_type> events_;
+  // The one epoll set of the loop: connections (armed once each, edge-triggered), listeners
+  // and the wake-up eventfd. The thread blocks only in epoll_wait on it, with the time to the
+  // next deadline as its timeout, so a batch of events costs one system call.
+  int epfd_ = -1;
+  int wake_fd_ = -1;
+  wake_target wake_;
+  bool keep_running_ = true;
+  std::mutex post_mutex_;
+  std::vector<task> posted_;     // guarded by post_mutex_
+  bool wake_requested_ = false;  // guarded by post_mutex_: the loop will look at posted_
+  std::vector<task> running_;    // the batch being run; keeps its capacity for the next
+  intrusive_list<loop_timer, list_link> timers_;
   bool dispatching_ = false;
   std::vector<connection_base*> retired_;
-  std::int64_t timer_deadline_ns_ = 0;  // 0: not armed
+  std::int64_t timer_deadline_ns_ = 0;  // the earliest a timeout or timer may be due; 0: none
   std::array<std::int64_t, timeout_kind_count> durations_ns_{};
   std::array<intrusive_list<connection_base, timeout_hook>, timeout_kind_count> timeouts_;
   std::vector<exchange*> free_exchanges_;
