@@ -2,6 +2,8 @@
 // separate timer thread, which shows that a response can be finished later, from anywhere,
 // without blocking the thread that serves the connection.
 
+#include <signal.h>
+
 #include <condition_variable>
 #include <cstdio>
 #include <functional>
@@ -21,7 +23,17 @@ namespace {
 class timer_thread {
  public:
   using clock = std::chrono::steady_clock;
-  timer_thread() : thread_([this] { run(); }) {}
+  // Started with the process's stop signals blocked, so that they reach the thread that waits
+  // for them (signal_shutdown::run) and never interrupt a timer.
+  timer_thread() {
+    sigset_t stop_signals, previous;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, &previous);
+    thread_ = std::thread([this] { run(); });
+    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  }
   ~timer_thread() {
     {
       std::lock_guard lock(mutex_);

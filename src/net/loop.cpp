@@ -1,5 +1,6 @@
 #include "net/loop.hpp"
 
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <time.h>
@@ -83,11 +84,20 @@ loop::~loop() {
 }
 
 void loop::start_thread() {
+  // A loop thread leaves the process's signals to the application's threads (signal_shutdown's,
+  // a sigwait loop): handled here, one would only interrupt the loop. It also keeps handlers
+  // off threads where a sanitizer (TSan) defers them until a call it does not intercept ends.
+  sigset_t process_signals, previous;
+  sigemptyset(&process_signals);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD, SIGALRM, SIGWINCH})
+    sigaddset(&process_signals, sig);
+  pthread_sigmask(SIG_BLOCK, &process_signals, &previous);  // the new thread inherits the mask
   thread_ = std::thread([this] {
     current_serial_ = serial_;
     run();
     current_serial_ = 0;
   });
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
 }
 
 void loop::allow_exit() {
