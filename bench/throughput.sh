@@ -25,7 +25,7 @@
 # Quick look:          DURATION=3 ROUNDS=1 bench/throughput.sh
 # Environment (defaults in brackets):
 #   DURATION [10]  WARMUP [2]  ROUNDS [3]  CONNS ["64 256"]  IDLE_CONNS [10000]
-#   SERVERS ["lameduck nginx h2o node"]  MEMORY_SERVERS ["lameduck nginx"] (MEMORY_SERVERS= skips part 2)
+#   SERVERS ["lameduck nginx h2o node floor"] (floor: bench/epoll_floor.c, built with gcc)  MEMORY_SERVERS ["lameduck nginx"] (MEMORY_SERVERS= skips part 2)
 #   LAMEDUCK_HELLO [build/release/bin/lameduck-hello]  NGINX [/usr/sbin/nginx]  H2O [/usr/bin/h2o]
 #   NODE [/usr/bin/node]  PYTHON [/usr/bin/python3]  SERVER_CPU [0]  CLIENT_CPU [1]
 #   OUT_DIR [bench/out]: each run writes raw results, wrk outputs and the tables to
@@ -43,7 +43,7 @@ WARMUP=${WARMUP:-2}
 ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-"64 256"}
 IDLE_CONNS=${IDLE_CONNS:-10000}
-SERVERS=${SERVERS:-"lameduck nginx h2o node"}
+SERVERS=${SERVERS:-"lameduck nginx h2o node floor"}
 MEMORY_SERVERS=${MEMORY_SERVERS-"lameduck nginx"}
 LAMEDUCK_HELLO=${LAMEDUCK_HELLO:-$root/build/release/bin/lameduck-hello}
 NGINX=${NGINX:-/usr/sbin/nginx}
@@ -193,6 +193,20 @@ hosts:
         file.file: $dir/hello.txt
 EOF
   taskset -c "$SERVER_CPU" "$H2O" -m worker -c "$dir/h2o.conf" >"$dir/h2o.log" 2>&1 &
+}
+
+# The floor: bench/epoll_floor.c, an epoll loop that parses nothing (it counts blank lines) and
+# writes one fixed response; where the kernel's share of a request leaves everyone else.
+have_floor() {
+  command -v gcc >/dev/null 2>&1 || { note "skipping floor: no gcc"; return 1; }
+  mkdir -p "$OUT_DIR"
+  if [[ ! -x $OUT_DIR/epoll_floor || $here/epoll_floor.c -nt $OUT_DIR/epoll_floor ]]; then
+    gcc -O2 -Wall -Wextra "$here/epoll_floor.c" -o "$OUT_DIR/epoll_floor"
+  fi
+}
+start_floor() {
+  local port=$1 dir=$2
+  taskset -c "$SERVER_CPU" "$OUT_DIR/epoll_floor" "$port" >"$dir/floor.log" 2>&1 &
 }
 
 have_node() { [[ -x $NODE ]] || { note "skipping node: no $NODE"; return 1; }; }
