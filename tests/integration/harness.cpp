@@ -509,4 +509,66 @@ std::string body_of(std::string_view response) {
   return out;
 }
 
+std::string round_trip(std::uint16_t port, std::string_view bytes) {
+  raw_client c(port);
+  c.send(bytes);
+  return c.read_until_close(std::chrono::seconds(10));
+}
+
+http_response take_response(std::string_view& wire, bool head_request) {
+  http_response r;
+  auto end = wire.find("\r\n\r\n");
+  if (end == std::string_view::npos || !wire.starts_with("HTTP/1.1 ")) {
+    ADD_FAILURE() << "no response head in:\n" << wire;
+    wire = {};
+    return r;
+  }
+  std::string_view head = wire.substr(0, end + 2);
+  wire.remove_prefix(end + 4);
+  auto eol = head.find("\r\n");
+  r.status = std::stoi(std::string(head.substr(9, 3)));
+  head.remove_prefix(eol + 2);
+  while (!head.empty()) {
+    eol = head.find("\r\n");
+    std::string_view line = head.substr(0, eol);
+    auto colon = line.find(':');
+    std::string_view value = line.substr(colon + 1);
+    while (!value.empty() && value.front() == ' ')
+      value.remove_prefix(1);
+    r.fields.emplace_back(line.substr(0, colon), value);
+    head.remove_prefix(eol + 2);
+  }
+  // RFC 9110 section 6.4.1: 1xx, 204 and 304 have no content.
+  if (head_request || (r.status >= 100 && r.status < 200) || r.status == 204 || r.status == 304)
+    return r;
+  if (r.field("Transfer-Encoding") == "chunked") {
+    for (;;) {
+      eol = wire.find("\r\n");
+      if (eol == std::string_view::npos) {
+        ADD_FAILURE() << "chunked body cut off";
+        wire = {};
+        return r;
+      }
+      std::size_t size = std::stoul(std::string(wire.substr(0, eol)), nullptr, 16);
+      wire.remove_prefix(eol + 2);
+      if (size == 0) break;
+      r.body.append(wire.substr(0, size));
+      wire.remove_prefix(std::min(wire.size(), size));
+      EXPECT_TRUE(wire.starts_with("\r\n")) << "chunk data not followed by CRLF";
+      wire.remove_prefix(std::min<std::size_t>(wire.size(), 2));
+    }
+    EXPECT_TRUE(wire.starts_with("\r\n")) << "no end of the trailer section";
+    wire.remove_prefix(std::min<std::size_t>(wire.size(), 2));
+  } else if (auto length = r.field("Content-Length")) {
+    std::size_t n = std::stoul(*length);
+    r.body = wire.substr(0, n);
+    EXPECT_EQ(r.body.size(), n) << "body cut off";
+    wire.remove_prefix(std::min(n, wire.size()));
+  } else {
+    r.body = wire;
+    wire = {};
+  }
+  return r;
+}
+
 }  // namespace lameduck::testing

@@ -3,13 +3,18 @@
 // from the kernel, running real clients (curl, node), and a raw socket client for byte-exact
 // cases. Everything waits on events with a deadline; nothing sleeps to synchronise.
 
+#include <strings.h>
 #include <sys/types.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace lameduck::testing {
@@ -140,6 +145,36 @@ bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds wit
 
 /// Parses "key value" lines (e.g. the test server's /counts, a client script's report).
 std::map<std::string, std::string> key_values(std::string_view text);
+
+/// One response as received.
+struct http_response {
+  int status = 0;
+  std::vector<std::pair<std::string, std::string>> fields;
+  std::string body;  // de-chunked
+
+  /// How many fields have this name (any case).
+  std::size_t count(std::string_view name) const {
+    return static_cast<std::size_t>(std::count_if(fields.begin(), fields.end(), [&](const auto& f) {
+      return f.first.size() == name.size() &&
+             ::strncasecmp(f.first.data(), name.data(), name.size()) == 0;
+    }));
+  }
+  /// The first value of a field with this name (any case).
+  std::optional<std::string> field(std::string_view name) const {
+    for (const auto& [n, v] : fields) {
+      if (n.size() == name.size() && ::strncasecmp(n.data(), name.data(), n.size()) == 0) return v;
+    }
+    return std::nullopt;
+  }
+};
+
+/// Sends bytes on a new connection to 127.0.0.1:port and returns everything received until the
+/// server closes it (10 s at most).
+std::string round_trip(std::uint16_t port, std::string_view bytes);
+
+/// Takes one response off the front of wire: Content-Length, chunked (de-chunked) or until the
+/// end; HEAD responses and 1xx/204/304 have no body.
+http_response take_response(std::string_view& wire, bool head_request = false);
 
 /// The status code of a raw response ("HTTP/1.1 200 OK..." gives 200).
 int status_of(std::string_view response);

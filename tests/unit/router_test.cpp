@@ -37,65 +37,9 @@ namespace {
 
 // ---- A raw HTTP client --------------------------------------------------------------------
 
-// Sends bytes on a new connection to 127.0.0.1:port and returns everything received until the
-// server closes it (10 s at most).
-std::string round_trip(std::uint16_t port, std::string_view bytes) {
-  lameduck::testing::raw_client c(port);
-  c.send(bytes);
-  return c.read_until_close(std::chrono::seconds(10));
-}
-
-// One response as received.
-struct http_response {
-  int status = 0;
-  std::vector<std::pair<std::string, std::string>> fields;
-  std::string body;
-
-  // The value of the first field with this name (any case).
-  std::optional<std::string> field(std::string_view name) const {
-    for (const auto& [n, v] : fields) {
-      if (n.size() == name.size() && ::strncasecmp(n.data(), name.data(), n.size()) == 0) return v;
-    }
-    return std::nullopt;
-  }
-};
-
-// Takes one response off the front of wire (HEAD responses have no body).
-http_response take_response(std::string_view& wire, bool head_request) {
-  http_response r;
-  auto end = wire.find("\r\n\r\n");
-  if (end == std::string_view::npos || !wire.starts_with("HTTP/1.1 ")) {
-    ADD_FAILURE() << "no response head in:\n" << wire;
-    wire = {};
-    return r;
-  }
-  std::string_view head = wire.substr(0, end + 2);
-  wire.remove_prefix(end + 4);
-  auto eol = head.find("\r\n");
-  std::string_view status_line = head.substr(0, eol);
-  r.status = std::stoi(std::string(status_line.substr(9, 3)));
-  head.remove_prefix(eol + 2);
-  while (!head.empty()) {
-    eol = head.find("\r\n");
-    std::string_view line = head.substr(0, eol);
-    auto colon = line.find(':');
-    std::string_view value = line.substr(colon + 1);
-    while (!value.empty() && value.front() == ' ')
-      value.remove_prefix(1);
-    r.fields.emplace_back(line.substr(0, colon), value);
-    head.remove_prefix(eol + 2);
-  }
-  if (head_request || r.status == 204 || r.status == 304 || r.status < 200) return r;
-  if (auto length = r.field("Content-Length")) {
-    std::size_t n = std::stoul(*length);
-    r.body = wire.substr(0, n);
-    wire.remove_prefix(std::min(n, wire.size()));
-  } else {
-    r.body = wire;
-    wire = {};
-  }
-  return r;
-}
+using testing::http_response;
+using testing::round_trip;
+using testing::take_response;
 
 // ---- Fixture: a server for the test's router ----------------------------------------------
 

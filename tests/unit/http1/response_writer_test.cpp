@@ -416,90 +416,9 @@ TEST(HttpDate, IsEnglishWhateverTheProgramsLocale) {
 
 // ---- Through a real server: the framing the connection chooses, and header checks -----------
 
-// Sends bytes on a new connection to 127.0.0.1:port and returns everything received until the
-// server closes it (10 s at most).
-std::string round_trip(std::uint16_t port, std::string_view bytes) {
-  lameduck::testing::raw_client c(port);
-  c.send(bytes);
-  return c.read_until_close(std::chrono::seconds(10));
-}
-
-// One response as received.
-struct http_response {
-  int status = 0;
-  std::vector<std::pair<std::string, std::string>> fields;
-  std::string body;  // de-chunked
-
-  // How many fields have this name (any case), and the first one's value.
-  std::size_t count(std::string_view name) const {
-    return static_cast<std::size_t>(std::count_if(fields.begin(), fields.end(), [&](const auto& f) {
-      return f.first.size() == name.size() &&
-             ::strncasecmp(f.first.data(), name.data(), name.size()) == 0;
-    }));
-  }
-  std::optional<std::string> field(std::string_view name) const {
-    for (const auto& [n, v] : fields) {
-      if (n.size() == name.size() && ::strncasecmp(n.data(), name.data(), n.size()) == 0) return v;
-    }
-    return std::nullopt;
-  }
-};
-
-// Takes one response off the front of wire, framed as a client would read it; a response to
-// HEAD has no body, one without length or chunking runs to the end.
-http_response take_response(std::string_view& wire, bool head_request = false) {
-  http_response r;
-  auto end = wire.find("\r\n\r\n");
-  if (end == std::string_view::npos || !wire.starts_with("HTTP/1.1 ")) {
-    ADD_FAILURE() << "no response head in:\n" << wire;
-    wire = {};
-    return r;
-  }
-  std::string_view head = wire.substr(0, end + 2);
-  wire.remove_prefix(end + 4);
-  auto eol = head.find("\r\n");
-  r.status = std::stoi(std::string(head.substr(9, 3)));
-  head.remove_prefix(eol + 2);
-  while (!head.empty()) {
-    eol = head.find("\r\n");
-    std::string_view line = head.substr(0, eol);
-    auto colon = line.find(':');
-    std::string_view value = line.substr(colon + 1);
-    while (!value.empty() && value.front() == ' ')
-      value.remove_prefix(1);
-    r.fields.emplace_back(line.substr(0, colon), value);
-    head.remove_prefix(eol + 2);
-  }
-  if (head_request || status_forbids_body(r.status)) return r;
-  if (r.field("Transfer-Encoding") == "chunked") {
-    for (;;) {
-      eol = wire.find("\r\n");
-      if (eol == std::string_view::npos) {
-        ADD_FAILURE() << "chunked body cut off";
-        wire = {};
-        return r;
-      }
-      std::size_t size = std::stoul(std::string(wire.substr(0, eol)), nullptr, 16);
-      wire.remove_prefix(eol + 2);
-      if (size == 0) break;
-      r.body.append(wire.substr(0, size));
-      wire.remove_prefix(std::min(wire.size(), size));
-      EXPECT_TRUE(wire.starts_with("\r\n")) << "chunk data not followed by CRLF";
-      wire.remove_prefix(std::min<std::size_t>(wire.size(), 2));
-    }
-    EXPECT_TRUE(wire.starts_with("\r\n")) << "no end of the trailer section";
-    wire.remove_prefix(std::min<std::size_t>(wire.size(), 2));
-  } else if (auto length = r.field("Content-Length")) {
-    std::size_t n = std::stoul(*length);
-    r.body = wire.substr(0, n);
-    EXPECT_EQ(r.body.size(), n) << "body cut off";
-    wire.remove_prefix(std::min(n, wire.size()));
-  } else {
-    r.body = wire;
-    wire = {};
-  }
-  return r;
-}
+using testing::http_response;
+using testing::round_trip;
+using testing::take_response;
 
 constexpr std::string_view get_11 = "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
 constexpr std::string_view get_11_close = "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
