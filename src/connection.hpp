@@ -275,6 +275,7 @@ class connection final : public connection_base {
       if (ex.upgrade.on_data) {
         auto self = exchange::new_upgraded(ex);
         ex.upgrade.on_data(self, bytes);
+        owner.refresh_now();
       }
       return true;
     }
@@ -398,7 +399,7 @@ class connection final : public connection_base {
     owner.arm(*this, timeout_kind::none);
     if (ex.stop.stop_requested()) ex.stop = std::stop_source{};
     request_builder::set_peer(req, peer);
-    request_builder::set_stop(req, ex.stop.get_token());
+    request_builder::set_stop(req, ex.stop);
     ex.status = 200;
     ex.fields.clear();
     ex.declared_length.reset();
@@ -412,6 +413,7 @@ class connection final : public connection_base {
     } catch (...) {
       log_line(owner, "lameduck: handler threw an exception not derived from std::exception");
     }
+    owner.refresh_now();  // the handler may have taken its time
   }
 
   http1::framing framing_for(std::size_t) {

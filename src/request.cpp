@@ -1,16 +1,13 @@
 #include <lameduck/request.hpp>
 
-#include <strings.h>
-
+#include "ascii.hpp"
 #include "net/address.hpp"
 
 namespace lameduck {
 
 std::optional<std::string_view> request::header(std::string_view name) const noexcept {
   for (const auto& h : headers_) {
-    if (h.name.size() == name.size() && ::strncasecmp(h.name.data(), name.data(), name.size()) == 0) {
-      return h.value;
-    }
+    if (detail::ascii_iequals(h.name, name)) return h.value;
   }
   return std::nullopt;
 }

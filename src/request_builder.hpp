@@ -28,7 +28,7 @@ class request_builder {
   static void set_upgrade_requested(request& r, bool u) { r.upgrade_requested_ = u; }
   static void set_body(request& r, std::string_view body) { r.body_ = body; }
   static void set_peer(request& r, const sockaddr_in6& peer) { r.peer_ = peer; }
-  static void set_stop(request& r, std::stop_token t) { r.stop_ = std::move(t); }
+  static void set_stop(request& r, const std::stop_source& s) { r.stop_ = &s; }
   static void clear(request& r) {
     r.method_ = r.target_ = r.path_ = r.query_ = r.body_ = {};
     r.headers_.clear();

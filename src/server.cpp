@@ -215,7 +215,7 @@ void bump(std::atomic<std::size_t>& a, std::ptrdiff_t by) noexcept {
 
 connection_base::connection_base(loop& l, const sockaddr* peer_address,
                                  socklen_t peer_size) noexcept
-    : owner(l), created_ns(coarse_now_ns()) {
+    : owner(l), created_ns(l.now_ns()) {
   std::memcpy(&peer, peer_address, std::min<std::size_t>(peer_size, sizeof peer));
 }
 
@@ -306,7 +306,7 @@ void set_state(connection_base& c, connection_state s) noexcept {
   bump(l.counts[static_cast<std::size_t>(s)], 1);
   switch (s) {
     case connection_state::idle:
-      c.idle_since_ns = coarse_now_ns();
+      c.idle_since_ns = l.now_ns();
       break;
     case connection_state::closed:
       static_cast<registry_hook&>(c).unlink();
@@ -814,7 +814,7 @@ std::shared_future<std::vector<connection_info>> server::snapshot() const {
   for (auto& lp : impl_->loops) {
     lp->post([gathering, l = lp.get()] {
       std::vector<connection_info> here;
-      const std::int64_t now = detail::coarse_now_ns();
+      const std::int64_t now = l->now_ns();
       l->connections.for_each([&](detail::connection_base& c) {
         connection_info info;
         info.id = c.id;

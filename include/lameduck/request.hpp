@@ -52,7 +52,9 @@ class request {
   /// "Connection: upgrade" and an Upgrade header, or a CONNECT.
   bool upgrade_requested() const noexcept { return upgrade_requested_; }
   /// Stop is requested when the server gives up on this request (destroy, deadline, disconnect).
-  std::stop_token stop_token() const noexcept { return stop_; }
+  std::stop_token stop_token() const noexcept {
+    return stop_ ? stop_->get_token() : std::stop_token{};
+  }
 
  private:
   friend class detail::request_builder;
@@ -62,7 +64,9 @@ class request {
   bool keep_alive_ = true;
   bool upgrade_requested_ = false;
   sockaddr_in6 peer_{};  // AF_INET addresses are stored as sockaddr_in in the same bytes
-  std::stop_token stop_;
+  // The exchange's source, read only when asked: a token copied into every request would cost
+  // two atomic operations per request whether or not the handler looks.
+  const std::stop_source* stop_ = nullptr;
 };
 
 }  // namespace lameduck

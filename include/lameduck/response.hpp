@@ -59,12 +59,18 @@ class upgraded_connection {
 /// away, destroy, a drain's deadline) everything sent through the handle is discarded safely.
 class response {
  public:
-  response(response&& other) noexcept;
+  // Inline: a handle is moved through every layer of handlers (router, middleware) on the way
+  // to the one that completes it, and each move leaves an empty handle to destroy.
+  response(response&& other) noexcept : exchange_(other.exchange_), head_sent_(other.head_sent_) {
+    other.exchange_ = nullptr;
+  }
   response& operator=(response&& other) noexcept;
   response(const response&) = delete;
   response& operator=(const response&) = delete;
   /// Answers 500 if the response was never completed.
-  ~response();
+  ~response() {
+    if (exchange_) abandon();
+  }
 
   /// Sets the final status code, 200 to 999 (default 200); only before the first write() or
   /// send(). Throws std::invalid_argument otherwise (1xx are the server's to send).
@@ -98,6 +104,7 @@ class response {
   friend class detail::exchange;
   explicit response(detail::exchange* e) noexcept : exchange_(e) {}
   void release() noexcept;
+  void abandon() noexcept;  // the handle is destroyed before the response was completed
   detail::exchange* exchange_ = nullptr;
   bool head_sent_ = false;
 };

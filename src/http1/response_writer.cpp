@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 
 namespace lameduck::http1 {
@@ -118,32 +119,59 @@ std::string_view http_date() noexcept {
   return {c.text, c.size};
 }
 
+namespace {
+
+// Builds the fixed part of a head in one buffer, so that it reaches the output in one append.
+class head_buffer {
+ public:
+  void add(std::string_view s) noexcept {
+    std::memcpy(end_, s.data(), s.size());
+    end_ += s.size();
+  }
+  void add_number(std::uint64_t n) noexcept { end_ = std::to_chars(end_, end_ + 20, n).ptr; }
+  std::string_view view() const noexcept { return {buf_, static_cast<std::size_t>(end_ - buf_)}; }
+
+ private:
+  // The longest: a status line with the longest reason (31), Date, Content-Length with 20
+  // digits, and a Connection field: well under 192.
+  char buf_[192];
+  char* end_ = buf_;
+};
+
+}  // namespace
+
 void write_head(std::string& out, const response_head& head) {
-  out.append("HTTP/1.1 ");
-  append_number(out, static_cast<std::uint64_t>(head.status));
-  out.push_back(' ');
-  out.append(reason_phrase(head.status));
-  out.append("\r\nDate: ");
-  out.append(http_date());
-  out.append("\r\n");
+  head_buffer b;
+  if (head.status == 200) {
+    b.add("HTTP/1.1 200 OK");  // nearly every response: no number to format
+  } else {
+    b.add("HTTP/1.1 ");
+    b.add_number(static_cast<std::uint64_t>(head.status));
+    b.add(" ");
+    b.add(reason_phrase(head.status));
+  }
+  b.add("\r\nDate: ");
+  b.add(http_date());
+  b.add("\r\n");
   switch (head.body_framing) {
     case framing::content_length:
-      out.append("Content-Length: ");
-      append_number(out, head.content_length);
-      out.append("\r\n");
+      b.add("Content-Length: ");
+      b.add_number(head.content_length);
+      b.add("\r\n");
       break;
     case framing::chunked:
-      out.append("Transfer-Encoding: chunked\r\n");
+      b.add("Transfer-Encoding: chunked\r\n");
       break;
     case framing::until_close:
     case framing::none:
       break;
   }
   if (head.close) {
-    out.append("Connection: close\r\n");
+    b.add("Connection: close\r\n");
   } else if (head.keep_alive_1_0) {
-    out.append("Connection: keep-alive\r\n");
+    b.add("Connection: keep-alive\r\n");
   }
+  out.append(b.view());
   out.append(head.fields);
   out.append("\r\n");
 }

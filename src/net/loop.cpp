@@ -21,19 +21,11 @@ std::atomic<std::uint64_t> next_loop_serial{1};
 constexpr std::size_t max_pooled_exchanges = 256;
 }  // namespace
 
-std::int64_t coarse_now_ns() noexcept {
-  timespec ts;
-  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
-
-namespace {
-std::int64_t precise_now_ns() noexcept {
+std::int64_t monotonic_now_ns() noexcept {
   timespec ts;
   ::clock_gettime(CLOCK_MONOTONIC, &ts);
   return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
 }
-}  // namespace
 
 loop::loop(server::impl& owner, unsigned index, const server_options& options)
     : owner_(owner),
@@ -42,6 +34,7 @@ loop::loop(server::impl& owner, unsigned index, const server_options& options)
       serial_(next_loop_serial.fetch_add(1)),
       anchor_(std::make_shared<loop_anchor>()) {
   anchor_->target = this;
+  refresh_now();
   epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
   if (epfd_ < 0) throw std::system_error(errno, std::system_category(), "lameduck: epoll_create1");
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -153,7 +146,8 @@ void loop::run() {
     // Timeouts and timers are due by the clock, read once per round (the vDSO: no system call).
     int wait_ms = -1;
     if (timer_deadline_ns_ != 0) {
-      std::int64_t now = precise_now_ns();
+      refresh_now();
+      const std::int64_t now = now_ns_;
       if (now >= timer_deadline_ns_) on_timer(now);
       if (timer_deadline_ns_ != 0) {
         // Rounded up: waking before the deadline would only find nothing due and wait again.
@@ -167,6 +161,7 @@ void loop::run() {
       if (errno == EINTR) continue;
       throw std::system_error(errno, std::system_category(), "lameduck: epoll_wait");
     }
+    refresh_now();
     dispatching_ = true;
     for (int i = 0; i < n; ++i) {
       static_cast<event_target*>(ready[i].data.ptr)->on_ready(ready[i].events);
@@ -199,8 +194,10 @@ void loop::run_posted() {
     wake_requested_ = false;
   }
   // What these post in turn runs in the next round, after the events that came meanwhile.
-  for (task& f : running_)
+  for (task& f : running_) {
     f();
+    refresh_now();  // posted work includes the application's (upgrade_handlers), which may block
+  }
   running_.clear();
 }
 
@@ -215,7 +212,7 @@ void loop::arm(connection_base& c, timeout_kind k) noexcept {
   }
   // Every connection on a list has the same duration, so appending keeps the list sorted by
   // deadline: arming is O(1) and only a list's head can be due.
-  c.deadline_ns = coarse_now_ns() + duration;
+  c.deadline_ns = now_ns_ + duration;
   auto& list = timeouts_[static_cast<std::size_t>(k)];
   bool was_empty = list.empty();
   list.push_back(c);

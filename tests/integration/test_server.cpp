@@ -47,6 +47,13 @@ int main(int argc, char** argv) {
       res.send("waited\n");
     }).detach();
   });
+  // Blocks the loop's thread for ms milliseconds, then answers: what a handler must never do,
+  // and what the server must survive without cutting its other timeouts short.
+  routes.get("/block", [](const lameduck::request& req, lameduck::response res) {
+    int ms = std::stoi(std::string(req.query_param("ms").value_or("0")));
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    res.send("blocked\n");
+  });
   // Streams n pieces ("piece 0\n"...) from another thread, interval_ms apart; with declared=N
   // it announces Content-Length N first (true or not) instead of chunking.
   routes.get("/stream", [](const lameduck::request& req, lameduck::response res) {

@@ -24,7 +24,7 @@ milliseconds since(clock::time_point t) {
   return std::chrono::duration_cast<milliseconds>(clock::now() - t);
 }
 
-// The coarse clock the server uses may be a few milliseconds behind.
+// The server reads the clock once per round of its loop, so its "now" may be a little behind.
 constexpr milliseconds clock_slack{20};
 
 // --- header timeout --------------------------------------------------------------------------
@@ -185,6 +185,19 @@ TEST(Timeouts, KeepsAConnectionUsedMoreOftenThanTheIdleTimeout) {
     EXPECT_EQ(body_of(r), peer);
     ASSERT_FALSE(c.readable_within(100ms)) << "closed while in use";
   }
+}
+
+TEST(Timeouts, RunsTheIdleTimeoutFromTheEndOfAHandlerThatBlockedItsThread) {
+  // The loop reads the clock once per round; after a handler that held the thread for longer
+  // than the idle timeout, the idle time must still start when the response went out.
+  auto server = start_test_server({"--idle-timeout-ms", "300", "--threads", "1"});
+  raw_client c(server.port());
+  c.send("GET /block?ms=600 HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(body_of(c.read_response(10s)), "blocked\n");
+  ASSERT_FALSE(c.readable_within(100ms))
+      << "closed at once: the idle timeout ran from before the handler";
+  c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(body_of(c.read_response(10s)), hello);
 }
 
 TEST(Timeouts, LetsTheClientSeeTheIdleCloseAndConnectAgain) {

@@ -277,7 +277,7 @@ TEST(RequestPeer, PeerNeverSetIsUnknown) {
 TEST(Request, StopTokenIsTheOneTheServerGave) {
   std::stop_source source;
   request r;
-  request_builder::set_stop(r, source.get_token());
+  request_builder::set_stop(r, source);
   EXPECT_TRUE(r.stop_token().stop_possible());
   EXPECT_FALSE(r.stop_token().stop_requested());
   source.request_stop();
