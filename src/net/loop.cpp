@@ -27,6 +27,12 @@ std::int64_t monotonic_now_ns() noexcept {
   return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
 }
 
+std::int64_t coarse_now_ns() noexcept {
+  timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
 loop::loop(server::impl& owner, unsigned index, const server_options& options)
     : owner_(owner),
       index_(index),
@@ -146,8 +152,8 @@ void loop::run() {
     // Timeouts and timers are due by the clock, read once per round (the vDSO: no system call).
     int wait_ms = -1;
     if (timer_deadline_ns_ != 0) {
-      refresh_now();
-      const std::int64_t now = now_ns_;
+      // Precise here: a timer armed for a steady_clock time fires neither early nor a tick late.
+      const std::int64_t now = monotonic_now_ns();
       if (now >= timer_deadline_ns_) on_timer(now);
       if (timer_deadline_ns_ != 0) {
         // Rounded up: waking before the deadline would only find nothing due and wait again.
@@ -161,7 +167,7 @@ void loop::run() {
       if (errno == EINTR) continue;
       throw std::system_error(errno, std::system_category(), "lameduck: epoll_wait");
     }
-    refresh_now();
+    refresh_now();  // after a wait of any length: what this round arms runs from now
     dispatching_ = true;
     for (int i = 0; i < n; ++i) {
       static_cast<event_target*>(ready[i].data.ptr)->on_ready(ready[i].events);

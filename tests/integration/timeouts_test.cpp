@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <thread>
 
 #include "harness.hpp"
 
@@ -169,6 +170,19 @@ TEST(Timeouts, LingersAfterA408SoThatTheRestOfTheRequestIsNotReset) {
   EXPECT_EQ(status_of(c.read_until_close(10s)), 408);
   c.send("X-Late: yes\r\n\r\n");
   EXPECT_FALSE(c.reset_within(100ms)) << "the rest of the request was answered with a reset";
+}
+
+TEST(Timeouts, RunsTheLingerAfterA408FromWhenItWasSentNotFromBeforeTheWait) {
+  // The loop slept through the whole header timeout; the linger that follows the 408 must
+  // still last its own time from then on (the loop reads its clock when a wait ends).
+  auto server =
+      start_test_server({"--header-timeout-ms", "600", "--linger-ms", "500", "--threads", "1"});
+  raw_client c(server.port());
+  c.send("GET / HTTP/1.1\r\nHost: x\r\n");
+  EXPECT_EQ(status_of(c.read_response(10s)), 408);
+  std::this_thread::sleep_for(150ms);  // well inside the linger, if it runs from the 408
+  c.send("X-Late: yes\r\n\r\n");
+  EXPECT_FALSE(c.reset_within(100ms)) << "reset 150 ms after the 408: the linger was cut short";
 }
 
 TEST(Timeouts, KeepsAConnectionUsedMoreOftenThanTheIdleTimeout) {
