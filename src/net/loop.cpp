@@ -21,17 +21,19 @@ std::atomic<std::uint64_t> next_loop_serial{1};
 constexpr std::size_t max_pooled_exchanges = 256;
 }  // namespace
 
-std::int64_t monotonic_now_ns() noexcept {
-  timespec ts;
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
-
 std::int64_t coarse_now_ns() noexcept {
   timespec ts;
   ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
   return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
 }
+
+namespace {
+std::int64_t precise_now_ns() noexcept {
+  timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+}  // namespace
 
 loop::loop(server::impl& owner, unsigned index, const server_options& options)
     : owner_(owner),
@@ -153,7 +155,7 @@ void loop::run() {
     int wait_ms = -1;
     if (timer_deadline_ns_ != 0) {
       // Precise here: a timer armed for a steady_clock time fires neither early nor a tick late.
-      const std::int64_t now = monotonic_now_ns();
+      const std::int64_t now = precise_now_ns();
       if (now >= timer_deadline_ns_) on_timer(now);
       if (timer_deadline_ns_ != 0) {
         // Rounded up: waking before the deadline would only find nothing due and wait again.

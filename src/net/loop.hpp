@@ -70,10 +70,8 @@ struct registry_hook : list_link {};
 /// A connection's place in its loop's list for the timeout it waits on.
 struct timeout_hook : list_link {};
 
-/// The monotonic clock (CLOCK_MONOTONIC, steady_clock's) in nanoseconds.
-std::int64_t monotonic_now_ns() noexcept;
-/// The same clock at the resolution of the kernel's tick (a few milliseconds), which is read
-/// without the time stamp counter: cheaper, and precise enough for timeouts.
+/// The monotonic clock at the resolution of the kernel's tick (a few milliseconds), which is
+/// read without the time stamp counter: cheaper, and precise enough for timeouts.
 std::int64_t coarse_now_ns() noexcept;
 
 /// An event loop and everything owned by its thread.
@@ -95,10 +93,10 @@ class loop {
   /// What exchanges use to reach this loop from other threads.
   const std::shared_ptr<loop_anchor>& anchor() const noexcept { return anchor_; }
 
-  /// The coarse monotonic time in nanoseconds as of the last wake-up of the loop or the last return
-  /// of the application's code (a handler, upgrade_handlers, posted work): what timeouts run
-  /// from. Reading the clock once for each, rather than at every arm(), spares two clock reads
-  /// per request; the loop's own work in between takes microseconds, and application code that
+  /// The coarse monotonic time as of the last wake-up of the loop or the last return of the
+  /// application's code (a handler, upgrade_handlers, posted work): what timeouts run from.
+  /// Reading the clock once for each, rather than at every arm(), spares two clock reads per
+  /// request; the loop's own work in between takes microseconds, and application code that
   /// blocks is followed by a fresh read.
   std::int64_t now_ns() const noexcept { return now_ns_; }
   /// Reads the clock into now_ns().
