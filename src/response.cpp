@@ -5,7 +5,6 @@
 
 #include <array>
 #include <charconv>
-#include <cstring>
 #include <exception>
 #include <stdexcept>
 
@@ -203,12 +202,10 @@ response& response::header(std::string_view name, std::string_view value) {
   const std::size_t at = ex.fields.size();
   ex.fields.resize(at + name.size() + value.size() + 4);
   char* p = ex.fields.data() + at;
-  std::memcpy(p, name.data(), name.size());
-  p += name.size();
+  p += name.copy(p, name.size());
   *p++ = ':';
   *p++ = ' ';
-  std::memcpy(p, value.data(), value.size());
-  p += value.size();
+  p += value.copy(p, value.size());  // copy(), not memcpy: an empty value may have no data
   *p++ = '\r';
   *p = '\n';
   return *this;

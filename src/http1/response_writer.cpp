@@ -2,7 +2,6 @@
 
 #include <charconv>
 #include <cstdio>
-#include <cstring>
 #include <ctime>
 
 namespace lameduck::http1 {
@@ -124,10 +123,7 @@ namespace {
 // Builds the fixed part of a head in one buffer, so that it reaches the output in one append.
 class head_buffer {
  public:
-  void add(std::string_view s) noexcept {
-    std::memcpy(end_, s.data(), s.size());
-    end_ += s.size();
-  }
+  void add(std::string_view s) noexcept { end_ += s.copy(end_, s.size()); }
   void add_number(std::uint64_t n) noexcept { end_ = std::to_chars(end_, end_ + 20, n).ptr; }
   std::string_view view() const noexcept { return {buf_, static_cast<std::size_t>(end_ - buf_)}; }
 
