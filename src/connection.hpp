@@ -17,7 +17,7 @@
 #include "http1/response_writer.hpp"
 #include "net/loop.hpp"
 #include "net/tcp_stream.hpp"
-#include "request_builder.hpp"
+#include "http1/request_builder.hpp"
 
 namespace lameduck::detail {
 

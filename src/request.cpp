@@ -1,6 +1,6 @@
 #include <lameduck/request.hpp>
 
-#include "ascii.hpp"
+#include "http1/ascii.hpp"
 #include "net/address.hpp"
 
 namespace lameduck {

@@ -8,7 +8,7 @@
 #include <exception>
 #include <stdexcept>
 
-#include "ascii.hpp"
+#include "http1/ascii.hpp"
 #include "connection.hpp"
 #include "exchange.hpp"
 #include "net/loop.hpp"

@@ -29,7 +29,7 @@
 #include "connection.hpp"
 #include "net/address.hpp"
 #include "net/loop.hpp"
-#include "systemd.hpp"
+#include "process/systemd.hpp"
 
 namespace lameduck {
 

@@ -1,7 +1,7 @@
 #include "http1/request_parser.hpp"
 
-#include "ascii.hpp"
-#include "request_builder.hpp"
+#include "http1/ascii.hpp"
+#include "http1/request_builder.hpp"
 
 namespace lameduck::http1 {
 

@@ -18,7 +18,7 @@
 #include <lameduck/server.hpp>
 
 #include "exchange.hpp"
-#include "intrusive_list.hpp"
+#include "net/intrusive_list.hpp"
 #include "net/task.hpp"
 
 namespace lameduck::detail {

@@ -22,13 +22,6 @@ command_result node(const std::string& script, std::vector<std::string> args) {
   return run(argv, 60s);
 }
 
-std::size_t count_of(const std::string& text, const std::string& what) {
-  std::size_t n = 0;
-  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1))
-    ++n;
-  return n;
-}
-
 // --- curl ------------------------------------------------------------------------------------
 
 TEST(HttpCurl, GetsHello) {

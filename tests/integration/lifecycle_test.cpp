@@ -407,7 +407,7 @@ TEST_F(Lifecycle, Step1ReadinessTurnsFalseAtOnce) {
 }
 
 TEST_F(Lifecycle, Step1TheReadinessEndpointAnswers503FromTheStartOfADrainAndLivenessStays200) {
-  options.health = {"/readyz", "/livez"};
+  options.health = {"/readyz", "/livez", {}};
   options.drain.lame_duck_delay = 10s;  // keeps the listener open to probe through
   start();
   raw_client probe(port);

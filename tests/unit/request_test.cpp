@@ -14,7 +14,7 @@
 #include <string>
 #include <string_view>
 
-#include "request_builder.hpp"
+#include "http1/request_builder.hpp"
 
 namespace lameduck {
 namespace {

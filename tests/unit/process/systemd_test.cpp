@@ -1,7 +1,7 @@
 // The service manager's protocols from memory and local sockets: notification datagrams to
 // NOTIFY_SOCKET (a path or an abstract name), and taking LISTEN_FDS only when meant for us.
 
-#include "systemd.hpp"
+#include "process/systemd.hpp"
 
 #include <lameduck/systemd.hpp>
 

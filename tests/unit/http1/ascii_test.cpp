@@ -1,6 +1,6 @@
 // ascii_iequals: HTTP's case-insensitive comparison of field names and tokens, ASCII only.
 
-#include "ascii.hpp"
+#include "http1/ascii.hpp"
 
 #include <gtest/gtest.h>
 

@@ -15,7 +15,7 @@
 #include <cstring>
 #include <string>
 
-#include "systemd.hpp"
+#include "process/systemd.hpp"
 
 namespace lameduck {
 
