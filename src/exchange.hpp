@@ -1,7 +1,8 @@
 #pragma once
 // The working set of a connection that is exchanging messages: input buffer, parser, the
-// request being handled and the response being written. Idle connections hold none; the loop
-// pools them. A response handle keeps its exchange alive, even past its connection and its loop.
+// request being handled and the response being written. Idle connections hold none; their
+// worker pools them. A response handle keeps its exchange alive, even past its connection and
+// its worker.
 
 #include <atomic>
 #include <cstdint>
@@ -11,6 +12,7 @@
 #include <stop_token>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include <lameduck/response.hpp>
 
@@ -18,14 +20,9 @@
 
 namespace lameduck::detail {
 
-class loop;
+class worker;
+struct worker_anchor;
 class connection_base;
-
-/// Lets an exchange reach its loop from any thread for as long as the loop exists.
-struct loop_anchor {
-  std::mutex mutex;
-  loop* target = nullptr;  // null once the loop is gone
-};
 
 /// What a response handle asks of its connection.
 enum class response_op : std::uint8_t {
@@ -43,17 +40,17 @@ class exchange {
   /// Size of the input buffer; a read never asks for more than this at once.
   static constexpr std::size_t input_capacity = 16 * 1024;
 
-  exchange(loop& l, std::shared_ptr<loop_anchor> anchor, const limits& lim);
+  exchange(worker& w, const limits& lim);
 
   /// Takes one more reference.
   void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
-  /// Drops a reference from any thread; the last one returns the exchange to its loop's pool,
-  /// or frees it when the loop is gone.
+  /// Drops a reference from any thread; the last one returns the exchange to its worker's
+  /// pool, or frees it when the worker is gone.
   void release() noexcept;
-  /// Drops a reference on the loop's own thread.
+  /// Drops a reference on the worker's own thread.
   void release_on_loop() noexcept;
-  /// Carries out a response operation on the loop's thread: at once when called there,
-  /// otherwise posted with its data; dropped when the loop is gone.
+  /// Carries out a response operation on the worker's thread: at once when called there,
+  /// otherwise posted with its data (a posted_op); dropped when the worker is gone.
   void commit(response_op op, std::string&& data);
   /// A new handle on this exchange's response (one more reference).
   static response new_response(exchange& ex) {
@@ -70,9 +67,9 @@ class exchange {
   /// Gets a pooled exchange ready for another connection.
   void reset_for_reuse();
 
-  // Loop-thread state.
-  loop& owner;                       ///< only touched on the loop's thread, where it is alive
-  const std::uint64_t owner_serial;  ///< tells the owner's thread without touching the loop
+  // Worker-thread state.
+  worker& owner;                     ///< only touched on the worker's thread, where it is alive
+  const std::uint64_t owner_serial;  ///< tells the owner's thread without touching the worker
   connection_base* conn = nullptr;   ///< null once the connection has let go
   http1::request_parser parser;
   std::stop_source stop;
@@ -88,10 +85,32 @@ class exchange {
   bool close_requested = false;                  ///< the handler set "Connection: close"
   upgrade_handlers upgrade;                      ///< set by response::upgrade()
 
+  /// What commit() posts from another thread: a reference, the operation and its data. Small
+  /// enough for a task's inline storage (tests/unit/net/task_test.cpp), so posting a response
+  /// allocates nothing once the queue has grown.
+  class posted_op {
+   public:
+    posted_op(exchange* e, response_op op, std::string&& data) noexcept
+        : e_(e), op_(op), data_(std::move(data)) {}
+    posted_op(posted_op&& o) noexcept
+        : e_(std::exchange(o.e_, nullptr)), op_(o.op_), data_(std::move(o.data_)) {}
+    posted_op& operator=(posted_op&&) = delete;
+    /// Frees the reference, also when the worker went away before running this.
+    ~posted_op() {
+      if (e_) e_->release();
+    }
+    void operator()() { e_->apply(op_, data_); }
+
+   private:
+    exchange* e_;
+    response_op op_;
+    std::string data_;
+  };
+
  private:
   void apply(response_op op, std::string& data);
   std::atomic<int> refs_{1};
-  std::shared_ptr<loop_anchor> anchor_;
+  std::shared_ptr<worker_anchor> anchor_;
 };
 
 }  // namespace lameduck::detail

@@ -1,5 +1,5 @@
 // The response handle and the exchange behind it: how a response completed on any thread
-// reaches its connection's loop.
+// reaches its connection's worker.
 
 #include <lameduck/response.hpp>
 
@@ -8,21 +8,21 @@
 #include <exception>
 #include <stdexcept>
 
-#include "http1/ascii.hpp"
-#include "connection.hpp"
+#include "connection_base.hpp"
 #include "exchange.hpp"
-#include "net/loop.hpp"
+#include "http1/ascii.hpp"
+#include "worker.hpp"
 
 namespace lameduck {
 
 namespace detail {
 
-exchange::exchange(loop& l, std::shared_ptr<loop_anchor> anchor, const limits& lim)
-    : owner(l),
-      owner_serial(l.serial()),
+exchange::exchange(worker& w, const limits& lim)
+    : owner(w),
+      owner_serial(w.loop().serial()),
       parser(lim),
       input(new char[input_capacity]),
-      anchor_(std::move(anchor)) {}
+      anchor_(w.anchor()) {}
 
 void exchange::reset_for_reuse() {
   refs_.store(1, std::memory_order_relaxed);
@@ -40,43 +40,23 @@ void exchange::release_on_loop() noexcept {
   if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) owner.recycle_exchange(this);
 }
 
-namespace {
-
-// Holds a reference to an exchange inside a posted function; frees the exchange when the
-// function is destroyed without running because its loop is gone.
-class exchange_ref {
- public:
-  explicit exchange_ref(exchange* e) noexcept : e_(e) {}
-  exchange_ref(exchange_ref&& o) noexcept : e_(std::exchange(o.e_, nullptr)) {}
-  exchange_ref& operator=(exchange_ref&&) = delete;
-  ~exchange_ref() {
-    if (e_) e_->release();
-  }
-  exchange* operator->() const noexcept { return e_; }
-
- private:
-  exchange* e_;
-};
-
-}  // namespace
-
 void exchange::release() noexcept {
   if (refs_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   std::unique_lock lock(anchor_->mutex);
-  loop* l = anchor_->target;
-  if (l && l->in_this_thread()) {
+  worker* w = anchor_->target;
+  if (w && w->loop().in_this_thread()) {
     lock.unlock();
-    l->recycle_exchange(this);
-  } else if (l) {
-    // Posted under the lock, so the loop cannot be destroyed in between.
+    w->recycle_exchange(this);
+  } else if (w) {
+    // Posted under the lock, so the worker cannot be destroyed in between.
     struct recycle {
       exchange* e;
       recycle(exchange* x) : e(x) {}
       recycle(recycle&& o) noexcept : e(std::exchange(o.e, nullptr)) {}
-      ~recycle() { delete e; }  // the loop went away before running this
+      ~recycle() { delete e; }  // the worker went away before running this
       void operator()() { e->owner.recycle_exchange(std::exchange(e, nullptr)); }
     };
-    l->post(recycle(this));
+    w->loop().post(recycle(this));
   } else {
     lock.unlock();
     delete this;
@@ -88,12 +68,11 @@ void exchange::apply(response_op op, std::string& data) {
 }
 
 void exchange::commit(response_op op, std::string&& data) {
-  if (loop::current_serial() == owner_serial) return apply(op, data);
+  if (event_loop::current_serial() == owner_serial) return apply(op, data);
   std::lock_guard lock(anchor_->mutex);
   if (!anchor_->target) return;  // the server is gone; so is anyone to send this to
   add_ref();
-  anchor_->target->post(
-      [ref = exchange_ref(this), op, data = std::move(data)]() mutable { ref->apply(op, data); });
+  anchor_->target->loop().post(posted_op(this, op, std::move(data)));
 }
 
 }  // namespace detail

@@ -140,9 +140,12 @@ class server {
   /// The live connections, gathered from every loop without stopping it.
   std::shared_future<std::vector<connection_info>> snapshot() const;
 
-  class impl;
+  /// Writes one line to the server's log (server_options::log; standard error by default), as
+  /// the server's own messages go; never throws.
+  void log(std::string_view line) const noexcept;
 
  private:
+  struct impl;
   std::unique_ptr<impl> impl_;
 };
 

@@ -1,14 +1,14 @@
 #pragma once
-// A plain TCP stream for connection<Stream>: non-blocking reads and writes straight on the
-// socket. Readiness comes from the loop (loop::watch), not from the stream. A TLS stream
-// offers the same calls.
+// A plain TCP stream for connection<Stream> (net/stream.hpp). Readiness comes from the loop
+// that watches the socket, through on_ready().
 
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <cerrno>
 #include <cstddef>
-#include <system_error>
+#include <cstdint>
 #include <utility>
 
 // Under a sanitizer, tcp_stream reads and writes through the libc calls it intercepts.
@@ -20,35 +20,60 @@
 #endif
 #endif
 
+#include "net/stream.hpp"
+
 namespace lameduck::detail {
 
+/// A plain TCP stream: non-blocking reads and writes straight on the socket.
 class tcp_stream {
  public:
   /// Takes ownership of a connected, non-blocking socket.
   explicit tcp_stream(int fd) noexcept : fd_(fd) {}
-  tcp_stream(tcp_stream&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  tcp_stream(tcp_stream&& other) noexcept
+      : fd_(std::exchange(other.fd_, -1)), readable_(other.readable_), hung_up_(other.hung_up_) {}
   tcp_stream& operator=(tcp_stream&&) = delete;
   ~tcp_stream() { close(); }
 
-  /// The socket, for the loop to watch.
   int native_handle() const noexcept { return fd_; }
-  /// Reads what is there, at most n bytes; would_block when nothing is, 0 at end of stream.
-  std::size_t read_some(char* p, std::size_t n, std::error_code& ec) noexcept {
+
+  void on_ready(std::uint32_t events) noexcept {
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable_ = true;
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) hung_up_ = true;
+  }
+
+  // epoll reports data that is already there when the socket is added, so nothing is read
+  // before the first readiness event.
+  bool may_read() const noexcept { return readable_; }
+
+  io_result read(char* p, std::size_t n) noexcept {
     ssize_t r = sys_recv(fd_, p, n);
-    if (r >= 0) return static_cast<std::size_t>(r);
-    ec = {errno == EWOULDBLOCK ? EAGAIN : errno, std::system_category()};
-    return 0;
+    if (r > 0) {
+      // A short read emptied the socket: the next read waits for an edge, which saves a
+      // recv() that would only say EAGAIN. Unless the client has finished sending: its end of
+      // stream came with the same edge and is yet to be read.
+      if (static_cast<std::size_t>(r) < n && !hung_up_) readable_ = false;
+      return {static_cast<std::size_t>(r), io_status::ok};
+    }
+    if (r == 0) return {0, io_status::eof};
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      readable_ = false;
+      return {0, io_status::want_read};
+    }
+    return {0, io_status::error};
   }
-  /// Writes as much of p as the socket takes now.
-  std::size_t write_some(const char* p, std::size_t n, std::error_code& ec) noexcept {
+
+  io_result write(const char* p, std::size_t n) noexcept {
     ssize_t r = sys_send(fd_, p, n);
-    if (r >= 0) return static_cast<std::size_t>(r);
-    ec = {errno == EWOULDBLOCK ? EAGAIN : errno, std::system_category()};
-    return 0;
+    if (r >= 0) return {static_cast<std::size_t>(r), io_status::ok};
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return {0, io_status::want_write};
+    return {0, io_status::error};
   }
-  /// Sends FIN after what was written; reading goes on.
-  void shutdown_send() noexcept { ::shutdown(fd_, SHUT_WR); }
-  /// Closes the socket (which also takes it out of the loop's epoll set).
+
+  io_result shutdown_send() noexcept {
+    ::shutdown(fd_, SHUT_WR);
+    return {};
+  }
+
   void close() noexcept {
     if (fd_ >= 0) ::close(std::exchange(fd_, -1));
   }
@@ -79,11 +104,10 @@ class tcp_stream {
 #endif
 
   int fd_;
+  bool readable_ = false;  // a read may find something without a new edge
+  bool hung_up_ = false;   // epoll said the client has finished sending (or the socket failed)
 };
 
-/// Whether an error code means "try again when the socket is ready".
-inline bool would_block(const std::error_code& ec) noexcept {
-  return ec.value() == EAGAIN && ec.category() == std::system_category();
-}
+static_assert(stream<tcp_stream>);
 
 }  // namespace lameduck::detail

@@ -12,10 +12,10 @@
 
 #include <atomic>
 #include <cerrno>
-#include <cstdio>
 #include <future>
 #include <memory>
 #include <stdexcept>
+#include <string>
 #include <system_error>
 #include <thread>
 
@@ -150,19 +150,24 @@ int signal_shutdown::run(server& s) {
   for (auto it = cleanups_.rbegin(); it != cleanups_.rend(); ++it) {
     auto done = std::make_shared<std::promise<void>>();
     auto finished = done->get_future();
-    std::thread([hook = it->hook, name = it->name, done] {
+    // The hook's thread may outlive run() (a hook that hangs), and with it the server: it
+    // reports through its future, and this thread writes the line.
+    auto failure = std::make_shared<std::string>();
+    std::thread([hook = it->hook, done, failure] {
       try {
         hook();
       } catch (const std::exception& e) {
-        std::fprintf(stderr, "lameduck: cleanup \"%s\" failed: %s\n", name.c_str(), e.what());
+        *failure = e.what();
       } catch (...) {
-        std::fprintf(stderr, "lameduck: cleanup \"%s\" failed\n", name.c_str());
+        *failure = "an exception not derived from std::exception";
       }
       done->set_value();
     }).detach();
+    const std::string quoted = "lameduck: cleanup \"" + it->name + "\"";
     if (finished.wait_for(it->timeout) != std::future_status::ready) {
-      std::fprintf(stderr, "lameduck: cleanup \"%s\" gave up after %lld ms\n", it->name.c_str(),
-                   static_cast<long long>(it->timeout.count()));
+      s.log(quoted + " gave up after " + std::to_string(it->timeout.count()) + " ms");
+    } else if (!failure->empty()) {
+      s.log(quoted + " failed: " + *failure);
     }
   }
   if (forcing_signal != 0) return 128 + forcing_signal;

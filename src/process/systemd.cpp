@@ -68,15 +68,5 @@ std::vector<int> take_passed_sockets() {
   return fds;
 }
 
-bool is_listening_stream_socket(int fd) noexcept {
-  int type = 0, listening = 0;
-  socklen_t size = sizeof type;
-  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &size) != 0 || type != SOCK_STREAM) {
-    return false;
-  }
-  size = sizeof listening;
-  return ::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) == 0 && listening;
-}
-
 }  // namespace detail
 }  // namespace lameduck

@@ -9,7 +9,4 @@ namespace lameduck::detail {
 /// removes the variables, so that they are taken once. Empty when none were passed.
 std::vector<int> take_passed_sockets();
 
-/// Whether fd is a TCP-style socket that is listening.
-bool is_listening_stream_socket(int fd) noexcept;
-
 }  // namespace lameduck::detail

@@ -29,6 +29,8 @@ class SignalShutdown : public ::testing::Test {
   SignalShutdown() {
     options.listen = {"127.0.0.1:0"};
     options.threads = 1;
+    // The hooks' failures go to the server's log, like its own messages.
+    options.log = [this](std::string_view line) { record("log: " + std::string(line)); };
     lameduck::router r;
     r.get("/", [](const request&, response res) { res.send("hello\n"); });
     server = std::make_unique<lameduck::server>(options, r);
@@ -85,7 +87,8 @@ TEST_F(SignalShutdown, AHookThatHangsIsGivenUpOnAtItsTimeoutAndTheNextOneStillRu
   EXPECT_EQ(status.get(), 0);
   EXPECT_GE(clock::now() - sent, 250ms);
   EXPECT_LT(clock::now() - sent, 5s);
-  EXPECT_EQ(ran, std::vector<std::string>{"first"});
+  EXPECT_EQ(ran, (std::vector<std::string>{"log: lameduck: cleanup \"hangs\" gave up after 300 ms",
+                                           "first"}));
 }
 
 TEST_F(SignalShutdown, AHookThatThrowsDoesNotKeepTheOthersFromRunning) {
@@ -97,7 +100,8 @@ TEST_F(SignalShutdown, AHookThatThrowsDoesNotKeepTheOthersFromRunning) {
   ::kill(::getpid(), SIGINT);
   ASSERT_EQ(status.wait_for(10s), std::future_status::ready);
   EXPECT_EQ(status.get(), 0);
-  EXPECT_EQ(ran, std::vector<std::string>{"second"});
+  EXPECT_EQ(ran, (std::vector<std::string>{"log: lameduck: cleanup \"throws\" failed: on purpose",
+                                           "second"}));
 }
 
 TEST_F(SignalShutdown, AStopForAnotherReasonEndsRunAndRunsTheHooksToo) {

@@ -68,17 +68,5 @@ TEST(PassedSockets, AreTakenOnlyWhenListenPidIsThisProcessAndOnlyOnce) {
   }
 }
 
-TEST(PassedSockets, OnlyAListeningStreamSocketQualifies) {
-  int tcp = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  int udp = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  EXPECT_FALSE(detail::is_listening_stream_socket(tcp));  // not listening yet
-  EXPECT_FALSE(detail::is_listening_stream_socket(udp));
-  ASSERT_EQ(::listen(tcp, 1), 0);  // on an ephemeral port of every address
-  EXPECT_TRUE(detail::is_listening_stream_socket(tcp));
-  EXPECT_FALSE(detail::is_listening_stream_socket(-1));
-  ::close(tcp);
-  ::close(udp);
-}
-
 }  // namespace
 }  // namespace lameduck

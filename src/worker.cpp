@@ -1,0 +1,150 @@
+#include "worker.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <cstring>
+
+#include "connection.hpp"
+#include "exchange.hpp"
+#include "net/tcp_stream.hpp"
+
+namespace lameduck::detail {
+
+namespace {
+
+constexpr std::size_t max_pooled_exchanges = 256;
+
+// Single-writer counters: only the worker's thread writes, any thread reads.
+void bump(std::atomic<std::size_t>& a, std::ptrdiff_t by) noexcept {
+  a.store(a.load(std::memory_order_relaxed) + static_cast<std::size_t>(by),
+          std::memory_order_relaxed);
+}
+
+}  // namespace
+
+connection_base::connection_base(worker& w, const sockaddr* peer_address,
+                                 socklen_t peer_size) noexcept
+    : owner(w), created_ns(w.loop().now_ns()) {
+  std::memcpy(&peer, peer_address, std::min<std::size_t>(peer_size, sizeof peer));
+}
+
+worker::worker(server_shared& shared, unsigned index, const system_calls& os)
+    : shared_(shared),
+      index_(index),
+      loop_(shared.options.log, os),
+      stop(loop_),
+      anchor_(std::make_shared<worker_anchor>()) {
+  anchor_->target = this;
+  const timeouts& t = shared.options.timeouts;
+  const std::chrono::milliseconds durations[timeout_kind_count] = {t.header, t.body, t.idle,
+                                                                   t.write, t.linger};
+  for (std::size_t k = 0; k < timeout_kind_count; ++k) {
+    timeouts_[k] = std::make_unique<timeout_list>(loop_, durations[k]);
+  }
+}
+
+worker::~worker() {
+  loop_.join();
+  {
+    // From now on, exchanges still held by response handles free themselves.
+    std::lock_guard lock(anchor_->mutex);
+    anchor_->target = nullptr;
+  }
+  // Work posted after the thread exited is destroyed without running (a posted response then
+  // frees its exchange).
+  loop_.discard_posted();
+  acceptors_.clear();
+  for (exchange* e : free_exchanges_)
+    delete e;
+}
+
+void worker::set_state(connection_base& c, connection_state s) noexcept {
+  if (!static_cast<registry_hook&>(c).linked()) {
+    connections.push_back(c);  // a new connection enters the registry
+  } else {
+    bump(counts[static_cast<std::size_t>(c.state_)], -1);
+  }
+  c.state_ = s;
+  bump(counts[static_cast<std::size_t>(s)], 1);
+  switch (s) {
+    case connection_state::idle:
+      c.idle_since_ns = loop_.now_ns();
+      break;
+    case connection_state::closed:
+      static_cast<registry_hook&>(c).unlink();
+      shared_.open_connections.fetch_sub(1, std::memory_order_relaxed);
+      if (connections.empty() && shared_.on_registry_empty) shared_.on_registry_empty(*this);
+      break;
+    default:
+      break;
+  }
+}
+
+void worker::arm(connection_base& c, timeout_kind k) noexcept {
+  c.timeout = k;
+  if (k == timeout_kind::none) {
+    timeout_list::disarm(c);
+  } else if (!timeouts_[static_cast<std::size_t>(k)]->arm(c)) {
+    c.timeout = timeout_kind::none;  // this timeout is disabled
+  }
+}
+
+void worker::count_request(bool completed) noexcept {
+  bump(completed ? requests_completed : requests_aborted, 1);
+}
+
+exchange* worker::acquire_exchange() {
+  exchange* e;
+  if (free_exchanges_.empty()) {
+    e = new exchange(*this, shared_.options.limits);
+  } else {
+    e = free_exchanges_.back();
+    free_exchanges_.pop_back();
+    e->reset_for_reuse();
+  }
+  return e;
+}
+
+void worker::recycle_exchange(exchange* e) noexcept {
+  if (free_exchanges_.size() < max_pooled_exchanges) {
+    free_exchanges_.push_back(e);
+  } else {
+    delete e;
+  }
+}
+
+void worker::add_listener(int listen_fd, bool health_only) {
+  acceptors_.push_back(std::make_unique<acceptor>(
+      loop_, listen_fd, [this, health_only](int fd, const socket_address& peer, socklen_t size) {
+        admit(fd, peer, size, health_only);
+      }));
+}
+
+void worker::start() {
+  for (auto& a : acceptors_)
+    loop_.post([a = a.get()] { a->start(); });
+  loop_.start_thread();
+}
+
+void worker::close_listeners() {
+  for (auto& a : acceptors_)
+    a->close_after_accepting_queued();
+}
+
+void worker::admit(int fd, const socket_address& peer, socklen_t size, bool health_only) {
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  auto* c = new connection<tcp_stream>(*this, tcp_stream(fd), &peer.any, size);
+  c->id = shared_.next_connection_id.fetch_add(1, std::memory_order_relaxed);
+  c->health_only = health_only;
+  if (shared_.open_connections.fetch_add(1, std::memory_order_relaxed) >=
+      shared_.options.limits.max_connections) {
+    c->reject(503);
+  } else {
+    c->start();
+  }
+}
+
+}  // namespace lameduck::detail
