@@ -42,7 +42,13 @@ std::string format_address(const sockaddr* sa) {
   if (sa->sa_family == AF_INET6) {
     auto* v6 = reinterpret_cast<const sockaddr_in6*>(sa);
     ::inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof text);
-    return "[" + std::string(text) + "]:" + std::to_string(ntohs(v6->sin6_port));
+    // Appended piece by piece: GCC 12 at -O3 takes "[" + std::string(...) for overlapping
+    // copies (a false -Wrestrict).
+    std::string out = "[";
+    out += text;
+    out += "]:";
+    out += std::to_string(ntohs(v6->sin6_port));
+    return out;
   }
   if (sa->sa_family == AF_INET) {
     auto* v4 = reinterpret_cast<const sockaddr_in*>(sa);

@@ -161,7 +161,12 @@ void event_loop::round(int wait_ms) {
   if (timer_deadline_ns_ != 0) {
     // Precise here: a timer armed for a steady_clock time fires neither early nor a tick late.
     const std::int64_t now = precise_now_ns();
-    if (now >= timer_deadline_ns_) on_timer(now);
+    if (now >= timer_deadline_ns_) {
+      on_timer(now);
+      // A timer that was all the loop still waited for has fired: blocking now would be for
+      // nothing that can come.
+      if (!keep_running_ && may_exit()) return;
+    }
     if (timer_deadline_ns_ != 0) {
       // Rounded up: waking before the deadline would only find nothing due and wait again.
       std::int64_t ms = (timer_deadline_ns_ - now + 999'999) / 1'000'000;

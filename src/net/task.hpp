@@ -23,7 +23,7 @@ class task {
   template <class F, class D = std::decay_t<F>,
             class = std::enable_if_t<!std::is_same_v<D, task> && std::is_invocable_v<D&>>>
   task(F&& f) {  // NOLINT(google-explicit-constructor): posts take lambdas as they are
-    if constexpr (fits<D>) {
+    if constexpr (stores_inline<D>) {
       ::new (static_cast<void*>(storage_)) D(std::forward<F>(f));
       ops_ = &inline_ops<D>;
     } else {
@@ -53,17 +53,18 @@ class task {
   /// Calls the function; it stays stored (and is destroyed with the task).
   void operator()() { ops_->call(storage_); }
 
+  /// Whether a function of type D is stored in place, without allocating.
+  template <class D>
+  static constexpr bool stores_inline =
+      sizeof(D) <= inline_size &&
+      alignof(D) <= alignof(std::max_align_t) && std::is_nothrow_move_constructible_v<D>;
+
  private:
   struct operations {
     void (*call)(void* self);
     void (*move)(void* from, void* to) noexcept;  // move-constructs, then destroys from
     void (*destroy)(void* self) noexcept;
   };
-
-  template <class D>
-  static constexpr bool fits =
-      sizeof(D) <= inline_size &&
-      alignof(D) <= alignof(std::max_align_t) && std::is_nothrow_move_constructible_v<D>;
 
   template <class D>
   static constexpr operations inline_ops{

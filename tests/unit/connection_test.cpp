@@ -1,0 +1,292 @@
+// One connection without sockets or threads: connection<test_stream> on a worker whose loop
+// never runs a thread. The test hands the stream its input and plays the event loop's part
+// (on_ready, on_drain); each test checks one path of the state machine, including the ones a
+// real socket reaches only by luck: a write that fails mid-response, a reset during the
+// linger, and the want_read/want_write answers of a TLS stream.
+
+#include "connection.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <vector>
+
+#include "net/address.hpp"
+#include "test_stream.hpp"
+#include "worker.hpp"
+
+namespace lameduck {
+// gtest prints states by name.
+void PrintTo(connection_state s, std::ostream* os) {
+  *os << to_string(s);
+}
+}  // namespace lameduck
+
+namespace lameduck::detail {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::test_stream;
+using testing::test_stream_state;
+
+constexpr std::string_view get = "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+constexpr std::string_view get_close = "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+constexpr std::string_view ok_hello =
+    "Content-Length: 6\r\n";  // in every complete answer of the default handler
+
+class Connection : public ::testing::Test {
+ protected:
+  Connection() {
+    shared.options.log = [this](std::string_view line) { logged.emplace_back(line); };
+    shared.main = [this](const request& req, response res) {
+      stop = req.stop_token();
+      if (hold) {
+        held.emplace(std::move(res));
+      } else {
+        res.send("hello\n");
+      }
+    };
+  }
+
+  ~Connection() override {
+    if (w) w->connections.for_each([](connection_base& c) { c.abort(); });
+  }
+
+  // A new connection on a worker made with the options as the test left them.
+  std::shared_ptr<test_stream_state> open() {
+    if (!w) {
+      w = std::make_unique<worker>(shared, 0);
+      w->loop().run_once(0ms);  // from now on this thread counts as the worker's
+    }
+    auto st = std::make_shared<test_stream_state>();
+    auto peer = parse_listen_address("127.0.0.1:4321", ec);
+    auto* c = new connection<test_stream>(*w, test_stream(st), &peer.any, sizeof peer.v4);
+    shared.open_connections.fetch_add(1);
+    c->start();
+    return st;
+  }
+
+  // The one live connection, or null once it has closed (and been deleted).
+  connection_base* conn() { return w->connections.front(); }
+
+  // Input arrives and the loop reports it.
+  void arrive(test_stream_state& st, std::string_view bytes) {
+    st.input.emplace_back(bytes);
+    conn()->on_ready(EPOLLIN);
+  }
+
+  std::size_t count(connection_state s) { return w->counts[static_cast<std::size_t>(s)].load(); }
+  connection_state state() { return conn() ? conn()->state() : connection_state::closed; }
+
+  // Runs the loop's rounds until pred() holds or `within` has passed.
+  bool run_until(const std::function<bool()>& pred, std::chrono::milliseconds within = 5s) {
+    auto end = std::chrono::steady_clock::now() + within;
+    while (!pred()) {
+      if (std::chrono::steady_clock::now() > end) return false;
+      w->loop().run_once(10ms);
+    }
+    return true;
+  }
+
+  server_shared shared;
+  std::unique_ptr<worker> w;
+  std::error_code ec;
+  std::vector<std::string> logged;
+  bool hold = false;             // the handler keeps its response instead of answering
+  std::optional<response> held;  // destroyed before the worker
+  std::stop_token stop;          // the last request's
+};
+
+TEST_F(Connection, AnswersARequestThatArrivesInPiecesAndGoesIdle) {
+  auto st = open();
+  EXPECT_EQ(state(), connection_state::fresh);
+  arrive(*st, "GET / HT");
+  EXPECT_EQ(state(), connection_state::active);
+  EXPECT_EQ(st->output, "");
+  st->input.emplace_back("TP/1.1\r\nHost: t\r\n");
+  arrive(*st, "\r\n");
+  EXPECT_EQ(st->output.substr(0, 17), "HTTP/1.1 200 OK\r\n");
+  EXPECT_NE(st->output.find(ok_hello), std::string::npos);
+  EXPECT_EQ(state(), connection_state::idle);
+  EXPECT_EQ(w->requests_completed.load(), 1u);
+}
+
+TEST_F(Connection, AnswersPipelinedRequestsInOrder) {
+  auto st = open();
+  arrive(*st, std::string(get) + std::string(get_close));
+  EXPECT_EQ(w->requests_completed.load(), 2u);
+  auto second = st->output.find("HTTP/1.1 200 OK", 1);
+  ASSERT_NE(second, std::string::npos);
+  EXPECT_EQ(st->output.find("Connection: close"), st->output.find("Connection: close", second));
+  EXPECT_TRUE(st->shut_down);
+  EXPECT_EQ(state(), connection_state::closing);
+}
+
+TEST_F(Connection, AWriteErrorMidResponseClosesAndCountsTheRequestAborted) {
+  hold = true;
+  auto st = open();
+  st->fail_write = 2;
+  arrive(*st, get);
+  ASSERT_TRUE(held);
+  held->write("first piece");  // write 1: the head and the first chunk
+  EXPECT_NE(st->output.find("first piece"), std::string::npos);
+  EXPECT_EQ(state(), connection_state::active);
+  held->write("second piece");  // write 2 fails
+  EXPECT_EQ(st->output.find("second piece"), std::string::npos);
+  EXPECT_TRUE(st->closed);
+  EXPECT_EQ(state(), connection_state::closed);
+  EXPECT_EQ(w->requests_aborted.load(), 1u);
+  EXPECT_EQ(w->requests_completed.load(), 0u);
+  EXPECT_TRUE(stop.stop_requested()) << "the handler still holding the response is told";
+}
+
+TEST_F(Connection, AResetDuringTheLingerClosesAtOnce) {
+  shared.options.timeouts.linger = 60s;  // so that only the reset can end it within the test
+  auto st = open();
+  arrive(*st, get_close);
+  EXPECT_TRUE(st->shut_down);
+  EXPECT_EQ(state(), connection_state::closing);
+  conn()->on_ready(EPOLLIN);  // nothing to read yet: it lingers on
+  EXPECT_EQ(state(), connection_state::closing);
+  st->fail_read = st->reads + 1;  // the client's RST
+  conn()->on_ready(EPOLLIN | EPOLLERR);
+  EXPECT_EQ(state(), connection_state::closed);
+  EXPECT_TRUE(st->closed);
+  EXPECT_EQ(w->requests_completed.load(), 1u);
+}
+
+TEST_F(Connection, TheLingerReadsAndDiscardsUntilTheClientsEndOfStream) {
+  auto st = open();
+  arrive(*st, get_close);
+  const std::string answered = st->output;
+  arrive(*st, "bytes the client sent before it saw our FIN");
+  EXPECT_EQ(state(), connection_state::closing);
+  st->eof = true;
+  conn()->on_ready(EPOLLIN | EPOLLRDHUP);
+  EXPECT_EQ(state(), connection_state::closed);
+  EXPECT_EQ(st->output, answered);
+}
+
+TEST_F(Connection, ARecordThatWantsWriteWaitsForWritabilityThenReadsOn) {
+  // A TLS read that must first write (a key update) says want_write: the connection waits,
+  // and the socket's writability, not its readability, resumes the read.
+  auto st = open();
+  st->read_script = {io_status::want_write};
+  arrive(*st, get);
+  EXPECT_EQ(st->output, "");
+  ASSERT_EQ(state(), connection_state::fresh);
+  conn()->on_ready(EPOLLOUT);
+  EXPECT_EQ(st->output.substr(0, 17), "HTTP/1.1 200 OK\r\n");
+  EXPECT_EQ(state(), connection_state::idle);
+}
+
+TEST_F(Connection, AWriteThatWantsReadWaitsThenFinishesTheResponse) {
+  // A TLS write in the middle of a renegotiation says want_read.
+  auto st = open();
+  st->write_script = {io_status::want_read};
+  arrive(*st, get);
+  EXPECT_EQ(st->output, "");
+  ASSERT_EQ(state(), connection_state::active);
+  conn()->on_ready(EPOLLIN);
+  EXPECT_NE(st->output.find(ok_hello), std::string::npos);
+  EXPECT_EQ(state(), connection_state::idle);
+}
+
+TEST_F(Connection, AClientThatStopsReadingIsClosedWhenTheWriteTimeoutPasses) {
+  shared.options.timeouts.write = 50ms;
+  auto st = open();
+  st->write_room = 10;
+  arrive(*st, get);
+  EXPECT_EQ(st->output.size(), 10u);
+  EXPECT_EQ(state(), connection_state::active);
+  const auto sent = std::chrono::steady_clock::now();
+  ASSERT_TRUE(run_until([&] { return state() == connection_state::closed; }));
+  EXPECT_GE(std::chrono::steady_clock::now() - sent, 40ms);
+  EXPECT_EQ(st->output.size(), 10u);
+  EXPECT_EQ(w->requests_completed.load(), 1u) << "the handler's answer was complete";
+}
+
+TEST_F(Connection, RoomForOutputResumesAResponseThatFilledTheStream) {
+  auto st = open();
+  st->write_room = 10;
+  arrive(*st, get);
+  st->write_room = 1 << 20;
+  conn()->on_ready(EPOLLOUT);
+  EXPECT_NE(st->output.find("hello\n"), std::string::npos);
+  EXPECT_EQ(state(), connection_state::idle);
+}
+
+TEST_F(Connection, ADrainAnswersARequestAlreadyInTheStreamWithConnectionClose) {
+  auto st = open();
+  arrive(*st, get);
+  ASSERT_EQ(state(), connection_state::idle);
+  st->input.emplace_back(get);  // arrived, but the loop has not reported it yet
+  w->draining = true;
+  conn()->on_drain();
+  EXPECT_EQ(w->requests_completed.load(), 2u);
+  EXPECT_NE(st->output.find("Connection: close"), std::string::npos);
+  EXPECT_TRUE(st->shut_down);
+  EXPECT_EQ(state(), connection_state::closing);
+}
+
+TEST_F(Connection, ADrainHalfClosesAnIdleConnectionWithNothingToRead) {
+  auto st = open();
+  arrive(*st, get);
+  const std::string answered = st->output;
+  w->draining = true;
+  conn()->on_drain();
+  EXPECT_TRUE(st->shut_down);
+  EXPECT_EQ(state(), connection_state::closing);
+  EXPECT_EQ(st->output, answered);
+}
+
+TEST_F(Connection, InTheIdleGraceADrainLeavesIdleConnectionsWaiting) {
+  auto st = open();
+  arrive(*st, get);
+  w->draining = true;
+  w->keep_idle = true;
+  conn()->on_drain();
+  EXPECT_EQ(state(), connection_state::idle);
+  arrive(*st, get);  // its next request is answered, and closes it
+  EXPECT_EQ(st->output.find("Connection: close"), st->output.rfind("Connection: close"));
+  EXPECT_NE(st->output.find("Connection: close"), std::string::npos);
+  EXPECT_EQ(state(), connection_state::closing);
+}
+
+TEST_F(Connection, AClientsEndOfStreamBetweenRequestsClosesWithoutAWord) {
+  auto st = open();
+  arrive(*st, get);
+  const std::string answered = st->output;
+  st->eof = true;
+  conn()->on_ready(EPOLLIN | EPOLLRDHUP);
+  EXPECT_EQ(state(), connection_state::closed);
+  EXPECT_EQ(st->output, answered);
+}
+
+TEST_F(Connection, AHandlerThatThrowsIsLoggedAndItsRequestGets500) {
+  shared.main = [](const request&, response) { throw std::runtime_error("on purpose"); };
+  auto st = open();
+  arrive(*st, get);
+  EXPECT_EQ(st->output.substr(0, 12), "HTTP/1.1 500");
+  ASSERT_EQ(logged.size(), 1u);
+  EXPECT_EQ(logged[0], "lameduck: handler threw: on purpose");
+}
+
+TEST_F(Connection, AbortSendsAResponseAlreadyProducedBeforeClosing) {
+  // A handler that answers and then destroys its own server: its answer goes out first.
+  auto st = open();
+  st->write_script = {io_status::want_write};
+  arrive(*st, get);
+  EXPECT_EQ(st->output, "");
+  conn()->abort();
+  EXPECT_NE(st->output.find("hello\n"), std::string::npos);
+  EXPECT_TRUE(st->closed);
+  EXPECT_EQ(count(connection_state::closed), 1u);
+}
+
+}  // namespace
+}  // namespace lameduck::detail
