@@ -14,19 +14,30 @@
 # round (the order rotates from round to round); the table shows medians over ROUNDS rounds
 # and each median's ratio to nginx's.
 #
-# Part 2, memory. A fresh lameduck and a fresh nginx each get IDLE_CONNS keep-alive
-# connections (a python client on CPU 1; each connection sends one GET /, reads the answer,
-# then stays open and idle); the figure is (VmRSS after − VmRSS before) / connections, VmRSS
-# summed over the server process and its descendants (for nginx the master's share does not
-# move, so this is the worker's growth). The whole part takes a few seconds per server,
-# well within lameduck's default 60 s keep-alive timeout; the peers are configured with 300 s.
+# Part 2, memory. A fresh instance of each of MEMORY_SERVERS (lameduck and nginx by default)
+# gets IDLE_CONNS keep-alive connections (a python client on CPU 1; each connection sends one
+# GET /, reads the answer, then stays open and idle); the figure is (VmRSS after − VmRSS
+# before) / connections, VmRSS summed over the server process and its descendants (for nginx
+# the master's share does not move, so this is the worker's growth). The whole part takes a
+# few seconds per server, well within lameduck's default 60 s keep-alive timeout; the peers
+# are configured with 300 s.
+#
+# Baseline. To compare a change with an earlier build of lameduck in the same run, set
+# BASELINE_HELLO to that build's lameduck-hello: a server named "baseline" then runs it exactly
+# as "lameduck" runs LAMEDUCK_HELLO (same arguments, same pinning), takes its turn in every
+# round like the others, and is added to the defaults of SERVERS and MEMORY_SERVERS (a value
+# you set yourself is used as it is: name "baseline" in it). E.g., from a worktree of the
+# earlier commit built with the release preset:
+#   BASELINE_HELLO=/tmp/old/build/release/bin/lameduck-hello bench/throughput.sh
 #
 # Run from anywhere:   bench/throughput.sh
 # Quick look:          DURATION=3 ROUNDS=1 bench/throughput.sh
 # Environment (defaults in brackets):
 #   DURATION [10]  WARMUP [2]  ROUNDS [3]  CONNS ["64 256"]  IDLE_CONNS [10000]
 #   SERVERS ["lameduck nginx h2o node floor"] (floor: bench/epoll_floor.c, built with gcc)  MEMORY_SERVERS ["lameduck nginx"] (MEMORY_SERVERS= skips part 2)
-#   LAMEDUCK_HELLO [build/release/bin/lameduck-hello]  NGINX [/usr/sbin/nginx]  H2O [/usr/bin/h2o]
+#   (with BASELINE_HELLO set: SERVERS ["lameduck baseline nginx h2o node floor"], MEMORY_SERVERS ["lameduck baseline nginx"])
+#   LAMEDUCK_HELLO [build/release/bin/lameduck-hello]  BASELINE_HELLO [unset: no baseline]
+#   NGINX [/usr/sbin/nginx]  H2O [/usr/bin/h2o]
 #   NODE [/usr/bin/node]  PYTHON [/usr/bin/python3]  SERVER_CPU [0]  CLIENT_CPU [1]
 #   OUT_DIR [bench/out]: each run writes raw results, wrk outputs and the tables to
 #   OUT_DIR/throughput-<date>-<time>/.
@@ -43,9 +54,15 @@ WARMUP=${WARMUP:-2}
 ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-"64 256"}
 IDLE_CONNS=${IDLE_CONNS:-10000}
-SERVERS=${SERVERS:-"lameduck nginx h2o node floor"}
-MEMORY_SERVERS=${MEMORY_SERVERS-"lameduck nginx"}
 LAMEDUCK_HELLO=${LAMEDUCK_HELLO:-$root/build/release/bin/lameduck-hello}
+BASELINE_HELLO=${BASELINE_HELLO:-}
+if [[ -n $BASELINE_HELLO ]]; then
+  SERVERS=${SERVERS:-"lameduck baseline nginx h2o node floor"}
+  MEMORY_SERVERS=${MEMORY_SERVERS-"lameduck baseline nginx"}
+else
+  SERVERS=${SERVERS:-"lameduck nginx h2o node floor"}
+  MEMORY_SERVERS=${MEMORY_SERVERS-"lameduck nginx"}
+fi
 NGINX=${NGINX:-/usr/sbin/nginx}
 H2O=${H2O:-/usr/bin/h2o}
 NODE=${NODE:-/usr/bin/node}
@@ -132,10 +149,26 @@ have_lameduck() {
   lameduck_noted=1
   return 1
 }
-start_lameduck() {
-  taskset -c "$SERVER_CPU" "$LAMEDUCK_HELLO" --listen "127.0.0.1:$1" --threads 1 \
-    >"$2/lameduck.log" 2>&1 &
+# run_hello BINARY PORT LOG: how lameduck and the baseline are both run.
+run_hello() {
+  taskset -c "$SERVER_CPU" "$1" --listen "127.0.0.1:$2" --threads 1 >"$3" 2>&1 &
 }
+start_lameduck() { run_hello "$LAMEDUCK_HELLO" "$1" "$2/lameduck.log"; }
+
+# The baseline: an earlier build of lameduck-hello (BASELINE_HELLO), run as lameduck is.
+have_baseline() {
+  [[ -n $BASELINE_HELLO && -x $BASELINE_HELLO ]] && return 0
+  if [[ -z ${baseline_noted:-} ]]; then
+    if [[ -z $BASELINE_HELLO ]]; then
+      note "skipping baseline: set BASELINE_HELLO to another build's lameduck-hello"
+    else
+      note "skipping baseline: $BASELINE_HELLO is not an executable"
+    fi
+  fi
+  baseline_noted=1
+  return 1
+}
+start_baseline() { run_hello "$BASELINE_HELLO" "$1" "$2/baseline.log"; }
 
 have_nginx() { [[ -x $NGINX ]] || { note "skipping nginx: no $NGINX"; return 1; }; }
 start_nginx() {
@@ -293,6 +326,9 @@ done
 
 echo "throughput: $(getconf _NPROCESSORS_ONLN) CPUs online, kernel $(uname -r); servers on CPU $SERVER_CPU, clients on CPU $CLIENT_CPU"
 echo "throughput: wrk -t1 -c{${CONNS// /,}} -d${DURATION}s after ${WARMUP}s warm-up; $ROUNDS round(s); output in $run_dir"
+if [[ -n $BASELINE_HELLO && -x $BASELINE_HELLO ]]; then
+  echo "throughput: lameduck is $LAMEDUCK_HELLO; baseline is $BASELINE_HELLO"
+fi
 
 running=()
 for name in "${servers[@]}"; do
