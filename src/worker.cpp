@@ -35,14 +35,14 @@ worker::worker(server_shared& shared, unsigned index, const system_calls& os)
       index_(index),
       loop_(shared.options.log, os),
       stop(loop_),
+      // In the order of timeout_kind.
+      timeouts_{timeout_list(loop_, shared.options.timeouts.header),
+                timeout_list(loop_, shared.options.timeouts.body),
+                timeout_list(loop_, shared.options.timeouts.idle),
+                timeout_list(loop_, shared.options.timeouts.write),
+                timeout_list(loop_, shared.options.timeouts.linger)},
       anchor_(std::make_shared<worker_anchor>()) {
   anchor_->target = this;
-  const timeouts& t = shared.options.timeouts;
-  const std::chrono::milliseconds durations[timeout_kind_count] = {t.header, t.body, t.idle,
-                                                                   t.write, t.linger};
-  for (std::size_t k = 0; k < timeout_kind_count; ++k) {
-    timeouts_[k] = std::make_unique<timeout_list>(loop_, durations[k]);
-  }
 }
 
 worker::~worker() {
@@ -86,7 +86,7 @@ void worker::arm(connection_base& c, timeout_kind k) noexcept {
   c.timeout = k;
   if (k == timeout_kind::none) {
     timeout_list::disarm(c);
-  } else if (!timeouts_[static_cast<std::size_t>(k)]->arm(c)) {
+  } else if (!timeouts_[static_cast<std::size_t>(k)].arm(c)) {
     c.timeout = timeout_kind::none;  // this timeout is disabled
   }
 }

@@ -127,7 +127,8 @@ class worker {
  private:
   void admit(int fd, const socket_address& peer, socklen_t size, bool health_only);
 
-  std::array<std::unique_ptr<timeout_list>, timeout_kind_count> timeouts_;
+  // Indexed by timeout_kind; in place, since arm() runs several times per request.
+  std::array<timeout_list, timeout_kind_count> timeouts_;
   std::vector<std::unique_ptr<acceptor>> acceptors_;
   std::vector<exchange*> free_exchanges_;
   std::shared_ptr<worker_anchor> anchor_;
