@@ -109,6 +109,9 @@ class raw_client {
  private:
   // Reads more into buffer_; false at end of stream (or reset); throws at the deadline.
   bool fill(std::chrono::steady_clock::time_point deadline);
+  // Reads until parse_response finds a whole response at the front of buffer_ (its head only
+  // when head_only) and takes its raw bytes off; throws at the deadline or a premature close.
+  std::string take_one(std::chrono::milliseconds within, bool head_only);
   int fd_ = -1;
   std::string buffer_;
   bool reset_ = false;
@@ -168,6 +171,21 @@ struct http_response {
   }
 };
 
+/// What parse_response found at the front of the bytes received so far.
+struct parsed_response {
+  http_response response;     ///< status, fields and de-chunked body, as far as they arrived
+  bool complete = false;      ///< the whole response is there
+  std::string error;          ///< why the bytes cannot be a response; empty when they can
+  std::size_t head_size = 0;  ///< bytes through the blank line after the fields; 0 before it
+  std::size_t size = 0;       ///< bytes the whole response takes, once complete
+  bool chunked = false;       ///< whether the body is framed in chunks
+};
+
+/// The one parser of responses here: the response at the front of bytes and whether it is all
+/// there, by its Content-Length, its chunks or (once ended says the connection has ended) the
+/// close, while answers to HEAD and 1xx/204/304 end with their head.
+parsed_response parse_response(std::string_view bytes, bool ended, bool head_request = false);
+
 /// Sends bytes on a new connection to 127.0.0.1:port and returns everything received until the
 /// server closes it (10 s at most).
 std::string round_trip(std::uint16_t port, std::string_view bytes);
@@ -180,7 +198,7 @@ http_response take_response(std::string_view& wire, bool head_request = false);
 int status_of(std::string_view response);
 /// The value of a header in a raw response, or "" when absent (case-insensitive name).
 std::string header_of(std::string_view response, std::string_view name);
-/// The body of a raw response with a Content-Length or chunked body (de-chunked).
+/// The body of a raw response: de-chunked when chunked, else every byte after the head.
 std::string body_of(std::string_view response);
 
 }  // namespace lameduck::testing
