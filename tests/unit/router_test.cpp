@@ -2,61 +2,38 @@
 // list (each method once, HEAD wherever GET serves it) for a known path; HEAD served by the GET
 // route; trailing slashes, case and percent-encoding significant; the query ignored.
 //
-// A response handle only comes from a connection, so each test serves its router from a real
-// server on 127.0.0.1 with a port from the kernel and sends it raw requests, one connection
-// each. Handlers say which route answered in an X-Route field, which HEAD responses keep.
+// A response handle only comes from a connection, so each test serves its router from memory
+// (in_memory.hpp: a connection over a test stream, no socket, no thread) and hands it raw
+// requests, one connection each. Handlers say which route answered in an X-Route field, which
+// HEAD responses keep.
 
 #include <lameduck/router.hpp>
-
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <strings.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include "harness.hpp"
+#include "in_memory.hpp"
 
-#include <algorithm>
-#include <cerrno>
-#include <cstdint>
-#include <cstring>
-#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <utility>
-#include <vector>
-
-#include <lameduck/server.hpp>
 
 namespace lameduck {
 namespace {
 
-// ---- A raw HTTP client --------------------------------------------------------------------
-
 using testing::http_response;
-using testing::round_trip;
+using testing::in_memory_server;
 using testing::take_response;
 
-// ---- Fixture: a server for the test's router ----------------------------------------------
+// ---- Fixture: a server in memory for the test's router --------------------------------------
 
 class Router : public ::testing::Test {
  protected:
   // Sends one request on a new connection; the answer must be the whole of what came back.
   http_response ask(std::string_view method, std::string_view target) {
-    if (!server_) {
-      server_options options;
-      options.listen = {"127.0.0.1:0"};
-      options.threads = 1;
-      server_ = std::make_unique<server>(options, routes);  // a copy of the routes so far
-      server_->start();
-    }
-    std::string wire =
-        round_trip(server_->port(), std::string(method) + " " + std::string(target) +
-                                        " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    if (!server_) server_.emplace(routes);  // a copy of the routes so far
+    std::string wire = server_->round_trip(std::string(method) + " " + std::string(target) +
+                                           " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     std::string_view rest = wire;
     http_response r = take_response(rest, method == "HEAD");
     EXPECT_EQ(rest, "") << "bytes after the response to " << method << ' ' << target;
@@ -75,7 +52,7 @@ class Router : public ::testing::Test {
   }
 
   router routes;
-  std::unique_ptr<server> server_;
+  std::optional<in_memory_server> server_;
 };
 
 // ---- Matching method and path ---------------------------------------------------------------

@@ -4,36 +4,30 @@
 // once a second per thread).
 //
 // The writer is told the framing; the connection decides it. The last part checks those
-// decisions and the response handle's header checks on the wire, through a real server on
-// 127.0.0.1 with a port from the kernel: HEAD keeps its head (with Content-Length) and drops
-// the body; 1xx, 204 and 304 get no body framing; streamed bodies are chunked for HTTP/1.1 and
-// delimited by the close for HTTP/1.0; no header field can be injected.
+// decisions and the response handle's header checks on the wire, through a connection in
+// memory (in_memory.hpp: a test stream, no socket, no thread): HEAD keeps its head (with
+// Content-Length) and drops the body; 1xx, 204 and 304 get no body framing; streamed bodies
+// are chunked for HTTP/1.1 and delimited by the close for HTTP/1.0; no header field can be
+// injected.
 
 #include "http1/response_writer.hpp"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <strings.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include "harness.hpp"
+#include "in_memory.hpp"
 
-#include <algorithm>
 #include <array>
-#include <cerrno>
 #include <chrono>
 #include <clocale>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
+#include <cstdlib>
 #include <ctime>
 #include <limits>
-#include <memory>
 #include <optional>
 #include <regex>
 #include <stdexcept>
@@ -41,9 +35,9 @@
 #include <string_view>
 #include <thread>
 #include <utility>
-#include <vector>
 
-#include <lameduck/server.hpp>
+#include <lameduck/request.hpp>
+#include <lameduck/response.hpp>
 
 namespace lameduck::http1 {
 namespace {
@@ -425,10 +419,10 @@ TEST(HttpDate, IsEnglishWhateverTheProgramsLocale) {
   testing::run({"rm", "-rf", dir});
 }
 
-// ---- Through a real server: the framing the connection chooses, and header checks -----------
+// ---- Through a connection in memory: the framing it chooses, and header checks --------------
 
 using testing::http_response;
-using testing::round_trip;
+using testing::in_memory_server;
 using testing::take_response;
 
 constexpr std::string_view get_11 = "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
@@ -441,16 +435,11 @@ constexpr std::string_view get_10_keep_alive = "GET / HTTP/1.0\r\nConnection: ke
 
 class ResponseOnTheWire : public ::testing::Test {
  protected:
-  // Sends bytes to a server answering with the test's handler; what came back until it closed.
+  // Sends bytes on a new connection to a server answering with the test's handler, then the
+  // end of stream; everything the server wrote back.
   std::string exchange(std::string_view bytes) {
-    if (!server_) {
-      server_options options;
-      options.listen = {"127.0.0.1:0"};
-      options.threads = 1;
-      server_ = std::make_unique<server>(options, h);
-      server_->start();
-    }
-    return round_trip(server_->port(), bytes);
+    if (!server_) server_.emplace(h);
+    return server_->round_trip(bytes);
   }
   // A request on its own connection, answered by exactly one response.
   http_response one(std::string_view request, bool head_request = false) {
@@ -462,7 +451,7 @@ class ResponseOnTheWire : public ::testing::Test {
   }
 
   handler h = [](const request&, response res) { res.send("hello world"); };
-  std::unique_ptr<server> server_;
+  std::optional<in_memory_server> server_;
 };
 
 TEST_F(ResponseOnTheWire, SendSetsContentLengthToTheBodySize) {
