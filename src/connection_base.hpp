@@ -30,6 +30,8 @@ class connection_base : public event_target, public registry_hook, public timed 
   connection_base(const connection_base&) = delete;
   connection_base& operator=(const connection_base&) = delete;
 
+  /// The timeout it waited on (`timeout`) has passed.
+  virtual void on_timeout() = 0;
   /// Closes the connection now, whatever it is doing (destroy, a drain's deadline).
   virtual void abort() = 0;
   /// A drain has reached the connection, or its idle grace has ended (see worker::draining).
@@ -47,11 +49,14 @@ class connection_base : public event_target, public registry_hook, public timed 
   std::uint64_t requests = 0;                 ///< requests answered completely
   timeout_kind timeout = timeout_kind::none;  ///< what the armed timeout is for
   bool health_only = false;                   ///< accepted on a health_options::listen address
-  sockaddr_in6 peer{};
 
  private:
   friend class worker;
+  // Beside the other bytes, before the address: every idle connection has one of these.
   connection_state state_ = connection_state::closed;  // not yet registered
+
+ public:
+  sockaddr_in6 peer{};
 };
 
 }  // namespace lameduck::detail

@@ -22,6 +22,11 @@ void bump(std::atomic<std::size_t>& a, std::ptrdiff_t by) noexcept {
           std::memory_order_relaxed);
 }
 
+// Every timeout list of a worker holds connections.
+void expire(timed& t) {
+  static_cast<connection_base&>(t).on_timeout();
+}
+
 }  // namespace
 
 connection_base::connection_base(worker& w, const sockaddr* peer_address,
@@ -36,11 +41,11 @@ worker::worker(server_shared& shared, unsigned index, const system_calls& os)
       loop_(shared.options.log, os),
       stop(loop_),
       // In the order of timeout_kind.
-      timeouts_{timeout_list(loop_, shared.options.timeouts.header),
-                timeout_list(loop_, shared.options.timeouts.body),
-                timeout_list(loop_, shared.options.timeouts.idle),
-                timeout_list(loop_, shared.options.timeouts.write),
-                timeout_list(loop_, shared.options.timeouts.linger)},
+      timeouts_{timeout_list(loop_, shared.options.timeouts.header, expire),
+                timeout_list(loop_, shared.options.timeouts.body, expire),
+                timeout_list(loop_, shared.options.timeouts.idle, expire),
+                timeout_list(loop_, shared.options.timeouts.write, expire),
+                timeout_list(loop_, shared.options.timeouts.linger, expire)},
       anchor_(std::make_shared<worker_anchor>()) {
   anchor_->target = this;
 }
@@ -132,6 +137,9 @@ void worker::close_listeners() {
   for (auto& a : acceptors_)
     a->close_after_accepting_queued();
 }
+
+// An idle connection's whole footprint but its socket; see connection.hpp's members.
+static_assert(sizeof(connection<tcp_stream>) <= 160);
 
 void worker::admit(int fd, const socket_address& peer, socklen_t size, bool health_only) {
   int one = 1;

@@ -229,7 +229,7 @@ void event_loop::on_timer(std::int64_t now) {
         break;
       }
       timeout_list::disarm(*t);
-      t->on_timeout();  // may delete t
+      list->expire_(*t);  // may delete t
     }
   }
   // The few loop_timers are not sorted. A function may cancel or arm any of them, so the
@@ -247,12 +247,12 @@ void event_loop::on_timer(std::int64_t now) {
   timers_.for_each([&](loop_timer& t) {
     if (next == 0 || t.deadline_ns_ < next) next = t.deadline_ns_;
   });
-  // on_timeout() and the timers' functions may have armed timeouts that scheduled already.
+  // expire_() and the timers' functions may have armed timeouts that scheduled already.
   if (next != 0) schedule(next);
 }
 
-timeout_list::timeout_list(event_loop& l, std::chrono::nanoseconds d)
-    : loop_(l), duration_ns_(std::max<std::int64_t>(0, d.count())) {
+timeout_list::timeout_list(event_loop& l, std::chrono::nanoseconds d, expire_fn expire)
+    : loop_(l), duration_ns_(std::max<std::int64_t>(0, d.count())), expire_(expire) {
   loop_.timeout_lists_.push_back(this);
 }
 

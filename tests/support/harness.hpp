@@ -1,7 +1,8 @@
 #pragma once
-// What the integration tests share: starting a real server binary on 127.0.0.1 with a port
-// from the kernel, running real clients (curl, node), and a raw socket client for byte-exact
-// cases. Everything waits on events with a deadline; nothing sleeps to synchronise.
+// What unit and integration tests share: starting a real server binary on 127.0.0.1 with a
+// port from the kernel, running real clients (curl, node), a raw socket client for byte-exact
+// cases, and the one parser of raw responses. Everything waits on events with a deadline;
+// nothing sleeps to synchronise.
 
 #include <strings.h>
 #include <sys/types.h>

@@ -35,16 +35,20 @@ TEST(EventLoop, RunsPostedWorkOnItsThreadInOrder) {
   EXPECT_EQ(ran, (std::vector<int>{0, 1, 2}));
 }
 
-struct entry final : timed {
-  explicit entry(std::vector<int>& log, int n) : log_(log), n_(n) {}
-  void on_timeout() override { log_.push_back(n_); }
-  std::vector<int>& log_;
+struct entry : timed {
+  entry(std::vector<int>& log, int n) : log_(&log), n_(n) {}
+  std::vector<int>* log_;
   int n_;
 };
 
+void record(timed& t) {
+  auto& e = static_cast<entry&>(t);
+  e.log_->push_back(e.n_);
+}
+
 TEST(TimeoutList, FiresItsEntriesInTheOrderTheyWereArmed) {
   event_loop loop(nullptr);
-  timeout_list list(loop, 20ms);
+  timeout_list list(loop, 20ms, record);
   std::vector<int> fired;
   entry a(fired, 1), b(fired, 2), c(fired, 3);
   ASSERT_TRUE(list.arm(a));
@@ -61,7 +65,7 @@ TEST(TimeoutList, FiresItsEntriesInTheOrderTheyWereArmed) {
 
 TEST(TimeoutList, AZeroDurationArmsNothing) {
   event_loop loop(nullptr);
-  timeout_list disabled(loop, 0ms);
+  timeout_list disabled(loop, 0ms, record);
   std::vector<int> fired;
   entry a(fired, 1);
   EXPECT_FALSE(disabled.arm(a));
