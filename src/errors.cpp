@@ -18,7 +18,11 @@ class category final : public std::error_category {
       case errc::invalid_option:
         return "an option is out of range";
       case errc::unusable_passed_socket:
-        return "a socket passed with LISTEN_FDS is not a listening TCP socket";
+        return "a socket passed with LISTEN_FDS or listen_sockets is not a listening TCP socket";
+      case errc::not_running:
+        return "the server is not running";
+      case errc::listeners_closed:
+        return "the server's listeners were already closed or handed over";
     }
     return "unknown lameduck error";
   }

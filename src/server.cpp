@@ -152,7 +152,11 @@ struct server::impl {
     shared.on_registry_empty = [this](detail::worker& w) { on_registry_empty(w); };
   }
 
-  ~impl() { release_threads(); }
+  ~impl() {
+    release_threads();
+    for (const auto& s : shared.options.listen_sockets)  // given, and never started on
+      if (s.fd >= 0) ::close(s.fd);
+  }
 
   void start(std::error_code& ec, std::string& why);
   /// Whether the server is started and no drain or destroy has been asked for.
@@ -179,6 +183,7 @@ struct server::impl {
   struct listener {
     detail::socket_address bound{};
     bool health_only = false;  ///< a health_options::listen address
+    int fd = -1;  ///< the server's own duplicate, closed after the workers' or handed over
   };
 
   detail::server_shared shared;
@@ -187,6 +192,7 @@ struct server::impl {
 
   mutable std::mutex mutex;  // guards everything below
   bool running = false;
+  bool listeners_handed_over = false;  // the workers close theirs without accepting the queue
   detail::stop_order order;
   clock::time_point stop_began;
   std::size_t completed_at_stop = 0, aborted_at_stop = 0;
@@ -215,35 +221,48 @@ void server::impl::start(std::error_code& ec, std::string& why) {
     shared.options.log("lameduck: cannot start the server: " + why);
     return;
   }
+  // Sockets handed over by another server stand for every address, health ones included;
+  // sockets passed by the service manager for the listen addresses. Either is taken once: a
+  // stopped server that starts again binds its addresses.
+  std::vector<listening_socket> given = std::exchange(shared.options.listen_sockets, {});
+  const bool handed_over = !given.empty();
+  if (!handed_over && options.adopt_passed_sockets) {
+    for (int fd : detail::take_passed_sockets())
+      given.push_back({fd, false});
+  }
   std::vector<int> fds;
-  if (options.adopt_passed_sockets) fds = detail::take_passed_sockets();
+  for (const auto& s : given)
+    fds.push_back(s.fd);
+  auto close_all = [&] {
+    for (int fd : fds)
+      if (fd >= 0) ::close(fd);
+  };
   if (options.listen.empty() && fds.empty()) {
     ec = make_error_code(errc::no_listen_address);
     return;
   }
   release_threads();  // a stopped server may start again
   std::vector<listener> bound;
-  auto close_all = [&] {
-    for (int fd : fds)
-      ::close(fd);
-  };
-  for (int fd : fds) {
+  for (const auto& s : given) {
     listener li;
-    if (!detail::adopt_listener(fd, li.bound)) {
+    li.health_only = s.health_only;
+    if (!detail::adopt_listener(s.fd, li.bound)) {
       ec = make_error_code(errc::unusable_passed_socket);
       return close_all();
     }
     bound.push_back(li);
   }
-  // Passed sockets stand for the listen addresses; otherwise each address is bound here. The
-  // health endpoints' own addresses come last.
+  // Each address given is bound here unless a socket stands for it. The health endpoints' own
+  // addresses come last.
   std::vector<std::pair<std::string, bool>> addresses;
-  if (fds.empty()) {
+  if (given.empty()) {
     for (const auto& text : options.listen)
       addresses.emplace_back(text, false);
   }
-  for (const auto& text : options.health.listen)
-    addresses.emplace_back(text, true);
+  if (!handed_over) {
+    for (const auto& text : options.health.listen)
+      addresses.emplace_back(text, true);
+  }
   const detail::listen_settings settings{options.backlog, options.reuse_port};
   for (const auto& [text, health_only] : addresses) {
     listener li;
@@ -270,9 +289,12 @@ void server::impl::start(std::error_code& ec, std::string& why) {
     workers.clear();
     return;
   }
-  // Each worker holds its own duplicate: the listening socket closes with the last of them.
-  close_all();
+  // Each worker holds its own duplicate, and the server one more, to hand over: the listening
+  // socket closes with the last of them.
+  for (std::size_t k = 0; k < fds.size(); ++k)
+    bound[k].fd = fds[k];
   listeners = std::move(bound);
+  listeners_handed_over = false;
   for (auto& w : workers)
     w->start();
   running = true;
@@ -340,6 +362,37 @@ void server::stop_accepting(std::function<void()> done) {
   }
   stop_accepting();
   if (done) done();  // the ports were already free
+}
+
+std::vector<listening_socket> server::hand_over_listeners(std::error_code& ec) {
+  ec.clear();
+  std::lock_guard lock(impl_->mutex);
+  const detail::stop_order& order = impl_->order;
+  if (!impl_->running) {
+    ec = make_error_code(errc::not_running);
+    return {};
+  }
+  // A drain past its lame-duck delay closes the listeners too, if it has not yet.
+  if (order.close_listeners || order.destroy ||
+      (order.drain && impl::clock::now() >= order.drain_from)) {
+    ec = make_error_code(errc::listeners_closed);
+    return {};
+  }
+  std::vector<listening_socket> out;
+  for (auto& li : impl_->listeners)
+    out.push_back({std::exchange(li.fd, -1), li.health_only});
+  impl_->listeners_handed_over = true;
+  detail::stop_order next = order;
+  next.close_listeners = true;
+  impl_->order_stop(next);
+  return out;
+}
+
+std::vector<listening_socket> server::hand_over_listeners() {
+  std::error_code ec;
+  auto out = hand_over_listeners(ec);
+  if (ec) throw std::system_error(ec, "lameduck: cannot hand over the listeners");
+  return out;
 }
 
 std::shared_future<stop_report> server::shutdown(std::chrono::steady_clock::duration deadline) {
@@ -461,13 +514,22 @@ void server::impl::apply(detail::worker& w, const detail::stop_order& o) {
 }
 
 void server::impl::close_listeners(detail::worker& w) {
+  bool handed_over;
+  {
+    std::lock_guard lock(mutex);
+    handed_over = listeners_handed_over;
+  }
   w.stop.listeners_closed = true;
-  w.close_listeners();
+  // Handed over, the queue is the next server's to accept; closed, it is accepted first.
+  w.close_listeners(!handed_over);
   std::vector<std::function<void()>> callbacks;
   {
     std::lock_guard lock(mutex);
     if (--workers_listening != 0) return;
-    // Every duplicate is closed, so the listening sockets are: the ports are free.
+    // Every worker's duplicate is closed, and now the server's own: the ports are free (or the
+    // sockets live on in the next server).
+    for (auto& li : listeners)
+      if (li.fd >= 0) ::close(std::exchange(li.fd, -1));
     accept_stopped.set_value();
     callbacks.swap(on_accept_stopped);
   }

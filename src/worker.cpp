@@ -133,9 +133,9 @@ void worker::start() {
   loop_.start_thread();
 }
 
-void worker::close_listeners() {
+void worker::close_listeners(bool accept_queued) {
   for (auto& a : acceptors_)
-    a->close_after_accepting_queued();
+    a->close(accept_queued);
 }
 
 // An idle connection's whole footprint but its socket; see connection.hpp's members.

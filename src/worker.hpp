@@ -105,9 +105,9 @@ class worker {
   void add_listener(int listen_fd, bool health_only);
   /// Starts the thread, which starts accepting.
   void start();
-  /// Accepts what the kernel has queued on each listener, then closes this worker's
-  /// duplicates of them.
-  void close_listeners();
+  /// Closes this worker's duplicates of the listeners; first accepts what the kernel has
+  /// queued on them if accept_queued (else the queue waits for another server).
+  void close_listeners(bool accept_queued);
 
   /// Every live connection of this worker.
   intrusive_list<connection_base, registry_hook> connections;

@@ -64,6 +64,15 @@ struct health_options {
   std::vector<std::string> listen;
 };
 
+/// A listening socket handed from a running server to the next one in the same process
+/// (server::hand_over_listeners(), server_options::listen_sockets).
+struct listening_socket {
+  /// The socket's descriptor; whoever holds the listening_socket owns it.
+  int fd = -1;
+  /// It serves only the health endpoints (a health_options::listen address).
+  bool health_only = false;
+};
+
 /// A server's configuration.
 struct server_options {
   /// Addresses to listen on, each "HOST:PORT" ("[::1]:8080" for IPv6); port 0 asks the kernel.
@@ -78,6 +87,10 @@ struct server_options {
   /// LISTEN_PID, as systemd socket activation and the lameduck supervisor pass them) instead
   /// of binding `listen`. The first server to start takes them; later ones bind `listen`.
   bool adopt_passed_sockets = true;
+  /// Listen on these sockets, handed over by a running server of this process
+  /// (server::hand_over_listeners()), instead of binding `listen` and `health.listen` or
+  /// adopting passed ones. The server owns them from start() on, also when it fails.
+  std::vector<listening_socket> listen_sockets;
   /// Request size limits.
   struct limits limits;
   /// Timeouts; they keep running during a drain.

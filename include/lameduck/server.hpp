@@ -116,6 +116,18 @@ class server {
   /// As stop_accepting(), and calls done when the ports are free.
   void stop_accepting(std::function<void()> done);
 
+  /// Hands the listening sockets to the caller instead of closing them, to start the next
+  /// server on (server_options::listen_sockets): the sockets never close, so no connection is
+  /// refused or reset in between; connections that arrive meanwhile wait in the kernel's queue
+  /// for whichever server accepts them. This server accepts nothing more (a connection it
+  /// accepted in the same instant is served), goes on serving the connections it has, and
+  /// then behaves as after stop_accepting(). Never blocks. In the order of local_addresses().
+  /// Throws std::system_error: errc::not_running, errc::listeners_closed (handed over or
+  /// closed before).
+  std::vector<listening_socket> hand_over_listeners();
+  /// As above; reports failure in the error code and returns nothing.
+  std::vector<listening_socket> hand_over_listeners(std::error_code& ec);
+
   /// Graceful drain (docs/lifecycle.md): stops accepting, closes idle connections safely (or
   /// keeps them for options.drain.idle_grace), lets requests in progress finish with
   /// "Connection: close", and destroys whatever is left when `deadline` has passed.

@@ -61,10 +61,10 @@ void acceptor::start() {
   }
 }
 
-void acceptor::close_after_accepting_queued() {
+void acceptor::close(bool accept_queued) {
   if (fd_ < 0) return;
   retry_.cancel();
-  accept_batch(std::numeric_limits<std::size_t>::max());
+  if (accept_queued) accept_batch(std::numeric_limits<std::size_t>::max());
   loop_.unwatch(fd_);  // the other loops' duplicates keep the listener open
   ::close(std::exchange(fd_, -1));
 }

@@ -40,11 +40,12 @@ class acceptor final : public event_target {
 
   /// Watches the listener in the loop's epoll set, which reports connections already queued.
   void start();
-  /// Accepts every connection the kernel has already completed, then closes this loop's
-  /// duplicate of the listener. Closing a listening socket resets the connections still
-  /// queued on it, so the last loop to close accepts right before: only a client that
-  /// connects in that instant, after the stop began, can still be reset.
-  void close_after_accepting_queued();
+  /// Closes this loop's duplicate of the listener, after accepting every connection the kernel
+  /// has already completed if accept_queued. Closing a listening socket resets the connections
+  /// still queued on it, so the last loop to close accepts right before: only a client that
+  /// connects in that instant, after the stop began, can still be reset. Without
+  /// accept_queued, the socket lives on elsewhere (handed over) and so does its queue.
+  void close(bool accept_queued);
 
   void on_ready(std::uint32_t) override { accept_some(); }
 

@@ -196,8 +196,36 @@ TEST(ServiceManager, APassedSocketThatIsNotListeningIsALineAndStatus2) {
                 bin_path("lameduck-hello"), "--listen", "127.0.0.1:0"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.err,
-            "lameduck-hello: cannot listen: a socket passed with LISTEN_FDS is not a listening "
-            "TCP socket\n");
+            "lameduck-hello: cannot listen: a socket passed with LISTEN_FDS or listen_sockets is "
+            "not a listening TCP socket\n");
+}
+
+TEST(Restart, TheNextGenerationAnswersAtOnceWhileAnIdleClientHoldsTheOldOne) {
+  // The seed's case: a client (Python's http.client does this) keeps its keep-alive connection
+  // and never closes it. Before handover, new connections were refused for the old drain's
+  // whole linger (2 s).
+  server_process program(
+      {bin_path("lameduck-restart"), "--listen", "127.0.0.1:0", "--generations", "2"});
+  raw_client idle(program.port());
+  idle.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+  EXPECT_EQ(body_of(idle.read_response()), "generation 1\n");
+  EXPECT_EQ(body_of(get_once(program.port(), "/next")), "generation 1 ends\n");
+  // No retry: the socket never closed, so a refused connect would throw here.
+  std::string hello;
+  ASSERT_TRUE(eventually(
+      [&] {
+        hello = body_of(get_once(program.port(), "/"));
+        return hello == "generation 2\n";
+      },
+      5s))
+      << hello;
+  // The old generation may still accept for an instant after the handover: ask until the new
+  // one answers.
+  ASSERT_TRUE(eventually(
+      [&] { return body_of(get_once(program.port(), "/next")) == "generation 2 ends\n"; }, 5s));
+  EXPECT_TRUE(idle.closed_within(10s));
+  EXPECT_FALSE(idle.was_reset());
+  EXPECT_EQ(program.wait_exit(10s), 0);
 }
 
 TEST(Restart, AProgramStartsANewServerOnTheSamePortAfterTheOldOneStops) {

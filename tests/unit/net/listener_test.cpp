@@ -138,11 +138,19 @@ TEST_F(Acceptor, RetriesAfterRunningOutOfDescriptorsInsteadOfSpinning) {
 TEST_F(Acceptor, ClosingAcceptsWhatWasQueuedFirst) {
   scripted_accept::answers = {0, 0, 0, EAGAIN};
   a.start();
-  a.close_after_accepting_queued();  // no readiness event was handed out yet
+  a.close(true);  // no readiness event was handed out yet
   EXPECT_EQ(admitted.size(), 3u);
   connection_waits();
   loop.run_once(0ms);
   EXPECT_EQ(admitted.size(), 3u) << "closed: nothing is accepted afterwards";
+}
+
+TEST_F(Acceptor, ClosingForAHandoverLeavesTheQueueToTheNextServer) {
+  scripted_accept::answers = {0, 0, EAGAIN};
+  a.start();
+  a.close(false);
+  EXPECT_TRUE(admitted.empty());
+  EXPECT_EQ(scripted_accept::calls, 0u);
 }
 
 }  // namespace
