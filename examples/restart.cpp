@@ -4,6 +4,11 @@
 // port never closes and no connection is refused or reset), the old one drains beside it, and
 // each generation's report is printed when its drain ends. After the last generation's drain,
 // the program exits.
+//
+// With --rebind it does what one can do without a handover, for comparison (bench/restart.sh):
+// on GET /next the old server stops accepting (stop_accepting(): the port is free when its
+// future completes; connects that arrive meanwhile are refused), the next server binds the same
+// address anew, and then the old one drains.
 
 #include <chrono>
 #include <condition_variable>
@@ -31,6 +36,7 @@ void say(const std::string& line) {
 int main(int argc, char** argv) {
   std::string listen = "127.0.0.1:8080";
   int generations = 3;
+  bool rebind = false;
   CLI::App app{
       "lameduck-restart: serves, and on GET /next starts the next server on the same sockets "
       "while the old one drains, GENERATIONS times"};
@@ -38,6 +44,11 @@ int main(int argc, char** argv) {
   app.add_option("--generations", generations, "How many servers to run one after another")
       ->capture_default_str()
       ->check(CLI::Range(1, 1'000'000));
+  app.add_flag("--rebind", rebind,
+               "Instead of handing the listening sockets over, stop accepting (the port is free), "
+               "then bind the next server to the same address, then drain the old one; connects "
+               "in between are refused (for comparison; bench/restart.sh). Exit status 1 if the "
+               "next server cannot bind");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -79,6 +90,7 @@ int main(int argc, char** argv) {
   };
 
   std::vector<std::unique_ptr<lameduck::server>> servers;
+  int status = 0;
   try {
     lameduck::server_options first;
     first.listen = {listen};
@@ -96,7 +108,24 @@ int main(int argc, char** argv) {
       next_asked.wait(lock, [&] { return asked >= generation; });
     }
     lameduck::server& old = *servers.back();
-    if (generation < generations) {
+    if (generation < generations && rebind) {
+      // The port closes, then the next server binds it: the best one can do without handover.
+      const std::string address = old.local_addresses().front();
+      old.stop_accepting().get();
+      lameduck::server_options next;
+      next.listen = {address};
+      try {
+        servers.push_back(start(generation + 1, next));
+      } catch (const std::system_error& e) {
+        std::cerr << "lameduck-restart: cannot listen again on " << address << ": "
+                  << e.code().message() << "\n";
+        old.close(report(generation));
+        status = 1;
+        break;
+      }
+      say("generation " + std::to_string(generation + 1) + " listening on http://" +
+          servers.back()->local_addresses().front() + " (bound again)");
+    } else if (generation < generations) {
       // The next server listens on the same sockets before the old one lets go of them.
       lameduck::server_options next;
       next.listen_sockets = old.hand_over_listeners();
@@ -109,5 +138,5 @@ int main(int argc, char** argv) {
   }
   for (auto& server : servers)
     server->wait();
-  return 0;
+  return status;
 }
