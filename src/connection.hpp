@@ -75,7 +75,7 @@ class connection final : public connection_base {
     if (phase_ == phase::upgraded) return notify_shutdown();
     // A request in progress finishes (its response says "Connection: close"); a connection
     // already closing goes on lingering; in the idle grace, idle ones wait for a request.
-    if (!reading() || mid_request() || owner.keep_idle) return;
+    if (!reading() || mid_request() || waits_in_drain()) return;
     pump();  // read() serves what has already arrived, and closes when nothing has
   }
 
@@ -183,6 +183,13 @@ class connection final : public connection_base {
     if (s != state()) owner.set_state(*this, s);
   }
 
+  // Whether a drain leaves this connection, between requests, to wait for its next one (which
+  // is answered with "Connection: close") until a timeout ends it: in the idle grace, and, once
+  // the listeners were handed over, a connection accepted in that instant.
+  bool waits_in_drain() const noexcept {
+    return owner.keep_idle || (phase_ == phase::accepted && owner.keep_fresh);
+  }
+
   // The phases in which the connection reads requests.
   bool reading() const noexcept {
     return phase_ == phase::accepted || phase_ == phase::receiving || phase_ == phase::idle;
@@ -237,7 +244,7 @@ class connection final : public connection_base {
     }
     // In a drain, a connection between requests is closed, but only after one more read: a
     // request whose bytes are already in the socket is answered, never reset.
-    const bool close_if_nothing_arrived = owner.draining && !owner.keep_idle && !mid_request();
+    const bool close_if_nothing_arrived = owner.draining && !waits_in_drain() && !mid_request();
     if (!stream_.may_read() && !close_if_nothing_arrived) return false;  // the next edge resumes us
     acquire_exchange();
     auto& ex = *exchange_;

@@ -382,6 +382,10 @@ std::vector<listening_socket> server::hand_over_listeners(std::error_code& ec) {
   for (auto& li : impl_->listeners)
     out.push_back({std::exchange(li.fd, -1), li.health_only});
   impl_->listeners_handed_over = true;
+  // A worker may accept in the instant before it sees the order; those clients connected to a
+  // port that never closed, so a drain waits for their request instead of closing them.
+  for (auto& w : impl_->workers)
+    w->keep_fresh.store(true, std::memory_order_relaxed);
   detail::stop_order next = order;
   next.close_listeners = true;
   impl_->order_stop(next);

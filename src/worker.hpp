@@ -121,6 +121,9 @@ class worker {
   std::atomic<bool> draining{false};
   /// During a drain, idle connections wait for their next request (the idle grace period).
   std::atomic<bool> keep_idle{false};
+  /// The listeners were handed over: a connection accepted in that instant (fresh) waits for
+  /// its first request in a drain, since its client connected to a port that kept serving.
+  std::atomic<bool> keep_fresh{false};
   /// This worker's part in a stop.
   worker_stop stop;
 

@@ -257,6 +257,27 @@ TEST_F(Connection, InTheIdleGraceADrainLeavesIdleConnectionsWaiting) {
   EXPECT_EQ(state(), connection_state::closing);
 }
 
+TEST_F(Connection, ADrainClosesAFreshConnectionThatSentNothing) {
+  auto st = open();
+  w->draining = true;
+  conn()->on_drain();
+  EXPECT_TRUE(st->shut_down);
+  EXPECT_EQ(state(), connection_state::closing);
+}
+
+TEST_F(Connection, AfterAHandoverADrainWaitsForTheRequestOfAConnectionAcceptedInThatInstant) {
+  auto st = open();
+  w->keep_fresh = true;  // the listeners were handed over
+  w->draining = true;
+  conn()->on_drain();
+  EXPECT_FALSE(st->shut_down);
+  ASSERT_EQ(state(), connection_state::fresh);
+  arrive(*st, get);
+  EXPECT_EQ(st->output.substr(0, 17), "HTTP/1.1 200 OK\r\n");
+  EXPECT_NE(st->output.find("Connection: close"), std::string::npos);
+  EXPECT_EQ(state(), connection_state::closing);
+}
+
 TEST_F(Connection, AClientsEndOfStreamBetweenRequestsClosesWithoutAWord) {
   auto st = open();
   arrive(*st, get);
