@@ -69,6 +69,7 @@
 #include <random>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -565,41 +566,38 @@ int int_arg(const char* v, const char* name) {
 
 int main(int argc, char** argv) {
   options o;
+  const std::pair<const char*, int*> numbers[] = {
+      {"--port", &o.port},
+      {"--restarts", &o.restarts},
+      {"--every-us", &o.every_us},
+      {"--restart-ms", &o.restart_ms},
+      {"--lead-ms", &o.lead_ms},
+      {"--tail-ms", &o.tail_ms},
+      {"--timeout-ms", &o.timeout_ms},
+      {"--max-inflight", &o.max_inflight},
+      {"--max-s", &o.max_s},
+  };
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (i + 1 >= argc) usage(("missing value after " + a).c_str());
     const char* v = argv[++i];
-    if (a == "--port")
-      o.port = int_arg(v, "--port");
-    else if (a == "--restarts")
-      o.restarts = int_arg(v, "--restarts");
-    else if (a == "--every-us")
-      o.every_us = int_arg(v, "--every-us");
-    else if (a == "--restart-ms")
-      o.restart_ms = int_arg(v, "--restart-ms");
-    else if (a == "--lead-ms")
-      o.lead_ms = int_arg(v, "--lead-ms");
-    else if (a == "--tail-ms")
-      o.tail_ms = int_arg(v, "--tail-ms");
-    else if (a == "--timeout-ms")
-      o.timeout_ms = int_arg(v, "--timeout-ms");
-    else if (a == "--max-inflight")
-      o.max_inflight = int_arg(v, "--max-inflight");
-    else if (a == "--max-s")
-      o.max_s = int_arg(v, "--max-s");
-    else if (a == "--events")
+    auto number = std::find_if(std::begin(numbers), std::end(numbers),
+                               [&](const auto& n) { return a == n.first; });
+    if (number != std::end(numbers)) {
+      *number->second = int_arg(v, number->first);
+    } else if (a == "--events") {
       o.events = v;
-    else if (a == "--seed")
+    } else if (a == "--seed") {
       o.seed = std::strtoull(v, nullptr, 10);
-    else if (a == "--arrivals") {
-      if (std::string(v) == "poisson")
-        o.poisson = true;
-      else if (std::string(v) == "fixed")
-        o.poisson = false;
-      else
-        usage("--arrivals is poisson or fixed");
-    } else
+    } else if (a == "--arrivals" && std::string(v) == "poisson") {
+      o.poisson = true;
+    } else if (a == "--arrivals" && std::string(v) == "fixed") {
+      o.poisson = false;
+    } else if (a == "--arrivals") {
+      usage("--arrivals is poisson or fixed");
+    } else {
       usage(("unknown option " + a).c_str());
+    }
   }
   if (o.port <= 0 || o.port > 65535) usage("--port is required (1-65535)");
   if (o.every_us < 50) usage("--every-us must be at least 50");

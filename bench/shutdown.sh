@@ -85,21 +85,10 @@ if ((nofile < max_n + 400)); then
 fi
 
 # One benchmark at a time on this machine: wait (bounded) for the lock, hold it for the run.
-waited=0
-until (set -o noclobber; echo $$ >"$LOCK") 2>/dev/null; do
-  if ((waited == 0)); then note "waiting for $LOCK (held by pid $(cat "$LOCK" 2>/dev/null || echo '?'))"; fi
-  if ((waited >= LOCK_WAIT)); then note "gave up waiting for $LOCK after $LOCK_WAIT s"; exit 3; fi
-  sleep 5
-  waited=$((waited + 5))
-done
-release_lock() {
-  if [[ $(cat "$LOCK" 2>/dev/null) == "$$" ]]; then
-    rm -f "$LOCK"
-  else
-    note "warning: $LOCK was taken over during the run (now: $(cat "$LOCK" 2>/dev/null || echo gone)); another benchmark may have disturbed it"
-  fi
-}
-trap release_lock EXIT
+# shellcheck source=bench/lock.sh
+source "$here/lock.sh"
+take_bench_lock
+trap release_bench_lock EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 

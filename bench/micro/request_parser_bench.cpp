@@ -39,7 +39,8 @@ const std::string browser_get =
 
 std::string body_bytes(std::size_t n) {
   std::string body;
-  for (std::size_t i = 0; i < n; ++i) body.push_back(static_cast<char>('a' + i % 26));
+  for (std::size_t i = 0; i < n; ++i)
+    body.push_back(static_cast<char>('a' + i % 26));
   return body;
 }
 
@@ -61,7 +62,8 @@ const std::string post_chunked = [] {
       "Transfer-Encoding: chunked\r\n"
       "\r\n";
   const std::string chunk = body_bytes(256);
-  for (int i = 0; i < 4; ++i) r += "100\r\n" + chunk + "\r\n";
+  for (int i = 0; i < 4; ++i)
+    r += "100\r\n" + chunk + "\r\n";
   return r + "0\r\n\r\n";
 }();
 
