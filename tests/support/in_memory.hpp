@@ -55,17 +55,8 @@ class in_memory_server {
   /// Opens a connection, hands it request_bytes and then, if client_closes, the end of the
   /// stream; returns everything the server wrote on it.
   std::string round_trip(std::string_view request_bytes, bool client_closes = true) {
-    // Makes this thread count as the worker's, so that a response is applied at once rather
-    // than posted to a loop nobody runs; again each time, in case another loop claimed it.
-    worker_->loop().run_once(std::chrono::milliseconds(0));
     auto state = std::make_shared<test_stream_state>();
-    std::error_code ec;
-    const auto peer = detail::parse_listen_address("127.0.0.1:4321", ec);
-    auto* c = new detail::connection<test_stream>(*worker_, test_stream(state), &peer.any,
-                                                  sizeof peer.v4);
-    c->id = shared_.next_connection_id.fetch_add(1);
-    shared_.open_connections.fetch_add(1);  // as the acceptor does; the close subtracts it
-    c->start();
+    detail::connection_base* c = start(state);
     if (!request_bytes.empty()) {  // an empty piece would read as zero bytes, not as nothing
       state->input.emplace_back(request_bytes);
       c->on_ready(EPOLLIN);
@@ -79,7 +70,33 @@ class in_memory_server {
     return state->output;
   }
 
+  /// Opens a connection as the acceptor would, and returns its stream's state; the test then
+  /// plays the event loop's part through the connection (worker().connections).
+  std::shared_ptr<test_stream_state> open() {
+    auto state = std::make_shared<test_stream_state>();
+    start(state);
+    return state;
+  }
+
+  /// The worker the connections live on (its loop never runs a thread).
+  detail::worker& worker() noexcept { return *worker_; }
+
  private:
+  // A new connection over a stream with this state, started.
+  detail::connection_base* start(const std::shared_ptr<test_stream_state>& state) {
+    // Makes this thread count as the worker's, so that a response is applied at once rather
+    // than posted to a loop nobody runs; again each time, in case another loop claimed it.
+    worker_->loop().run_once(std::chrono::milliseconds(0));
+    std::error_code ec;
+    const auto peer = detail::parse_listen_address("127.0.0.1:4321", ec);
+    auto* c = new detail::connection<test_stream>(*worker_, test_stream(state), &peer.any,
+                                                  sizeof peer.v4);
+    c->id = shared_.next_connection_id.fetch_add(1);
+    shared_.open_connections.fetch_add(1);  // as the acceptor does; the close subtracts it
+    c->start();
+    return c;
+  }
+
   detail::server_shared shared_;            // before the worker, which refers to it
   std::unique_ptr<detail::worker> worker_;  // its connections go in the destructor's body
 };

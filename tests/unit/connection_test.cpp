@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "net/address.hpp"
+#include "in_memory.hpp"
 #include "test_stream.hpp"
 #include "worker.hpp"
 
@@ -41,8 +41,8 @@ constexpr std::string_view ok_hello =
 class Connection : public ::testing::Test {
  protected:
   Connection() {
-    shared.options.log = [this](std::string_view line) { logged.emplace_back(line); };
-    shared.main = [this](const request& req, response res) {
+    options.log = [this](std::string_view line) { logged.emplace_back(line); };
+    main = [this](const request& req, response res) {
       stop = req.stop_token();
       if (hold) {
         held.emplace(std::move(res));
@@ -52,22 +52,14 @@ class Connection : public ::testing::Test {
     };
   }
 
-  ~Connection() override {
-    if (w) w->connections.for_each([](connection_base& c) { c.abort(); });
-  }
-
   // A new connection on a worker made with the options as the test left them.
   std::shared_ptr<test_stream_state> open() {
-    if (!w) {
-      w = std::make_unique<worker>(shared, 0);
-      w->loop().run_once(0ms);  // from now on this thread counts as the worker's
+    if (!server) {
+      server.emplace([this](const request& req, response res) { main(req, std::move(res)); },
+                     options);
+      w = &server->worker();
     }
-    auto st = std::make_shared<test_stream_state>();
-    auto peer = parse_listen_address("127.0.0.1:4321", ec);
-    auto* c = new connection<test_stream>(*w, test_stream(st), &peer.any, sizeof peer.v4);
-    shared.open_connections.fetch_add(1);
-    c->start();
-    return st;
+    return server->open();
   }
 
   // The one live connection, or null once it has closed (and been deleted).
@@ -92,9 +84,10 @@ class Connection : public ::testing::Test {
     return true;
   }
 
-  server_shared shared;
-  std::unique_ptr<worker> w;
-  std::error_code ec;
+  server_options options;
+  handler main;
+  std::optional<testing::in_memory_server> server;
+  worker* w = nullptr;  // the server's
   std::vector<std::string> logged;
   bool hold = false;             // the handler keeps its response instead of answering
   std::optional<response> held;  // destroyed before the worker
@@ -145,7 +138,7 @@ TEST_F(Connection, AWriteErrorMidResponseClosesAndCountsTheRequestAborted) {
 }
 
 TEST_F(Connection, AResetDuringTheLingerClosesAtOnce) {
-  shared.options.timeouts.linger = 60s;  // so that only the reset can end it within the test
+  options.timeouts.linger = 60s;  // so that only the reset can end it within the test
   auto st = open();
   arrive(*st, get_close);
   EXPECT_TRUE(st->shut_down);
@@ -197,7 +190,7 @@ TEST_F(Connection, AWriteThatWantsReadWaitsThenFinishesTheResponse) {
 }
 
 TEST_F(Connection, AClientThatStopsReadingIsClosedWhenTheWriteTimeoutPasses) {
-  shared.options.timeouts.write = 50ms;
+  options.timeouts.write = 50ms;
   auto st = open();
   st->write_room = 10;
   arrive(*st, get);
@@ -289,7 +282,7 @@ TEST_F(Connection, AClientsEndOfStreamBetweenRequestsClosesWithoutAWord) {
 }
 
 TEST_F(Connection, AHandlerThatThrowsIsLoggedAndItsRequestGets500) {
-  shared.main = [](const request&, response) { throw std::runtime_error("on purpose"); };
+  main = [](const request&, response) { throw std::runtime_error("on purpose"); };
   auto st = open();
   arrive(*st, get);
   EXPECT_EQ(st->output.substr(0, 12), "HTTP/1.1 500");
