@@ -279,7 +279,7 @@ void server::impl::start(std::error_code& ec, std::string& why) {
       options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
   try {
     for (unsigned i = 0; i < n; ++i) {
-      workers.push_back(std::make_unique<detail::worker>(shared, i));
+      workers.push_back(std::make_unique<detail::worker>(shared));
       for (std::size_t k = 0; k < fds.size(); ++k)
         workers[i]->add_listener(fds[k], bound[k].health_only);
     }

@@ -35,9 +35,8 @@ connection_base::connection_base(worker& w, const sockaddr* peer_address,
   std::memcpy(&peer, peer_address, std::min<std::size_t>(peer_size, sizeof peer));
 }
 
-worker::worker(server_shared& shared, unsigned index, const system_calls& os)
+worker::worker(server_shared& shared, const system_calls& os)
     : shared_(shared),
-      index_(index),
       loop_(shared.options.log, os),
       stop(loop_),
       // In the order of timeout_kind.

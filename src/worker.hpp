@@ -65,20 +65,17 @@ struct worker_stop {
 class worker {
   // First, so that everything below that waits on the loop goes before it does.
   server_shared& shared_;
-  const unsigned index_;
   event_loop loop_;
 
  public:
   /// A worker of the server that `shared` describes; its thread starts with start().
-  worker(server_shared& shared, unsigned index, const system_calls& os = real_system_calls);
+  explicit worker(server_shared& shared, const system_calls& os = real_system_calls);
   /// Joins the thread; response handles still held afterwards free their exchanges.
   ~worker();
   worker(const worker&) = delete;
   worker& operator=(const worker&) = delete;
 
-  unsigned index() const noexcept { return index_; }
   event_loop& loop() noexcept { return loop_; }
-  server_shared& shared() noexcept { return shared_; }
   /// What exchanges use to reach this worker from other threads.
   const std::shared_ptr<worker_anchor>& anchor() const noexcept { return anchor_; }
 

@@ -21,7 +21,7 @@ using namespace lameduck;
 // A worker of a server that never starts, and one exchange of it with a response handle.
 struct fixture {
   detail::server_shared shared;
-  detail::worker worker{shared, 0};
+  detail::worker worker{shared};
   detail::exchange* ex = worker.acquire_exchange();
   response res = detail::exchange::new_response(*ex);
 

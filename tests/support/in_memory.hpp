@@ -39,7 +39,7 @@ class in_memory_server {
       };
     }
     shared_.main = std::move(h);
-    worker_ = std::make_unique<detail::worker>(shared_, 0);
+    worker_ = std::make_unique<detail::worker>(shared_);
   }
 
   /// Closes the connections still open (a round trip whose client did not close) first.
