@@ -120,13 +120,14 @@ void stream_chunks(timer_thread& timers, std::shared_ptr<lameduck::response> res
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> listen, health_listen;
+  std::vector<std::string> listen, health_listen, tls_listen, tls_certs, tls_keys;
   unsigned threads = 0;
-  double drain_timeout = 30, idle_grace = 0, lame_duck = 0;
+  double drain_timeout = 30, idle_grace = 0, lame_duck = 0, tls_watch = 0;
+  bool kernel_tls = false;
   CLI::App app{
       "lameduck-hello: the lameduck demo server.\n"
       "SIGTERM or SIGINT drains it (exit 0, or 3 if the deadline forced it); a second "
-      "signal stops it at once (exit 128+signal)."};
+      "signal stops it at once (exit 128+signal). SIGHUP reloads the TLS certificates."};
   app.add_option("--listen", listen, "Address to listen on, HOST:PORT (repeatable)")
       ->default_str("127.0.0.1:8080");
   app.add_option(
@@ -148,8 +149,25 @@ int main(int argc, char** argv) {
                  "503, before the drain proper (counts against --drain-timeout)")
       ->default_val(0)
       ->check(CLI::Range(0.0, 86400.0));
+  app.add_option("--tls-listen", tls_listen, "HTTPS address to listen on, HOST:PORT (repeatable)");
+  app.add_option("--tls-cert", tls_certs,
+                 "PEM certificate chain for --tls-listen (repeatable, each with its --tls-key: "
+                 "chosen by the client's SNI name, the first by default)");
+  app.add_option("--tls-key", tls_keys, "PEM private key of the --tls-cert in the same place");
+  app.add_option("--tls-watch", tls_watch,
+                 "Reload the certificates when their files change, once they have not changed "
+                 "for this many seconds (0: only on SIGHUP)")
+      ->default_val(0)
+      ->check(CLI::Range(0.0, 3600.0));
+  app.add_flag("--kernel-tls", kernel_tls, "Let the kernel encrypt (kTLS) where it can");
   try {
     app.parse(argc, argv);
+    if (tls_certs.size() != tls_keys.size()) {
+      throw CLI::ValidationError("--tls-cert and --tls-key must come in pairs");
+    }
+    if (!tls_listen.empty() && tls_certs.empty()) {
+      throw CLI::ValidationError("--tls-listen needs a --tls-cert and a --tls-key");
+    }
   } catch (const CLI::CallForHelp&) {
     std::cout << app.help();
     return 0;
@@ -157,7 +175,7 @@ int main(int argc, char** argv) {
     std::cerr << "lameduck-hello: " << e.what() << " (see --help)\n";
     return 2;
   }
-  if (listen.empty()) listen.push_back("127.0.0.1:8080");
+  if (listen.empty() && tls_listen.empty()) listen.push_back("127.0.0.1:8080");
 
   timer_thread timers;
   lameduck::router routes;
@@ -198,24 +216,36 @@ int main(int argc, char** argv) {
   options.drain.idle_grace = seconds(idle_grace);
   options.drain.lame_duck_delay = seconds(lame_duck);
   options.health = {"/readyz", "/livez", health_listen};
+  for (const auto& address : tls_listen) {
+    lameduck::tls_listen_options l{address, {}};
+    for (std::size_t i = 0; i < tls_certs.size(); ++i)
+      l.certificates.push_back({tls_certs[i], tls_keys[i], ""});
+    options.tls_listen.push_back(l);
+  }
+  options.tls.watch_files = seconds(tls_watch);
+  options.tls.kernel_tls = kernel_tls;
   // Installed before the server starts, so that a signal is never missed.
   lameduck::signal_shutdown signals(seconds(drain_timeout));
   lameduck::server server(options, routes);
   std::error_code ec;
   server.start(ec);
   if (ec) {
-    std::cerr << "lameduck-hello: cannot listen: " << ec.message() << "\n";
+    std::cerr << "lameduck-hello: cannot start: " << ec.message() << "\n";
     return 2;
   }
-  for (const auto& a : server.local_addresses())
-    std::cout << "listening on http://" << a << "\n";
-  auto first = server.local_addresses().front();
+  // local_addresses() lists the plain addresses, then the HTTPS ones, then the health ones.
+  const auto addresses = server.local_addresses();
+  for (std::size_t i = 0; i < addresses.size(); ++i) {
+    const bool tls = i >= listen.size() && i < listen.size() + tls_listen.size();
+    std::cout << "listening on " << (tls ? "https://" : "http://") << addresses[i] << "\n";
+  }
+  const std::string first = (listen.empty() ? "https://" : "http://") + addresses.front();
   std::cout << "try:\n"
-            << "  curl http://" << first << "/\n"
-            << "  curl 'http://" << first << "/delay?ms=500'\n"
-            << "  curl -N 'http://" << first << "/stream?chunks=5&interval_ms=200'\n"
-            << "  curl -d 'quack' http://" << first << "/echo\n"
-            << "  curl -i http://" << first << "/readyz   (503 once a shutdown has begun)\n"
+            << "  curl " << first << "/\n"
+            << "  curl '" << first << "/delay?ms=500'\n"
+            << "  curl -N '" << first << "/stream?chunks=5&interval_ms=200'\n"
+            << "  curl -d 'quack' " << first << "/echo\n"
+            << "  curl -i " << first << "/readyz   (503 once a shutdown has begun)\n"
             << "stop with Ctrl-C (twice to stop at once)" << std::endl;
 
   return signals.run(server);

@@ -244,7 +244,9 @@ class connection final : public connection_base {
     }
     // In a drain, a connection between requests is closed, but only after one more read: a
     // request whose bytes are already in the socket is answered, never reset.
-    const bool close_if_nothing_arrived = owner.draining && !waits_in_drain() && !mid_request();
+    // A client in its TLS handshake is on its way to a request: it is left to send it.
+    const bool close_if_nothing_arrived =
+        owner.draining && !waits_in_drain() && !mid_request() && !stream_.opening();
     if (!stream_.may_read() && !close_if_nothing_arrived) return false;  // the next edge resumes us
     acquire_exchange();
     auto& ex = *exchange_;
@@ -260,6 +262,10 @@ class connection final : public connection_base {
       if (phase_ != phase::receiving) release_exchange();
       if (close_if_nothing_arrived) return begin_close(), true;  // half-close and linger
       return false;
+    }
+    if (r.status == io_status::other_protocol) {
+      fail(400, "This port speaks HTTPS: plain HTTP was sent to it.");
+      return true;
     }
     if (r.status != io_status::ok) {
       close_now();  // the client closed or failed; nothing of ours is left to deliver
@@ -446,10 +452,10 @@ class connection final : public connection_base {
   }
 
   // Answers a bad request with its status and closes after it.
-  void fail(int status) {
+  void fail(int status, std::string_view detail = {}) {
     acquire_exchange();
     exchange_->input_begin = exchange_->input_end;  // nothing after a bad request is trusted
-    http1::write_error(exchange_->output, status);
+    http1::write_error(exchange_->output, status, detail);
     begin_close();
   }
 

@@ -23,6 +23,8 @@ class category final : public std::error_category {
         return "the server is not running";
       case errc::listeners_closed:
         return "the server's listeners were already closed or handed over";
+      case errc::invalid_certificate:
+        return "a TLS certificate or key cannot be used";
     }
     return "unknown lameduck error";
   }

@@ -23,6 +23,9 @@
 #include "net/address.hpp"
 #include "net/listener.hpp"
 #include "process/systemd.hpp"
+#include "tls/certificates.hpp"
+#include "tls/reloader.hpp"
+#include "tls/session_tickets.hpp"
 #include "worker.hpp"
 
 namespace lameduck {
@@ -119,6 +122,16 @@ std::string invalid_option(const server_options& o) {
   if (!h.listen.empty() && h.readiness_path.empty() && h.liveness_path.empty()) {
     return "health.listen is set but neither health path is";
   }
+  if (o.tls.min_version != 0x0303 && o.tls.min_version != 0x0304) {
+    return "tls.min_version is neither TLS 1.2 (0x0303) nor TLS 1.3 (0x0304)";
+  }
+  if (o.tls.session_lifetime.count() < 0) return "tls.session_lifetime is negative";
+  if (o.tls.watch_files.count() < 0) return "tls.watch_files is negative";
+  for (std::size_t t = 0; t < o.tls_listen.size(); ++t) {
+    if (o.tls_listen[t].certificates.empty()) {
+      return "tls_listen[" + std::to_string(t) + "] has no certificate";
+    }
+  }
   return {};
 }
 
@@ -183,12 +196,21 @@ struct server::impl {
   struct listener {
     detail::socket_address bound{};
     bool health_only = false;  ///< a health_options::listen address
+    int tls = -1;              ///< its server_options::tls_listen entry; -1: plain HTTP
     int fd = -1;  ///< the server's own duplicate, closed after the workers' or handed over
   };
+
+  /// Reads every tls_listen entry's certificates; false, with `why`, if one fails.
+  bool load_certificates(std::vector<std::shared_ptr<const detail::certificate_set>>& sets,
+                         std::string& why) const;
+  /// The reloader's work: load, then publish to every loop (reloader.hpp).
+  void reload(std::vector<std::promise<reload_result>> waiting);
 
   detail::server_shared shared;
   std::vector<std::unique_ptr<detail::worker>> workers;
   std::vector<listener> listeners;
+  // Joined before the workers go: it posts to their loops.
+  std::unique_ptr<detail::certificate_reloader> reloader;
 
   mutable std::mutex mutex;  // guards everything below
   bool running = false;
@@ -237,15 +259,27 @@ void server::impl::start(std::error_code& ec, std::string& why) {
     for (int fd : fds)
       if (fd >= 0) ::close(fd);
   };
-  if (options.listen.empty() && fds.empty()) {
+  if (options.listen.empty() && options.tls_listen.empty() && fds.empty()) {
     ec = make_error_code(errc::no_listen_address);
     return;
   }
   release_threads();  // a stopped server may start again
   std::vector<listener> bound;
+  // The certificates first: a bad one fails the start before anything is bound.
+  std::vector<std::shared_ptr<const detail::certificate_set>> certificates;
+  if (!load_certificates(certificates, why)) {
+    ec = make_error_code(errc::invalid_certificate);
+    shared.options.log("lameduck: cannot start the server: " + why);
+    return close_all();
+  }
   for (const auto& s : given) {
     listener li;
     li.health_only = s.health_only;
+    li.tls = s.tls;
+    if (s.tls >= static_cast<int>(certificates.size())) {
+      ec = make_error_code(errc::unusable_passed_socket);
+      return close_all();
+    }
     if (!detail::adopt_listener(s.fd, li.bound)) {
       ec = make_error_code(errc::unusable_passed_socket);
       return close_all();
@@ -254,19 +288,27 @@ void server::impl::start(std::error_code& ec, std::string& why) {
   }
   // Each address given is bound here unless a socket stands for it. The health endpoints' own
   // addresses come last.
-  std::vector<std::pair<std::string, bool>> addresses;
+  struct wanted {
+    std::string text;
+    bool health_only = false;
+    int tls = -1;
+  };
+  std::vector<wanted> addresses;
   if (given.empty()) {
     for (const auto& text : options.listen)
-      addresses.emplace_back(text, false);
+      addresses.push_back({text});
   }
   if (!handed_over) {
+    for (std::size_t t = 0; t < options.tls_listen.size(); ++t)
+      addresses.push_back({options.tls_listen[t].address, false, static_cast<int>(t)});
     for (const auto& text : options.health.listen)
-      addresses.emplace_back(text, true);
+      addresses.push_back({text, true});
   }
   const detail::listen_settings settings{options.backlog, options.reuse_port};
-  for (const auto& [text, health_only] : addresses) {
+  for (const auto& [text, health_only, tls] : addresses) {
     listener li;
     li.health_only = health_only;
+    li.tls = tls;
     li.bound = detail::parse_listen_address(text, ec);
     if (ec) return close_all();
     int fd = detail::open_listener(li.bound, settings, ec);
@@ -278,10 +320,31 @@ void server::impl::start(std::error_code& ec, std::string& why) {
   unsigned n =
       options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
   try {
+    // Every worker's copy of a listener's ticket keys starts from the same seed.
+    std::vector<detail::ticket_seed> seeds;
+    for (std::size_t t = 0; t < certificates.size(); ++t)
+      seeds.push_back(detail::ticket_seed::random(options.tls.session_lifetime));
     for (unsigned i = 0; i < n; ++i) {
       workers.push_back(std::make_unique<detail::worker>(shared));
-      for (std::size_t k = 0; k < fds.size(); ++k)
-        workers[i]->add_listener(fds[k], bound[k].health_only);
+      for (std::size_t k = 0; k < fds.size(); ++k) {
+        if (const int t = bound[k].tls; t >= 0) {
+          workers[i]->add_tls_listener(fds[k], t, certificates[t], seeds[t]);
+        } else {
+          workers[i]->add_listener(fds[k], bound[k].health_only);
+        }
+      }
+    }
+    if (!certificates.empty()) {
+      std::vector<std::string> files;
+      for (const auto& l : options.tls_listen) {
+        for (const auto& c : l.certificates) {
+          files.push_back(c.certificate_chain_file);
+          files.push_back(c.private_key_file);
+        }
+      }
+      reloader = std::make_unique<detail::certificate_reloader>(
+          [this](std::vector<std::promise<reload_result>> waiting) { reload(std::move(waiting)); },
+          files, options.tls.watch_files, shared.options.log);
     }
   } catch (const std::system_error& e) {
     ec = e.code();
@@ -307,7 +370,60 @@ void server::impl::start(std::error_code& ec, std::string& why) {
   stopped_future = stopped.get_future().share();
 }
 
+bool server::impl::load_certificates(
+    std::vector<std::shared_ptr<const detail::certificate_set>>& sets, std::string& why) const {
+  const server_options& o = shared.options;
+  for (std::size_t t = 0; t < o.tls_listen.size(); ++t) {
+    sets.push_back(detail::certificate_set::load(o.tls_listen[t], o.tls, why));
+    if (!sets.back()) {
+      why = "tls_listen[" + std::to_string(t) + "]: " + why;
+      return false;
+    }
+  }
+  return true;
+}
+
+namespace {
+
+// Answers a reload's requests when the last loop has switched to the new certificates (or
+// has exited without: the server stopped meanwhile).
+struct publication {
+  std::vector<std::promise<reload_result>> waiting;
+  std::atomic<std::size_t> loops_left{0};
+  ~publication() {
+    reload_result r;
+    if (loops_left.load() != 0) r = {make_error_code(errc::not_running), "the server stopped"};
+    for (auto& p : waiting)
+      p.set_value(r);
+  }
+};
+
+}  // namespace
+
+void server::impl::reload(std::vector<std::promise<reload_result>> waiting) {
+  std::vector<std::shared_ptr<const detail::certificate_set>> sets;
+  std::string why;
+  if (!load_certificates(sets, why)) {
+    shared.options.log("lameduck: certificate reload refused, the previous certificates stay: " +
+                       why);
+    for (auto& p : waiting)
+      p.set_value({make_error_code(errc::invalid_certificate), why});
+    return;
+  }
+  auto done = std::make_shared<publication>();
+  done->waiting = std::move(waiting);
+  done->loops_left = workers.size();
+  for (auto& w : workers) {
+    w->loop().post([done, sets, w = w.get()] {
+      for (std::size_t t = 0; t < sets.size(); ++t)
+        w->use_certificates(t, sets[t]);
+      done->loops_left.fetch_sub(1);
+    });
+  }
+}
+
 void server::impl::release_threads() {
+  reloader.reset();
   for (auto& w : workers) {
     w->loop().allow_exit();
     w->loop().join();
@@ -380,7 +496,7 @@ std::vector<listening_socket> server::hand_over_listeners(std::error_code& ec) {
   }
   std::vector<listening_socket> out;
   for (auto& li : impl_->listeners)
-    out.push_back({std::exchange(li.fd, -1), li.health_only});
+    out.push_back({std::exchange(li.fd, -1), li.health_only, li.tls});
   impl_->listeners_handed_over = true;
   // A worker may accept in the instant before it sees the order; those clients connected to a
   // port that never closed, so a drain waits for their request instead of closing them.
@@ -703,6 +819,20 @@ bool server::impl::answer_health(const request& req, response& res) const {
     res.send(503, "not ready\n");
   }
   return true;
+}
+
+std::future<reload_result> server::reload_certificates() {
+  std::lock_guard lock(impl_->mutex);
+  if (!impl_->running || !impl_->reloader) {
+    std::promise<reload_result> p;
+    if (impl_->running) {
+      p.set_value({});  // no TLS listener: nothing to reload
+    } else {
+      p.set_value({make_error_code(errc::not_running), "the server is not running"});
+    }
+    return p.get_future();
+  }
+  return impl_->reloader->request();
 }
 
 namespace {

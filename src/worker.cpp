@@ -9,6 +9,7 @@
 #include "connection.hpp"
 #include "exchange.hpp"
 #include "net/tcp_stream.hpp"
+#include "tls/tls_stream.hpp"
 
 namespace lameduck::detail {
 
@@ -122,8 +123,28 @@ void worker::recycle_exchange(exchange* e) noexcept {
 void worker::add_listener(int listen_fd, bool health_only) {
   acceptors_.push_back(std::make_unique<acceptor>(
       loop_, listen_fd, [this, health_only](int fd, const socket_address& peer, socklen_t size) {
-        admit(fd, peer, size, health_only);
+        admit(tcp_stream(fd), peer, size, health_only);
       }));
+}
+
+void worker::add_tls_listener(int listen_fd, std::size_t i,
+                              std::shared_ptr<const certificate_set> certificates,
+                              const ticket_seed& tickets) {
+  if (tls_endpoints_.size() <= i) tls_endpoints_.resize(i + 1);
+  if (!tls_endpoints_[i]) {
+    tls_endpoints_[i] = std::make_unique<tls_endpoint>(std::move(certificates), tickets);
+  }
+  tls_endpoint& endpoint = *tls_endpoints_[i];
+  acceptors_.push_back(std::make_unique<acceptor>(
+      loop_, listen_fd, [this, &endpoint](int fd, const socket_address& peer, socklen_t size) {
+        admit(tls_stream(fd, endpoint), peer, size, false);
+      }));
+}
+
+void worker::use_certificates(std::size_t i, std::shared_ptr<const certificate_set> certificates) {
+  if (i < tls_endpoints_.size() && tls_endpoints_[i]) {
+    tls_endpoints_[i]->certificates = std::move(certificates);
+  }
 }
 
 void worker::start() {
@@ -140,10 +161,11 @@ void worker::close_listeners(bool accept_queued) {
 // An idle connection's whole footprint but its socket; see connection.hpp's members.
 static_assert(sizeof(connection<tcp_stream>) <= 160);
 
-void worker::admit(int fd, const socket_address& peer, socklen_t size, bool health_only) {
+template <class Stream>
+void worker::admit(Stream stream, const socket_address& peer, socklen_t size, bool health_only) {
   int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  auto* c = new connection<tcp_stream>(*this, tcp_stream(fd), &peer.any, size);
+  ::setsockopt(stream.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  auto* c = new connection<Stream>(*this, std::move(stream), &peer.any, size);
   c->id = shared_.next_connection_id.fetch_add(1, std::memory_order_relaxed);
   c->health_only = health_only;
   if (shared_.open_connections.fetch_add(1, std::memory_order_relaxed) >=

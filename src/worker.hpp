@@ -21,8 +21,11 @@
 
 namespace lameduck::detail {
 
+class certificate_set;
 class exchange;
 class worker;
+struct ticket_seed;
+struct tls_endpoint;
 
 /// What the workers of one server share; set up before they start.
 struct server_shared {
@@ -100,6 +103,14 @@ class worker {
   /// Accepts connections on (a duplicate of) a listening socket once started; those of a
   /// health_only listener are answered by the health endpoints alone. Throws system_error.
   void add_listener(int listen_fd, bool health_only);
+  /// As add_listener, for the i-th entry of server_options::tls_listen: its connections speak
+  /// TLS, with these certificates and session-ticket keys.
+  void add_tls_listener(int listen_fd, std::size_t i,
+                        std::shared_ptr<const certificate_set> certificates,
+                        const ticket_seed& tickets);
+  /// From now on, handshakes on the i-th TLS listener get these certificates; on the loop's
+  /// thread (a reload posts it).
+  void use_certificates(std::size_t i, std::shared_ptr<const certificate_set> certificates);
   /// Starts the thread, which starts accepting.
   void start();
   /// Closes this worker's duplicates of the listeners; first accepts what the kernel has
@@ -125,11 +136,13 @@ class worker {
   worker_stop stop;
 
  private:
-  void admit(int fd, const socket_address& peer, socklen_t size, bool health_only);
+  template <class Stream>
+  void admit(Stream stream, const socket_address& peer, socklen_t size, bool health_only);
 
   // Indexed by timeout_kind; in place, since arm() runs several times per request.
   std::array<timeout_list, timeout_kind_count> timeouts_;
   std::vector<std::unique_ptr<acceptor>> acceptors_;
+  std::vector<std::unique_ptr<tls_endpoint>> tls_endpoints_;  // by tls_listen entry
   std::vector<exchange*> free_exchanges_;
   std::shared_ptr<worker_anchor> anchor_;
 };

@@ -16,6 +16,7 @@ enum class errc {
                            ///< socket
   not_running,             ///< the server is not running
   listeners_closed,        ///< the listeners were already closed or handed over
+  invalid_certificate,     ///< a TLS certificate or key cannot be used (the message says why)
 };
 
 /// The category of lameduck::errc values.

@@ -64,6 +64,51 @@ struct health_options {
   std::vector<std::string> listen;
 };
 
+/// A certificate a TLS listener can present: PEM files, read again by every reload.
+struct tls_certificate {
+  /// The server's certificate first, then the intermediate ones.
+  std::string certificate_chain_file;
+  /// The certificate's private key.
+  std::string private_key_file;
+  /// For an encrypted private key; empty for an unencrypted one.
+  std::string private_key_password;
+};
+
+/// An HTTPS listener: an address and the certificates it presents.
+struct tls_listen_options {
+  /// "HOST:PORT", as in server_options::listen.
+  std::string address;
+  /// Chosen per handshake by the client's SNI host name against each certificate's DNS names
+  /// (subjectAltName; an exact name first, then a wildcard "*.example.com" for one label); the
+  /// first certificate when the client sends no name or one that none has. At least one.
+  std::vector<tls_certificate> certificates;
+};
+
+/// Settings every TLS listener of a server shares.
+struct tls_options {
+  /// The oldest protocol version accepted: TLS 1.2 or TLS 1.3 (OpenSSL's TLS1_2_VERSION and
+  /// TLS1_3_VERSION values).
+  int min_version = 0x0303;
+  /// TLS 1.2 cipher list (OpenSSL's syntax): Mozilla's "intermediate" choice, forward-secret
+  /// AEAD ciphers only; the client's preference among them wins.
+  std::string ciphers =
+      "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+      "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+  /// TLS 1.3 cipher suites; empty: OpenSSL's defaults.
+  std::string ciphersuites;
+  /// How long a session ticket lets a client resume without a full handshake. The ticket keys
+  /// belong to the listener, not to its certificates: a reload keeps them. They are replaced
+  /// every period (a ticket from the period before still resumes, and is renewed), and the
+  /// old ones are forgotten. Zero: no session tickets.
+  std::chrono::seconds session_lifetime{std::chrono::hours(2)};
+  /// Let the kernel encrypt (kTLS) where the kernel and the cipher allow it.
+  bool kernel_tls = false;
+  /// Above zero: reload the certificates (server::reload_certificates()) when one of their
+  /// files changes, once no file has changed for this long (an ACME client replaces the key
+  /// and the chain one after the other). Zero: only on request.
+  std::chrono::milliseconds watch_files{0};
+};
+
 /// A listening socket handed from a running server to the next one in the same process
 /// (server::hand_over_listeners(), server_options::listen_sockets).
 struct listening_socket {
@@ -71,12 +116,20 @@ struct listening_socket {
   int fd = -1;
   /// It serves only the health endpoints (a health_options::listen address).
   bool health_only = false;
+  /// For an HTTPS listener, the index of its server_options::tls_listen entry; -1 for plain
+  /// HTTP. The next server's tls_listen must have that entry, whose certificates it presents.
+  int tls = -1;
 };
 
 /// A server's configuration.
 struct server_options {
   /// Addresses to listen on, each "HOST:PORT" ("[::1]:8080" for IPv6); port 0 asks the kernel.
   std::vector<std::string> listen;
+  /// HTTPS listeners, beside the plain ones: the same server, lifecycle and counts; bound
+  /// after `listen`, in this order.
+  std::vector<tls_listen_options> tls_listen;
+  /// Settings for every entry of tls_listen.
+  struct tls_options tls;
   /// Event-loop threads, each with its own connections; 0 means one per core.
   unsigned threads = 0;
   /// Listen backlog (the kernel caps it at net.core.somaxconn).

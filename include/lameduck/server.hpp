@@ -76,6 +76,18 @@ struct connection_info {
   std::chrono::steady_clock::duration idle_for{};
 };
 
+/// What server::reload_certificates() did.
+struct reload_result {
+  /// Empty when every TLS listener presents the new certificates to new handshakes;
+  /// errc::invalid_certificate when one was refused (and the previous ones stay in service);
+  /// errc::not_running.
+  std::error_code error;
+  /// Why, as the log says it: the listener, the file and OpenSSL's reason.
+  std::string why;
+  /// Whether the new certificates are in service.
+  explicit operator bool() const noexcept { return !error; }
+};
+
 /// A callback that receives a stop's report (on one of the server's threads).
 using stop_callback = std::function<void(const stop_report&)>;
 
@@ -148,6 +160,15 @@ class server {
   void when_stopped(stop_callback done);
   /// Blocks until the server has stopped; must not be called from one of its own handlers.
   void wait();
+
+  /// Reads every TLS listener's certificate and key files again, on a thread of the server's
+  /// own, checks them all (the chain parses, the key matches, valid now, names a host), and
+  /// only then hands them to every loop: handshakes from then on use them, open connections
+  /// continue untouched, and session tickets issued before still resume. A refused set
+  /// leaves the previous certificates in service, with one line to the log. Reloads never
+  /// overlap: calls made during one are answered by the next. Callable from any thread; do
+  /// not wait for the result inside a request handler (its loop takes part in the reload).
+  std::future<reload_result> reload_certificates();
 
   /// The live connections, gathered from every loop without stopping it.
   std::shared_future<std::vector<connection_info>> snapshot() const;

@@ -17,7 +17,8 @@ namespace lameduck {
 /// Exit status after a drain that ended in force (its deadline passed, or destroy()).
 inline constexpr int exit_forced = 3;
 
-/// Stops a server on SIGTERM or SIGINT and reports how, as a process exit status.
+/// Stops a server on SIGTERM or SIGINT and reports how, as a process exit status; reloads its
+/// certificates on SIGHUP.
 ///
 /// The signal handlers only write the signal's number to a pipe; run() does the rest on the
 /// calling thread. Create it before the server starts, so that no signal is missed.
@@ -37,6 +38,9 @@ class signal_shutdown {
 
   /// Blocks until the server stops: the first SIGTERM or SIGINT starts shutdown(deadline),
   /// a second one destroy(); a stop for any other reason (a handler's destroy()) ends it too.
+  /// Meanwhile each SIGHUP calls server::reload_certificates(), between RELOADING=1 (with
+  /// MONOTONIC_USEC) and READY=1 to the service manager (NOTIFY_SOCKET), with a STATUS= line
+  /// saying why when the new certificates were refused.
   /// Then runs the cleanup hooks. Returns the exit status: 0 after a graceful stop,
   /// exit_forced after a forced one, and 128+N when a second signal N forced it.
   int run(server& s);
@@ -51,8 +55,9 @@ class signal_shutdown {
   std::chrono::steady_clock::duration drain_deadline_;
   std::vector<cleanup> cleanups_;
   std::shared_ptr<pipe_pair> pipe_;
+  void reload(server& s);
   struct sigaction old_term_ {
-  }, old_int_{};
+  }, old_int_{}, old_hup_{};
   sigset_t old_mask_{};
 };
 

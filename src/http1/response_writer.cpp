@@ -184,15 +184,15 @@ void write_last_chunk(std::string& out) {
   out.append("0\r\n\r\n");
 }
 
-void write_error(std::string& out, int status) {
-  std::string_view reason = reason_phrase(status);
+void write_error(std::string& out, int status, std::string_view detail) {
+  const std::string_view text = detail.empty() ? reason_phrase(status) : detail;
   response_head head;
   head.status = status;
-  head.content_length = reason.size() + 1;
+  head.content_length = text.size() + 1;
   head.close = true;
   head.fields = "Content-Type: text/plain\r\n";
   write_head(out, head);
-  out.append(reason);
+  out.append(text);
   out.push_back('\n');
 }
 

@@ -39,8 +39,9 @@ void write_head(std::string& out, const response_head& head);
 void write_chunk(std::string& out, std::string_view piece);
 /// Appends the last chunk that ends a chunked body.
 void write_last_chunk(std::string& out);
-/// Appends a complete error response with a one-line text body that closes the connection.
-void write_error(std::string& out, int status);
+/// Appends a complete error response that closes the connection, with a one-line text body:
+/// the detail given, or the status's reason phrase.
+void write_error(std::string& out, int status, std::string_view detail = {});
 
 /// The value for the Date header, formatted at most once a second on each thread.
 std::string_view http_date() noexcept;

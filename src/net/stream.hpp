@@ -18,6 +18,10 @@ enum class io_status : std::uint8_t {
   want_write,  ///< nothing now: wait until the socket is writable
   eof,         ///< the peer has finished sending (reads only)
   error,       ///< the connection failed; nothing more will move
+  /// The peer speaks another protocol than the stream's (plain text to a TLS port); from now
+  /// on the stream passes bytes as they are, so that the peer can be told so in its own terms
+  /// before the close (reads only).
+  other_protocol,
 };
 
 /// The result of one stream operation.
@@ -45,6 +49,10 @@ concept stream = std::move_constructible<S> &&
   /// Whether a read may find input (or the end) without a new readiness
   /// event; false once a read has emptied what can be read now.
   { cs.may_read() }
+  noexcept->std::same_as<bool>;
+  /// Whether the stream's own opening exchange (a TLS handshake) has begun and is not
+  /// finished: the peer is on its way to its first byte of data.
+  { cs.opening() }
   noexcept->std::same_as<bool>;
   /// Reads at most n bytes.
   { s.read(in, n) }

@@ -45,6 +45,9 @@ class tcp_stream {
   // before the first readiness event.
   bool may_read() const noexcept { return readable_; }
 
+  // TCP's opening is the kernel's: an accepted stream is open.
+  bool opening() const noexcept { return false; }
+
   io_result read(char* p, std::size_t n) noexcept {
     ssize_t r = sys_recv(fd_, p, n);
     if (r > 0) {

@@ -12,6 +12,8 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdint>
+#include <ctime>
 #include <future>
 #include <memory>
 #include <stdexcept>
@@ -86,9 +88,11 @@ signal_shutdown::signal_shutdown(std::chrono::steady_clock::duration drain_deadl
   action.sa_flags = SA_RESTART;
   sigemptyset(&action.sa_mask);
   if (::sigaction(SIGTERM, &action, &old_term_) != 0 ||
-      ::sigaction(SIGINT, &action, &old_int_) != 0) {
+      ::sigaction(SIGINT, &action, &old_int_) != 0 ||
+      ::sigaction(SIGHUP, &action, &old_hup_) != 0) {
     int e = errno;
     ::sigaction(SIGTERM, &old_term_, nullptr);
+    ::sigaction(SIGINT, &old_int_, nullptr);
     signal_pipe_write.store(-1);
     throw std::system_error(e, std::system_category(), "lameduck: sigaction");
   }
@@ -97,12 +101,14 @@ signal_shutdown::signal_shutdown(std::chrono::steady_clock::duration drain_deadl
   sigemptyset(&ours);
   sigaddset(&ours, SIGTERM);
   sigaddset(&ours, SIGINT);
+  sigaddset(&ours, SIGHUP);
   pthread_sigmask(SIG_UNBLOCK, &ours, &old_mask_);
 }
 
 signal_shutdown::~signal_shutdown() {
   ::sigaction(SIGTERM, &old_term_, nullptr);
   ::sigaction(SIGINT, &old_int_, nullptr);
+  ::sigaction(SIGHUP, &old_hup_, nullptr);
   pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr);
   signal_pipe_write.store(-1);
 }
@@ -110,6 +116,18 @@ signal_shutdown::~signal_shutdown() {
 void signal_shutdown::add_cleanup(std::string name, std::function<void()> hook,
                                   std::chrono::milliseconds timeout) {
   cleanups_.push_back({std::move(name), std::move(hook), timeout});
+}
+
+// SIGHUP: the certificates are read again, and the service manager told (systemd's
+// Type=notify-reload protocol: RELOADING=1 with the monotonic time, then READY=1).
+void signal_shutdown::reload(server& s) {
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  notify_service_manager("RELOADING=1\nMONOTONIC_USEC=" +
+                         std::to_string(std::int64_t{now.tv_sec} * 1'000'000 + now.tv_nsec / 1000));
+  const reload_result r = s.reload_certificates().get();
+  notify_service_manager(r ? "READY=1\nSTATUS=reloaded"
+                           : "READY=1\nSTATUS=reload refused, still serving: " + r.why);
 }
 
 int signal_shutdown::run(server& s) {
@@ -131,6 +149,10 @@ int signal_shutdown::run(server& s) {
   for (;;) {
     unsigned char byte = read_byte(pipe_->read_end());
     if (byte == stopped_byte) break;
+    if (byte == SIGHUP) {
+      if (signals == 0) reload(s);  // once stopping, there is nothing to reload for
+      continue;
+    }
     if (++signals == 1) {
       notify_service_manager("STOPPING=1\nSTATUS=draining");
       s.shutdown(drain_deadline_);

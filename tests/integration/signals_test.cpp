@@ -196,7 +196,7 @@ TEST(ServiceManager, APassedSocketThatIsNotListeningIsALineAndStatus2) {
                 bin_path("lameduck-hello"), "--listen", "127.0.0.1:0"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.err,
-            "lameduck-hello: cannot listen: a socket passed with LISTEN_FDS or listen_sockets is "
+            "lameduck-hello: cannot start: a socket passed with LISTEN_FDS or listen_sockets is "
             "not a listening TCP socket\n");
 }
 

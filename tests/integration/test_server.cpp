@@ -6,6 +6,8 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <lameduck/lameduck.hpp>
@@ -15,8 +17,14 @@ int main(int argc, char** argv) {
   long header_ms = o.timeouts.header.count(), body_ms = o.timeouts.body.count(),
        idle_ms = o.timeouts.idle.count(), write_ms = o.timeouts.write.count(),
        linger_ms = o.timeouts.linger.count();
+  std::vector<std::string> tls_certs, tls_keys;
   CLI::App app{"lameduck-test-server"};
-  app.add_option("--listen", o.listen)->required();
+  app.add_option("--listen", o.listen);
+  // With a certificate, every --listen address speaks HTTPS: the same tests, over TLS.
+  app.add_option("--tls-cert", tls_certs);
+  app.add_option("--tls-key", tls_keys);
+  long watch_ms = 0;
+  app.add_option("--tls-watch-ms", watch_ms);
   app.add_option("--threads", o.threads);
   app.add_option("--max-request-line", o.limits.max_request_line);
   app.add_option("--max-header-bytes", o.limits.max_header_bytes);
@@ -34,6 +42,15 @@ int main(int argc, char** argv) {
   o.timeouts.idle = std::chrono::milliseconds(idle_ms);
   o.timeouts.write = std::chrono::milliseconds(write_ms);
   o.timeouts.linger = std::chrono::milliseconds(linger_ms);
+  o.tls.watch_files = std::chrono::milliseconds(watch_ms);
+  if (!tls_certs.empty()) {
+    for (const auto& address : std::exchange(o.listen, {})) {
+      lameduck::tls_listen_options l{address, {}};
+      for (std::size_t i = 0; i < tls_certs.size() && i < tls_keys.size(); ++i)
+        l.certificates.push_back({tls_certs[i], tls_keys[i], ""});
+      o.tls_listen.push_back(l);
+    }
+  }
 
   lameduck::server* self = nullptr;
   lameduck::router routes;
@@ -137,6 +154,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   lameduck::server server(o, routes);
@@ -148,10 +166,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   for (const auto& a : server.local_addresses())
-    std::cout << "listening on http://" << a << "\n";
+    std::cout << "listening on " << (tls_certs.empty() ? "http://" : "https://") << a << "\n";
   std::cout.flush();
-  int sig = 0;
-  sigwait(&signals, &sig);
+  // SIGHUP reloads the certificates and says how on standard error.
+  for (int sig = 0; sigwait(&signals, &sig) == 0 && sig == SIGHUP;) {
+    auto r = server.reload_certificates().get();
+    std::cerr << (r ? std::string("reloaded") : "reload refused: " + r.why) << std::endl;
+  }
   server.destroy().wait();
   return 0;
 }

@@ -1,5 +1,9 @@
 #include "harness.hpp"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -161,7 +165,7 @@ server_process::server_process(std::vector<std::string> argv,
   }
   auto deadline = clock::now() + ready_within;
   std::string text;
-  static const std::regex ready(R"(listening on http://[^\s]*:(\d+))");
+  static const std::regex ready(R"(listening on https?://[^\s]*:(\d+))");
   std::smatch m;
   while (!std::regex_search(text, m, ready)) {
     if (!wait_readable(out[0], deadline)) break;
@@ -181,6 +185,11 @@ server_process::server_process(std::vector<std::string> argv,
                              " stderr: " + read_file(stderr_path_));
   }
   port_ = static_cast<std::uint16_t>(std::stoi(m[1]));
+  // A program prints its addresses in one write: the HTTPS one is among what was read.
+  static const std::regex https(R"(listening on https://[^\s]*:(\d+))");
+  if (std::smatch t; std::regex_search(text, t, https)) {
+    https_port_ = static_cast<std::uint16_t>(std::stoi(t[1]));
+  }
 }
 
 server_process::~server_process() {
@@ -296,11 +305,115 @@ raw_client::raw_client(std::uint16_t port, int receive_buffer) {
   ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+namespace {
+
+std::string tls_reason() {
+  const unsigned long e = ERR_get_error();
+  ERR_clear_error();
+  if (e == 0) return "no reason given";
+  char text[256];
+  ERR_error_string_n(e, text, sizeof text);
+  return text;
+}
+
+// Waits for what a non-blocking OpenSSL call wants; false at the deadline.
+bool wait_for_tls(SSL* ssl, int fd, int result, clock::time_point deadline) {
+  const int e = SSL_get_error(ssl, result);
+  if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) return false;
+  pollfd p{fd, static_cast<short>(e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT), 0};
+  int r;
+  while ((r = ::poll(&p, 1, remaining_ms(deadline))) < 0) {
+    if (errno != EINTR) fail_errno("poll");
+  }
+  return r > 0;
+}
+
+}  // namespace
+
+raw_client::raw_client(std::uint16_t port, const tls_client_options& tls) : raw_client(port) {
+  tls_ctx_ = SSL_CTX_new(TLS_client_method());
+  if (tls.max_version) SSL_CTX_set_max_proto_version(tls_ctx_, tls.max_version);
+  if (!tls.ca_file.empty()) {
+    SSL_CTX_load_verify_locations(tls_ctx_, tls.ca_file.c_str(), nullptr);
+    SSL_CTX_set_verify(tls_ctx_, SSL_VERIFY_PEER, nullptr);
+  }
+  tls_ = SSL_new(tls_ctx_);
+  SSL_set_fd(tls_, fd_);
+  if (!tls.server_name.empty()) {
+    SSL_set_tlsext_host_name(tls_, tls.server_name.c_str());
+    if (!tls.ca_file.empty()) SSL_set1_host(tls_, tls.server_name.c_str());
+  }
+  if (!tls.alpn.empty()) {
+    SSL_set_alpn_protos(tls_, reinterpret_cast<const unsigned char*>(tls.alpn.data()),
+                        static_cast<unsigned>(tls.alpn.size()));
+  }
+  if (tls.session) SSL_set_session(tls_, tls.session.get());
+  ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_NONBLOCK);
+  const auto deadline = clock::now() + 10s;
+  ERR_clear_error();
+  for (int r; (r = SSL_connect(tls_)) != 1;) {
+    if (!wait_for_tls(tls_, fd_, r, deadline)) {
+      // The delegated constructor has finished: the destructor frees what is here.
+      const int e = SSL_get_error(tls_, r);
+      const int saved = errno;
+      throw std::runtime_error(
+          "TLS handshake failed (SSL_get_error " + std::to_string(e) +
+          (e == SSL_ERROR_SYSCALL ? ", " + std::string(std::strerror(saved)) : std::string()) +
+          "): " + tls_reason());
+    }
+  }
+}
+
 raw_client::~raw_client() {
+  // Marked as shut down (nothing is sent), so that OpenSSL keeps its session resumable.
+  if (tls_) SSL_set_shutdown(tls_, SSL_SENT_SHUTDOWN);
+  if (tls_) SSL_free(tls_);
+  if (tls_ctx_) SSL_CTX_free(tls_ctx_);
   if (fd_ >= 0) ::close(fd_);
 }
 
+bool raw_client::resumed() const {
+  return tls_ && SSL_session_reused(tls_);
+}
+
+std::string raw_client::alpn() const {
+  const unsigned char* p = nullptr;
+  unsigned n = 0;
+  if (tls_) SSL_get0_alpn_selected(tls_, &p, &n);
+  return std::string(reinterpret_cast<const char*>(p), n);
+}
+
+std::string raw_client::peer_name() const {
+  if (!tls_) return {};
+  X509* peer = SSL_get1_peer_certificate(tls_);
+  if (!peer) return {};
+  char cn[256] = {};
+  X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, sizeof cn);
+  X509_free(peer);
+  return cn;
+}
+
+bool raw_client::close_notify_received() const {
+  return tls_ && (SSL_get_shutdown(tls_) & SSL_RECEIVED_SHUTDOWN);
+}
+
+std::shared_ptr<SSL_SESSION> raw_client::session() const {
+  SSL_SESSION* s = tls_ ? SSL_get1_session(tls_) : nullptr;
+  return {s, SSL_SESSION_free};
+}
+
 void raw_client::send(std::string_view bytes) {
+  const auto deadline = clock::now() + 10s;
+  while (tls_ && !bytes.empty()) {
+    std::size_t n = 0;
+    ERR_clear_error();
+    const int r = SSL_write_ex(tls_, bytes.data(), bytes.size(), &n);
+    if (r == 1) {
+      bytes.remove_prefix(n);
+    } else if (!wait_for_tls(tls_, fd_, r, deadline)) {
+      throw std::runtime_error("TLS write failed: " + tls_reason());
+    }
+  }
   while (!bytes.empty()) {
     ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
     if (n < 0) {
@@ -312,13 +425,33 @@ void raw_client::send(std::string_view bytes) {
 }
 
 void raw_client::shutdown_write() {
+  if (tls_) SSL_shutdown(tls_);  // close_notify
   ::shutdown(fd_, SHUT_WR);
 }
 
 bool raw_client::fill(clock::time_point deadline) {
+  char buf[16384];
+  // Over TLS, records that carry no data (session tickets) come and go: wait for data.
+  while (tls_) {
+    std::size_t n = 0;
+    ERR_clear_error();
+    const int r = SSL_read_ex(tls_, buf, sizeof buf, &n);
+    if (r == 1) {
+      buffer_.append(buf, n);
+      return true;
+    }
+    const int e = SSL_get_error(tls_, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+      if (!wait_for_tls(tls_, fd_, r, deadline))
+        throw std::runtime_error("timed out waiting for the server; got: " + buffer_);
+      continue;
+    }
+    if (e == SSL_ERROR_SYSCALL && errno == ECONNRESET) reset_ = true;
+    ERR_clear_error();
+    return false;  // close_notify, the end of stream, or a failure
+  }
   if (!wait_readable(fd_, deadline))
     throw std::runtime_error("timed out waiting for the server; got: " + buffer_);
-  char buf[16384];
   ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
   if (n > 0) {
     buffer_.append(buf, static_cast<std::size_t>(n));
@@ -369,7 +502,14 @@ std::string raw_client::read_exactly(std::size_t n, std::chrono::milliseconds wi
 }
 
 bool raw_client::readable_within(std::chrono::milliseconds within) {
-  return !buffer_.empty() || wait_readable(fd_, clock::now() + within);
+  if (!buffer_.empty()) return true;
+  if (!tls_) return wait_readable(fd_, clock::now() + within);
+  try {
+    fill(clock::now() + within);  // data, or the end
+    return true;
+  } catch (const std::runtime_error&) {
+    return false;
+  }
 }
 
 bool raw_client::reset_within(std::chrono::milliseconds within) {

@@ -4,6 +4,7 @@
 // cases, and the one parser of raw responses. Everything waits on events with a deadline;
 // nothing sleeps to synchronise.
 
+#include <openssl/ssl.h>
 #include <strings.h>
 #include <sys/types.h>
 
@@ -12,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -40,7 +42,10 @@ class server_process {
   server_process(const server_process&) = delete;
   server_process& operator=(const server_process&) = delete;
 
+  /// The first port it reported.
   std::uint16_t port() const { return port_; }
+  /// The first port it reported as "https://"; 0 if none.
+  std::uint16_t https_port() const { return https_port_; }
   /// "127.0.0.1:PORT"
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   /// "http://127.0.0.1:PORT"
@@ -57,7 +62,7 @@ class server_process {
 
  private:
   pid_t pid_ = -1;
-  std::uint16_t port_ = 0;
+  std::uint16_t port_ = 0, https_port_ = 0;
   int status_ = -1;
   int stdout_fd_ = -1;
   std::string stderr_path_;
@@ -73,12 +78,29 @@ struct command_result {
 command_result run(const std::vector<std::string>& argv, std::chrono::milliseconds within = 20s,
                    std::string_view input = {});
 
-/// A TCP client on 127.0.0.1 that sends and receives exact bytes.
+/// How a raw_client speaks TLS (OpenSSL, TLS 1.2 or 1.3).
+struct tls_client_options {
+  /// The CA to verify the server's certificate against; empty: no verification.
+  std::string ca_file;
+  /// The SNI host name sent (and verified, with ca_file); empty: none sent.
+  std::string server_name;
+  /// A session to resume (from session() of an earlier client).
+  std::shared_ptr<SSL_SESSION> session;
+  /// ALPN protocols offered, in wire format; empty: none.
+  std::string alpn = std::string("\x08http/1.1", 9);
+  /// The newest version to offer (e.g. TLS1_2_VERSION); 0: the newest.
+  int max_version = 0;
+};
+
+/// A TCP client on 127.0.0.1 that sends and receives exact bytes, in the clear or over TLS.
 class raw_client {
  public:
   /// Connects; a receive_buffer above zero sets SO_RCVBUF first (a small window makes a client
   /// that stops reading fill the server's socket quickly).
   explicit raw_client(std::uint16_t port, int receive_buffer = 0);
+  /// Connects and completes a TLS handshake; throws std::runtime_error with OpenSSL's reason
+  /// when it fails.
+  raw_client(std::uint16_t port, const tls_client_options& tls);
   ~raw_client();
   raw_client(const raw_client&) = delete;
   raw_client& operator=(const raw_client&) = delete;
@@ -107,6 +129,18 @@ class raw_client {
   bool was_reset() const { return reset_; }
   int fd() const { return fd_; }
 
+  /// Over TLS: whether the handshake resumed a session.
+  bool resumed() const;
+  /// Over TLS: the protocol ALPN selected; "" for none.
+  std::string alpn() const;
+  /// Over TLS: the common name of the certificate the server presented.
+  std::string peer_name() const;
+  /// Over TLS: whether the server's close_notify has arrived.
+  bool close_notify_received() const;
+  /// Over TLS: the session to resume later. TLS 1.3 tickets come after the handshake: read a
+  /// response first.
+  std::shared_ptr<SSL_SESSION> session() const;
+
  private:
   // Reads more into buffer_; false at end of stream (or reset); throws at the deadline.
   bool fill(std::chrono::steady_clock::time_point deadline);
@@ -114,6 +148,8 @@ class raw_client {
   // when head_only) and takes its raw bytes off; throws at the deadline or a premature close.
   std::string take_one(std::chrono::milliseconds within, bool head_only);
   int fd_ = -1;
+  SSL_CTX* tls_ctx_ = nullptr;
+  SSL* tls_ = nullptr;
   std::string buffer_;
   bool reset_ = false;
 };

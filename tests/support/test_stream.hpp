@@ -36,6 +36,8 @@ struct test_stream_state {
   std::size_t fail_read = 0;
   /// The n-th write (counting from 1) fails with error; 0: none does.
   std::size_t fail_write = 0;
+  /// opening() says so, as a TLS stream in its handshake does.
+  bool opening = false;
   /// Bytes writes take before they say want_write, as a full socket would; the test adds room.
   std::size_t write_room = std::numeric_limits<std::size_t>::max();
 
@@ -69,6 +71,8 @@ class test_stream {
   }
 
   bool may_read() const noexcept { return readable_; }
+
+  bool opening() const noexcept { return state_->opening; }
 
   io_result read(char* p, std::size_t n) noexcept {
     auto& s = *state_;

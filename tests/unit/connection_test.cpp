@@ -271,6 +271,29 @@ TEST_F(Connection, AfterAHandoverADrainWaitsForTheRequestOfAConnectionAcceptedIn
   EXPECT_EQ(state(), connection_state::closing);
 }
 
+TEST_F(Connection, ADrainLeavesAClientInItsHandshakeToSendItsRequest) {
+  auto st = open();
+  st->opening = true;  // a TLS ClientHello has been read, the handshake goes on
+  w->draining = true;
+  conn()->on_drain();
+  EXPECT_FALSE(st->shut_down);
+  ASSERT_EQ(state(), connection_state::fresh);
+  st->opening = false;
+  arrive(*st, get);
+  EXPECT_EQ(st->output.substr(0, 17), "HTTP/1.1 200 OK\r\n");
+  EXPECT_NE(st->output.find("Connection: close"), std::string::npos);
+}
+
+TEST_F(Connection, APeerOfAnotherProtocolIsToldSoInPlainTextAndClosed) {
+  auto st = open();
+  st->read_script.push_back(io_status::other_protocol);  // plain HTTP on a TLS port
+  conn()->on_ready(EPOLLIN);
+  EXPECT_EQ(st->output.substr(0, 26), "HTTP/1.1 400 Bad Request\r\n");
+  EXPECT_NE(st->output.find("plain HTTP was sent to it"), std::string::npos) << st->output;
+  EXPECT_TRUE(st->shut_down);
+  EXPECT_EQ(state(), connection_state::closing);
+}
+
 TEST_F(Connection, AClientsEndOfStreamBetweenRequestsClosesWithoutAWord) {
   auto st = open();
   arrive(*st, get);

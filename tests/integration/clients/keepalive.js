@@ -6,13 +6,14 @@
 //   peers N         distinct client ports the server saw (the body of /peer)
 //   bad TEXT        the first unexpected answer, if any
 // Usage: node keepalive.js BASE_URL PATH COUNT MAX_SOCKETS MODE
+// An https:// BASE_URL goes through Node's https module (trusting NODE_EXTRA_CA_CERTS).
 'use strict';
-const http = require('http');
 
 const [base, path, countText, maxText, mode] = process.argv.slice(2);
 const count = Number(countText);
-const agent = new http.Agent({ keepAlive: true, maxSockets: Number(maxText) });
 const url = new URL(path, base);
+const http = require(url.protocol === 'https:' ? 'https' : 'http');
+const agent = new http.Agent({ keepAlive: true, maxSockets: Number(maxText) });
 const sockets = new Set();
 
 function get() {

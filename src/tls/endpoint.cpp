@@ -1,0 +1,127 @@
+#include "tls/endpoint.hpp"
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+
+#include <chrono>
+
+namespace lameduck::detail {
+
+namespace {
+
+tls_endpoint& endpoint_of(SSL* ssl) noexcept {
+  return *static_cast<tls_endpoint*>(SSL_get_app_data(ssl));
+}
+
+// The one protocol a connection speaks: HTTP/1.1 (RFC 7301).
+int select_http11(SSL*, const unsigned char** out, unsigned char* out_size, const unsigned char* in,
+                  unsigned int in_size, void*) {
+  static const unsigned char http11[] = "\x08http/1.1";
+  unsigned char* chosen = nullptr;
+  if (SSL_select_next_proto(&chosen, out_size, http11, sizeof http11 - 1, in, in_size) !=
+      OPENSSL_NPN_NEGOTIATED) {
+    return SSL_TLSEXT_ERR_NOACK;  // a client without http/1.1 in its list still gets HTTP/1.1
+  }
+  *out = chosen;
+  return SSL_TLSEXT_ERR_OK;
+}
+
+// Called for every ClientHello, with or without SNI: the handshake moves to the endpoint's
+// current set, so a reload between the accept and the ClientHello is already in effect.
+int select_certificate(SSL* ssl, int*, void*) {
+  SSL_CTX* chosen =
+      endpoint_of(ssl).certificates->select(SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name));
+  if (chosen != SSL_get_SSL_CTX(ssl)) SSL_set_SSL_CTX(ssl, chosen);
+  return SSL_TLSEXT_ERR_OK;
+}
+
+int ticket_key(SSL* ssl, unsigned char name[16], unsigned char* iv, EVP_CIPHER_CTX* cipher,
+               EVP_MAC_CTX* mac, int encrypting) {
+  ticket_keys& keys = endpoint_of(ssl).tickets;
+  const auto now = std::chrono::steady_clock::now();
+  return encrypting ? keys.encrypt(name, iv, cipher, mac, now)
+                    : keys.decrypt(name, iv, cipher, mac, now);
+}
+
+int write_without_sigpipe(BIO* b, const char* data, int size) {
+  // kTLS sends its control records (alerts) with sendmsg() and a flag that BIO keeps among
+  // the bits it reserves for kTLS: those go the socket BIO's own way.
+  constexpr int ktls_control_message = 0x1000;
+  if (BIO_test_flags(b, ktls_control_message)) {
+    return BIO_meth_get_write(const_cast<BIO_METHOD*>(BIO_s_socket()))(b, data, size);
+  }
+  int fd = -1;
+  BIO_get_fd(b, &fd);
+  errno = 0;
+  const ssize_t n = ::send(fd, data, static_cast<std::size_t>(size), MSG_NOSIGNAL);
+  BIO_clear_retry_flags(b);
+  if (n <= 0 && BIO_sock_should_retry(static_cast<int>(n))) BIO_set_retry_write(b);
+  return static_cast<int>(n);
+}
+
+BIO_METHOD* make_socket_bio_method() {
+  auto* base = const_cast<BIO_METHOD*>(BIO_s_socket());
+  BIO_METHOD* m = BIO_meth_new(BIO_TYPE_SOCKET, "lameduck socket");
+  if (!m) return nullptr;
+  BIO_meth_set_write(m, write_without_sigpipe);
+  BIO_meth_set_read(m, BIO_meth_get_read(base));
+  BIO_meth_set_puts(m, BIO_meth_get_puts(base));
+  BIO_meth_set_ctrl(m, BIO_meth_get_ctrl(base));
+  BIO_meth_set_create(m, BIO_meth_get_create(base));
+  BIO_meth_set_destroy(m, BIO_meth_get_destroy(base));
+  return m;
+}
+
+}  // namespace
+
+const BIO_METHOD* socket_bio_method() noexcept {
+  static BIO_METHOD* const method = make_socket_bio_method();  // for the process's lifetime
+  return method;
+}
+
+bool configure_context(SSL_CTX* ctx, const tls_options& settings, std::string& why) {
+  SSL_CTX_set_min_proto_version(ctx, settings.min_version);
+  if (SSL_CTX_set_cipher_list(ctx, settings.ciphers.c_str()) != 1) {
+    why = "tls.ciphers: no usable cipher in \"" + settings.ciphers + "\"";
+    ERR_clear_error();
+    return false;
+  }
+  if (!settings.ciphersuites.empty() &&
+      SSL_CTX_set_ciphersuites(ctx, settings.ciphersuites.c_str()) != 1) {
+    why = "tls.ciphersuites: no usable cipher suite in \"" + settings.ciphersuites + "\"";
+    ERR_clear_error();
+    return false;
+  }
+  std::uint64_t options = SSL_OP_NO_RENEGOTIATION |
+                          // A client that closes without close_notify is an ordinary end of
+                          // stream, as over TCP, not an error.
+                          SSL_OP_IGNORE_UNEXPECTED_EOF;
+  if (settings.kernel_tls) options |= SSL_OP_ENABLE_KTLS;
+  if (settings.session_lifetime.count() == 0) options |= SSL_OP_NO_TICKET;
+  SSL_CTX_set_options(ctx, options);
+  // Partial writes and a buffer that moves between retries: a connection's output grows while
+  // a write waits for room. Released buffers: an idle connection holds no record buffers.
+  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                            SSL_MODE_RELEASE_BUFFERS);
+  // A whole record (or several) per read from the socket, not its 5-byte header first.
+  SSL_CTX_set_read_ahead(ctx, 1);
+  SSL_CTX_set_alpn_select_cb(ctx, select_http11, nullptr);
+  SSL_CTX_set_tlsext_servername_callback(ctx, select_certificate);
+  // Sessions live in tickets only: no cache to lock or to grow. Every context of the
+  // listener has the same id, so a handshake that SNI moved to another one still resumes.
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  static const unsigned char session_id[] = "lameduck";
+  SSL_CTX_set_session_id_context(ctx, session_id, sizeof session_id - 1);
+  if (settings.session_lifetime.count() > 0) {
+    SSL_CTX_set_timeout(ctx, static_cast<long>(settings.session_lifetime.count()));
+    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_key);
+  } else {
+    SSL_CTX_set_num_tickets(ctx, 0);
+  }
+  return true;
+}
+
+}  // namespace lameduck::detail

@@ -1,0 +1,37 @@
+#pragma once
+// What a worker keeps for each TLS listener, and what every handshake on it reaches through
+// SSL_get_app_data(): the certificates new handshakes get (the worker's own reference,
+// replaced by a message from a reload, so no handshake takes a lock) and the worker's copy of
+// the listener's session-ticket keys.
+
+#include <openssl/ssl.h>
+
+#include <memory>
+#include <utility>
+
+#include <lameduck/options.hpp>
+
+#include "tls/certificates.hpp"
+#include "tls/session_tickets.hpp"
+
+namespace lameduck::detail {
+
+struct tls_endpoint {
+  tls_endpoint(std::shared_ptr<const certificate_set> c, const ticket_seed& seed)
+      : certificates(std::move(c)), tickets(seed) {}
+
+  std::shared_ptr<const certificate_set> certificates;
+  ticket_keys tickets;
+};
+
+/// OpenSSL's socket BIO, except that its writes never raise SIGPIPE (send with MSG_NOSIGNAL,
+/// as tcp_stream's do): a client that resets its connection while a response goes out must
+/// not kill the process that embeds the server, which may not ignore SIGPIPE.
+const BIO_METHOD* socket_bio_method() noexcept;
+
+/// Gives a context of a listener's certificate set the settings every handshake on the
+/// listener shares (versions, ciphers, options, ALPN http/1.1, SNI selection, ticket keys from
+/// the endpoint); false with `why` set if OpenSSL refuses one (a bad cipher list).
+bool configure_context(SSL_CTX* ctx, const tls_options& settings, std::string& why);
+
+}  // namespace lameduck::detail

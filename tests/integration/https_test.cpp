@@ -1,0 +1,398 @@
+// HTTPS against the real binaries (lameduck-hello, lameduck-test-server) with certificates
+// made for the test run (test_pki): curl, Node.js's https client and an OpenSSL client of the
+// test's own; SNI, ALPN, session tickets; what a client that does not speak TLS gets; and
+// certificate reloads, good and bad, with connections open.
+
+#include <gtest/gtest.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "certificates.hpp"
+#include "harness.hpp"
+
+namespace lameduck::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+class Https : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    pki_ = new test_pki;
+    ec_ = new test_pki::issued(pki_->issue("localhost"));
+    certificate_spec rsa;
+    rsa.key_type = "RSA";
+    rsa_ = new test_pki::issued(pki_->issue("rsa", rsa));
+    certificate_spec other;
+    other.dns_names = {"*.example.test", "www.other.test"};
+    other.loopback_ip = false;
+    other_ = new test_pki::issued(pki_->issue("other", other));
+  }
+  static void TearDownTestSuite() {
+    delete other_;
+    delete rsa_;
+    delete ec_;
+    delete pki_;
+  }
+
+  // lameduck-hello on an HTTPS address, presenting the given certificates (SNI order).
+  static server_process hello(const std::vector<const test_pki::issued*>& certs,
+                              std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv{bin_path("lameduck-hello"), "--threads", "2", "--tls-listen",
+                                  "127.0.0.1:0"};
+    for (const auto* c : certs)
+      argv.insert(argv.end(), {"--tls-cert", c->certificate, "--tls-key", c->key});
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return server_process(argv);
+  }
+
+  static tls_client_options trusting(std::string server_name = {}) {
+    tls_client_options o;
+    o.ca_file = pki_->ca_file();
+    o.server_name = std::move(server_name);
+    return o;
+  }
+
+  // A GET on the client, its response parsed.
+  static http_response get(raw_client& c, std::string_view target = "/") {
+    c.send("GET " + std::string(target) + " HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    std::string wire = c.read_response();
+    std::string_view rest = wire;
+    return take_response(rest);
+  }
+
+  static test_pki* pki_;
+  static test_pki::issued *ec_, *rsa_, *other_;
+};
+
+test_pki* Https::pki_ = nullptr;
+test_pki::issued *Https::ec_ = nullptr, *Https::rsa_ = nullptr, *Https::other_ = nullptr;
+
+TEST_F(Https, CurlGetsAnswersOnOneConnection) {
+  auto server = hello({ec_});
+  const std::string url = "https://localhost:" + std::to_string(server.port()) + "/";
+  auto r = run({"curl", "-sS", "--max-time", "10", "--cacert", pki_->ca_file(), "--resolve",
+                "localhost:" + std::to_string(server.port()) + ":127.0.0.1", "-w",
+                "%{http_version} %{num_connects}\n", url, url});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // Two answers; the second went out on the first one's connection.
+  EXPECT_EQ(r.out, "Hello, World!\n1.1 1\nHello, World!\n1.1 0\n");
+}
+
+TEST_F(Https, NodeHttpsClientKeepsItsConnectionsAlive) {
+  auto server = hello({ec_});
+  auto r = run(
+      {"env", "NODE_EXTRA_CA_CERTS=" + pki_->ca_file(), "node", source_path("clients/keepalive.js"),
+       "https://localhost:" + std::to_string(server.port()) + "/", "/", "100", "2", "sequential"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto report = key_values(r.out);
+  EXPECT_EQ(report["ok"], "100") << r.out;
+  EXPECT_EQ(report["sockets"], "1") << r.out;
+}
+
+TEST_F(Https, AlpnChoosesHttp11AndAClientWithoutAlpnIsServedToo) {
+  auto server = hello({ec_});
+  raw_client offered(server.port(), trusting());
+  EXPECT_EQ(offered.alpn(), "http/1.1");
+  EXPECT_EQ(get(offered).status, 200);
+  auto o = trusting();
+  o.alpn = std::string("\x02h2", 3);  // a protocol lameduck does not speak: no ALPN, HTTP/1.1
+  raw_client other(server.port(), o);
+  EXPECT_EQ(other.alpn(), "");
+  EXPECT_EQ(get(other).status, 200);
+  o.alpn.clear();
+  raw_client none(server.port(), o);
+  EXPECT_EQ(get(none).status, 200);
+}
+
+TEST_F(Https, SniChoosesTheCertificateAndTheFirstIsTheDefault) {
+  auto server = hello({ec_, other_});
+  auto presented = [&](const std::string& name) {
+    tls_client_options o;  // unverified: the point is which certificate comes
+    o.server_name = name;
+    raw_client c(server.port(), o);
+    EXPECT_EQ(get(c).status, 200);
+    return c.peer_name();
+  };
+  EXPECT_EQ(presented("localhost"), "localhost");
+  EXPECT_EQ(presented("www.other.test"), "other");
+  EXPECT_EQ(presented("WWW.Other.Test"), "other");        // names are case-insensitive
+  EXPECT_EQ(presented("a.example.test"), "other");        // wildcard
+  EXPECT_EQ(presented("a.b.example.test"), "localhost");  // a wildcard covers one label
+  EXPECT_EQ(presented("example.test"), "localhost");
+  EXPECT_EQ(presented("unknown.test"), "localhost");
+  EXPECT_EQ(presented(""), "localhost");  // no SNI
+  // And a client that verifies accepts what it is given.
+  raw_client verified(server.port(), trusting("a.example.test"));
+  EXPECT_EQ(get(verified).status, 200);
+}
+
+TEST_F(Https, SessionTicketsResumeOverTls13AndTls12) {
+  auto server = hello({ec_});
+  for (int version : {TLS1_3_VERSION, TLS1_2_VERSION}) {
+    auto o = trusting("localhost");
+    o.max_version = version;
+    std::shared_ptr<SSL_SESSION> session;
+    {
+      raw_client first(server.port(), o);
+      EXPECT_FALSE(first.resumed());
+      EXPECT_EQ(get(first).status, 200);  // TLS 1.3 tickets come after the handshake
+      session = first.session();
+    }
+    o.session = session;
+    raw_client again(server.port(), o);
+    EXPECT_TRUE(again.resumed()) << "version " << version;
+    EXPECT_EQ(get(again).status, 200);
+  }
+}
+
+TEST_F(Https, PlainHttpOnTheTlsPortGetsAPlainTextBadRequest) {
+  auto server = hello({ec_});
+  raw_client c(server.port());
+  c.send("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+  std::string wire = c.read_response();
+  std::string_view rest = wire;
+  auto r = take_response(rest);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("HTTPS"), std::string::npos) << r.body;
+  EXPECT_EQ(r.field("Connection"), "close");
+  EXPECT_TRUE(c.closed_within(5s));
+  EXPECT_FALSE(c.was_reset());
+  raw_client tls(server.port(), trusting());
+  EXPECT_EQ(get(tls).status, 200);
+}
+
+TEST_F(Https, GarbageAndADisconnectMidRecordDisturbNothingElse) {
+  auto server = hello({ec_});
+  raw_client busy(server.port(), trusting());
+  EXPECT_EQ(get(busy).status, 200);
+  {
+    raw_client garbage(server.port());
+    garbage.send(std::string("\x16\x03\x01\x00\x08garbage!", 13));
+    EXPECT_TRUE(garbage.closed_within(5s));
+  }
+  {
+    raw_client binary(server.port());
+    binary.send(std::string(64, '\x01'));
+    EXPECT_TRUE(binary.closed_within(5s));
+  }
+  {
+    // Half of a record (its header says 200 bytes; 10 come), then the client is gone.
+    raw_client cut(server.port());
+    cut.send(std::string("\x16\x03\x01\x00\xc8", 5) + std::string(10, 'x'));
+  }
+  EXPECT_EQ(get(busy).status, 200);
+  raw_client fresh(server.port(), trusting());
+  EXPECT_EQ(get(fresh).status, 200);
+}
+
+TEST_F(Https, AClientThatResetsMidResponseDisturbsNothingElse) {
+  // OpenSSL's own socket BIO writes with write(): the reset would raise SIGPIPE and kill the
+  // process, which this test server does not ignore.
+  auto server = start_test_server({"--tls-cert", ec_->certificate, "--tls-key", ec_->key});
+  const linger abort{1, 0};  // close() sends a reset
+  for (int i = 0; i < 20; ++i) {
+    // Gone right after the handshake, while the server writes its session tickets...
+    raw_client leaving(server.port(), trusting());
+    ::setsockopt(leaving.fd(), SOL_SOCKET, SO_LINGER, &abort, sizeof abort);
+  }
+  for (int i = 0; i < 3; ++i) {
+    // ... or in the middle of a long response.
+    raw_client leaving(server.port(), trusting());
+    leaving.send("GET /big?bytes=8000000 HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    ASSERT_TRUE(leaving.readable_within(5s));
+    ::setsockopt(leaving.fd(), SOL_SOCKET, SO_LINGER, &abort, sizeof abort);
+  }
+  raw_client after(server.port(), trusting());
+  EXPECT_EQ(get(after).status, 200);
+}
+
+TEST_F(Https, AStalledHandshakeEndsAtTheHeaderTimeoutAsFresh) {
+  auto server = start_test_server(
+      {"--tls-cert", ec_->certificate, "--tls-key", ec_->key, "--header-timeout-ms", "300"});
+  raw_client stalled(server.port());
+  stalled.send(std::string("\x16\x03\x01", 3));  // a record header, cut short
+  const auto began = std::chrono::steady_clock::now();
+  EXPECT_TRUE(stalled.closed_within(5s));
+  EXPECT_GE(std::chrono::steady_clock::now() - began, 250ms);
+  raw_client tls(server.port(), trusting());
+  EXPECT_EQ(get(tls).status, 200);
+}
+
+TEST_F(Https, ADrainSendsOneCloseNotifyAfterTheLastResponse) {
+  auto server = hello({ec_});
+  raw_client idle(server.port(), trusting());
+  EXPECT_EQ(get(idle).status, 200);
+  raw_client busy(server.port(), trusting());
+  busy.send("GET /delay?ms=500 HTTP/1.1\r\nHost: localhost\r\n\r\n");
+  ASSERT_FALSE(busy.readable_within(100ms));
+  server.signal(SIGTERM);
+  // The idle one is closed with a close_notify, the busy one after its answer.
+  EXPECT_TRUE(idle.closed_within(5s));
+  EXPECT_TRUE(idle.close_notify_received());
+  EXPECT_FALSE(idle.was_reset());
+  std::string wire = busy.read_response();
+  EXPECT_EQ(status_of(wire), 200);
+  EXPECT_EQ(header_of(wire, "Connection"), "close");
+  EXPECT_TRUE(busy.closed_within(5s));
+  EXPECT_TRUE(busy.close_notify_received());
+  EXPECT_EQ(server.wait_exit(), 0);
+}
+
+TEST_F(Https, PlainAndTlsListenersServeSideBySide) {
+  auto server = hello({ec_}, {"--listen", "127.0.0.1:0"});
+  ASSERT_NE(server.https_port(), 0);
+  ASSERT_NE(server.https_port(), server.port());
+  EXPECT_EQ(status_of(get_once(server.port())), 200);
+  raw_client tls(server.https_port(), trusting());
+  EXPECT_EQ(get(tls).status, 200);
+}
+
+TEST_F(Https, ACertificateThatCannotBeUsedFailsTheStartWithItsReason) {
+  auto mismatched = test_pki::issued{ec_->certificate, rsa_->key};
+  auto r = run({bin_path("lameduck-hello"), "--tls-listen", "127.0.0.1:0", "--tls-cert",
+                mismatched.certificate, "--tls-key", mismatched.key});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("does not match"), std::string::npos) << r.err;
+  r = run(
+      {bin_path("lameduck-hello"), "--tls-listen", "127.0.0.1:0", "--tls-cert", ec_->certificate});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("pairs"), std::string::npos) << r.err;
+}
+
+// ---- Reloads ---------------------------------------------------------------------------------
+
+// The files a server is started with, which the test then replaces.
+class HttpsReload : public Https {
+ protected:
+  void SetUp() override {
+    dir_ = temp_path("reload");
+    fs::remove(dir_);
+    fs::create_directory(dir_);
+    install(*ec_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string cert() const { return dir_ + "/server.crt"; }
+  std::string key() const { return dir_ + "/server.key"; }
+  // As an ACME client does it: each file written aside, then renamed over the old one.
+  void install(const test_pki::issued& c) {
+    fs::copy_file(c.certificate, cert() + ".new", fs::copy_options::overwrite_existing);
+    fs::rename(cert() + ".new", cert());
+    fs::copy_file(c.key, key() + ".new", fs::copy_options::overwrite_existing);
+    fs::rename(key() + ".new", key());
+  }
+  void write(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+
+  server_process test_server() {
+    return start_test_server({"--tls-cert", cert(), "--tls-key", key()});
+  }
+  // Sends SIGHUP and waits for the n-th line in which the test server says how a reload went.
+  static std::string reload(server_process& s, int n) {
+    s.signal(SIGHUP);
+    std::string line;
+    eventually([&] {
+      std::istringstream err(s.error_output());
+      int seen = 0;
+      while (seen < n && std::getline(err, line))
+        seen += line.starts_with("reload") ? 1 : 0;
+      return seen == n;
+    });
+    return line;
+  }
+
+  std::string dir_;
+};
+
+TEST_F(HttpsReload, NewHandshakesGetTheNewCertificateOpenConnectionsGoOn) {
+  auto server = test_server();
+  raw_client open(server.port(), trusting("localhost"));
+  EXPECT_EQ(get(open).status, 200);
+  EXPECT_EQ(open.peer_name(), "localhost");
+  auto session = open.session();
+
+  install(*rsa_);
+  EXPECT_EQ(reload(server, 1), "reloaded");
+  raw_client after(server.port(), trusting("localhost"));
+  EXPECT_EQ(after.peer_name(), "rsa");
+  EXPECT_EQ(get(after).status, 200);
+  // The connection from before goes on, and a ticket from before still resumes.
+  EXPECT_EQ(get(open).status, 200);
+  auto o = trusting("localhost");
+  o.session = session;
+  raw_client resumed(server.port(), o);
+  EXPECT_TRUE(resumed.resumed());
+  EXPECT_EQ(get(resumed).status, 200);
+}
+
+TEST_F(HttpsReload, EveryBadSetIsRefusedWithItsReasonAndTheOldOneStays) {
+  auto server = test_server();
+  certificate_spec spec;
+  spec.valid_from = std::chrono::hours(-48);
+  spec.valid_until = std::chrono::hours(-24);
+  auto expired = pki_->issue("expired", spec);
+  spec.valid_from = std::chrono::hours(24);
+  spec.valid_until = std::chrono::hours(48);
+  auto future = pki_->issue("future", spec);
+  spec = {};
+  spec.password = "secret";
+  auto encrypted = pki_->issue("encrypted", spec);
+  spec = {};
+  spec.dns_names = {};
+  spec.loopback_ip = false;
+  auto nameless = pki_->issue("nameless", spec);
+  struct bad {
+    std::function<void()> make;
+    std::string why;
+  };
+  std::vector<bad> bads = {
+      {[&] { fs::remove(key()); }, "cannot read the private key " + key() + ": No such file"},
+      {[&] {
+         install({ec_->certificate, rsa_->key});
+       },
+       "does not match"},
+      {[&] { install(expired); }, "has expired"},
+      {[&] { install(future); }, "not valid yet"},
+      {[&] { install(encrypted); }, "cannot load the private key"},
+      {[&] { write(cert(), "not a certificate\n"); }, "cannot load the certificate chain"},
+      {[&] {
+         install(*ec_);
+         write(key(), "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n");
+       },
+       "cannot load the private key"},
+  };
+  int n = 0;
+  for (const auto& b : bads) {
+    install(*ec_);
+    b.make();
+    const std::string line = reload(server, ++n);
+    EXPECT_NE(line.find("reload refused"), std::string::npos) << line;
+    EXPECT_NE(line.find(b.why), std::string::npos) << line;
+    raw_client c(server.port(), trusting("localhost"));
+    EXPECT_EQ(c.peer_name(), "localhost") << b.why;
+    EXPECT_EQ(get(c).status, 200);
+  }
+  // nameless: a certificate with a common name and nothing else still names a host.
+  install(nameless);
+  EXPECT_EQ(reload(server, ++n), "reloaded");
+}
+
+TEST_F(HttpsReload, WatchedFilesReloadOnceTheyHaveSettled) {
+  auto server =
+      start_test_server({"--tls-cert", cert(), "--tls-key", key(), "--tls-watch-ms", "100"});
+  install(*rsa_);
+  EXPECT_TRUE(eventually([&] {
+    raw_client c(server.port(), trusting("localhost"));
+    return c.peer_name() == "rsa";
+  }));
+}
+
+}  // namespace
+}  // namespace lameduck::testing
