@@ -260,7 +260,8 @@ class connection final : public connection_base {
         stream_.read(ex.input.get() + ex.input_end, exchange::input_capacity - ex.input_end);
     if (r.would_block()) {
       if (phase_ != phase::receiving) release_exchange();
-      if (close_if_nothing_arrived) return begin_close(), true;  // half-close and linger
+      // Half-close and linger; unless this very read began a TLS handshake.
+      if (close_if_nothing_arrived && !stream_.opening()) return begin_close(), true;
       return false;
     }
     if (r.status == io_status::other_protocol) {

@@ -45,6 +45,9 @@ class tcp_stream {
   // before the first readiness event.
   bool may_read() const noexcept { return readable_; }
 
+  // Whether epoll said the client has finished sending (or the socket failed).
+  bool hung_up() const noexcept { return hung_up_; }
+
   // TCP's opening is the kernel's: an accepted stream is open.
   bool opening() const noexcept { return false; }
 

@@ -26,7 +26,8 @@ struct tls_endpoint {
 
 /// OpenSSL's socket BIO, except that its writes never raise SIGPIPE (send with MSG_NOSIGNAL,
 /// as tcp_stream's do): a client that resets its connection while a response goes out must
-/// not kill the process that embeds the server, which may not ignore SIGPIPE.
+/// not kill the process that embeds the server, which may not ignore SIGPIPE. And each read
+/// sets the bool its callback argument points to (if any) to whether it came back short.
 const BIO_METHOD* socket_bio_method() noexcept;
 
 /// Gives a context of a listener's certificate set the settings every handshake on the
