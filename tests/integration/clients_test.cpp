@@ -1,5 +1,5 @@
-// Real clients against lameduck-test-server: curl, and Node.js's http client with a keep-alive
-// agent (scripts in clients/).
+// Real clients against lameduck-test-server: curl, and Node.js's http and https clients with a
+// keep-alive agent (scripts in clients/), over plain TCP and over TLS.
 
 #include <gtest/gtest.h>
 
@@ -12,26 +12,36 @@ const std::string hello = "Hello, World!\n";
 
 command_result curl(std::vector<std::string> args, std::string_view input = {}) {
   std::vector<std::string> argv{"curl", "-sS", "--max-time", "20"};
+  if (current_transport() == transport::tls) {
+    argv.insert(argv.end(), {"--cacert", tls_certificate().ca});
+  }
   argv.insert(argv.end(), args.begin(), args.end());
   return run(argv, 30s, input);
 }
 
 command_result node(const std::string& script, std::vector<std::string> args) {
-  std::vector<std::string> argv{"node", source_path("clients/" + script)};
+  std::vector<std::string> argv{"env", "NODE_EXTRA_CA_CERTS=" + tls_certificate().ca, "node",
+                                source_path("clients/" + script)};
   argv.insert(argv.end(), args.begin(), args.end());
   return run(argv, 60s);
 }
 
+// Over plain TCP and over HTTPS alike.
+class HttpCurl : public over_both_transports {};
+INSTANTIATE_TEST_SUITE_P(Transports, HttpCurl, both_transports(), transport_name);
+class HttpNode : public over_both_transports {};
+INSTANTIATE_TEST_SUITE_P(Transports, HttpNode, both_transports(), transport_name);
+
 // --- curl ------------------------------------------------------------------------------------
 
-TEST(HttpCurl, GetsHello) {
+TEST_P(HttpCurl, GetsHello) {
   auto server = start_test_server();
   auto r = curl({server.url("/")});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, hello);
 }
 
-TEST(HttpCurl, PostsABodyWithContentLengthAndGetsItEchoed) {
+TEST_P(HttpCurl, PostsABodyWithContentLengthAndGetsItEchoed) {
   auto server = start_test_server();
   std::string body = "quack\n";
   for (int i = 0; i < 1000; ++i)
@@ -43,7 +53,7 @@ TEST(HttpCurl, PostsABodyWithContentLengthAndGetsItEchoed) {
   EXPECT_EQ(r.out, body);
 }
 
-TEST(HttpCurl, PostsAChunkedBodyAndGetsItEchoed) {
+TEST_P(HttpCurl, PostsAChunkedBodyAndGetsItEchoed) {
   auto server = start_test_server();
   std::string body;
   for (int i = 0; i < 5000; ++i)
@@ -57,7 +67,7 @@ TEST(HttpCurl, PostsAChunkedBodyAndGetsItEchoed) {
   EXPECT_TRUE(r.out == body);
 }
 
-TEST(HttpCurl, GetsOnlyTheHeadWithHead) {
+TEST_P(HttpCurl, GetsOnlyTheHeadWithHead) {
   auto server = start_test_server();
   auto r = curl({"-I", server.url("/")});
   EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -66,7 +76,7 @@ TEST(HttpCurl, GetsOnlyTheHeadWithHead) {
   EXPECT_EQ(r.out.substr(r.out.size() - 4), "\r\n\r\n") << "a body followed the head: " << r.out;
 }
 
-TEST(HttpCurl, ReceivesAStreamedResponseWhole) {
+TEST_P(HttpCurl, ReceivesAStreamedResponseWhole) {
   auto server = start_test_server();
   auto r = curl({"-v", server.url("/stream?chunks=5&interval_ms=20")});
   EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -74,7 +84,7 @@ TEST(HttpCurl, ReceivesAStreamedResponseWhole) {
   EXPECT_EQ(r.out, "piece 0\npiece 1\npiece 2\npiece 3\npiece 4\n");
 }
 
-TEST(HttpCurl, ReusesOneConnectionForSeveralRequests) {
+TEST_P(HttpCurl, ReusesOneConnectionForSeveralRequests) {
   auto server = start_test_server();
   auto r = curl({server.url("/peer"), server.url("/peer"), server.url("/peer")});
   EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -83,7 +93,7 @@ TEST(HttpCurl, ReusesOneConnectionForSeveralRequests) {
   EXPECT_EQ(r.out, first + first + first) << "curl had to open more than one connection";
 }
 
-TEST(HttpCurl, GetsContinueBeforeSendingALargeBody) {
+TEST_P(HttpCurl, GetsContinueBeforeSendingALargeBody) {
   // curl asks for 100-continue by itself for bodies of 1 MiB and more.
   auto server = start_test_server({"--max-body-bytes", std::to_string(8 << 20)});
   std::string body(2 << 20, 'q');
@@ -98,7 +108,7 @@ TEST(HttpCurl, GetsContinueBeforeSendingALargeBody) {
   EXPECT_TRUE(r.out == body);
 }
 
-TEST(HttpCurl, GetsContinueWhenItAsksForItOnASmallBody) {
+TEST_P(HttpCurl, GetsContinueWhenItAsksForItOnASmallBody) {
   auto server = start_test_server();
   auto r =
       curl({"-v", "-H", "Expect: 100-continue", "--data-binary", "quack", server.url("/echo")});
@@ -107,7 +117,7 @@ TEST(HttpCurl, GetsContinueWhenItAsksForItOnASmallBody) {
   EXPECT_EQ(r.out, "quack");
 }
 
-TEST(HttpCurl, GetsTheStatusOfAnErrorResponse) {
+TEST_P(HttpCurl, GetsTheStatusOfAnErrorResponse) {
   auto server = start_test_server();
   auto r = curl({"-w", "%{http_code}", "-o", "/dev/null", server.url("/throw"), "-o", "/dev/null",
                  server.url("/nowhere")});
@@ -117,7 +127,7 @@ TEST(HttpCurl, GetsTheStatusOfAnErrorResponse) {
 
 // --- Node.js http client with a keep-alive agent ---------------------------------------------
 
-TEST(HttpNode, ReusesOneOrTwoConnectionsForManySequentialRequests) {
+TEST_P(HttpNode, ReusesOneOrTwoConnectionsForManySequentialRequests) {
   auto server = start_test_server();
   auto r = node("keepalive.js", {server.url("/"), "/peer", "200", "2", "sequential"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -128,7 +138,7 @@ TEST(HttpNode, ReusesOneOrTwoConnectionsForManySequentialRequests) {
   EXPECT_EQ(report["peers"], report["sockets"]) << r.out;
 }
 
-TEST(HttpNode, SpreadsConcurrentRequestsOverTheAgentsSockets) {
+TEST_P(HttpNode, SpreadsConcurrentRequestsOverTheAgentsSockets) {
   auto server = start_test_server();
   // Each request waits 20 ms in the server, so all four sockets are needed at once.
   auto r = node("keepalive.js", {server.url("/"), "/delay?ms=20", "100", "4", "concurrent"});
@@ -139,7 +149,7 @@ TEST(HttpNode, SpreadsConcurrentRequestsOverTheAgentsSockets) {
   EXPECT_EQ(report["sockets"], "4") << r.out;
 }
 
-TEST(HttpNode, AnswersManyConcurrentRequestsFromOneAgent) {
+TEST_P(HttpNode, AnswersManyConcurrentRequestsFromOneAgent) {
   auto server = start_test_server();
   auto r = node("keepalive.js", {server.url("/"), "/peer", "1000", "16", "concurrent"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -150,7 +160,7 @@ TEST(HttpNode, AnswersManyConcurrentRequestsFromOneAgent) {
   EXPECT_EQ(report["peers"], report["sockets"]) << r.out;
 }
 
-TEST(HttpNode, SendsAndReceivesChunkedBodiesOverOneKeptAliveSocket) {
+TEST_P(HttpNode, SendsAndReceivesChunkedBodiesOverOneKeptAliveSocket) {
   auto server = start_test_server();
   auto r = node("chunked.js", {server.url("/")});
   ASSERT_EQ(r.exit_code, 0) << r.err;

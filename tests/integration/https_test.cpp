@@ -24,6 +24,9 @@ namespace fs = std::filesystem;
 
 class Https : public ::testing::Test {
  protected:
+  // raw_client(port) speaks plain TCP here: TLS clients say so.
+  void SetUp() override { use_transport(transport::tcp); }
+
   static void SetUpTestSuite() {
     pki_ = new test_pki;
     ec_ = new test_pki::issued(pki_->issue("localhost"));
@@ -150,6 +153,20 @@ TEST_F(Https, SessionTicketsResumeOverTls13AndTls12) {
     raw_client again(server.port(), o);
     EXPECT_TRUE(again.resumed()) << "version " << version;
     EXPECT_EQ(get(again).status, 200);
+    if (version == TLS1_3_VERSION) {
+      // A TLS 1.3 client uses a ticket once: a resumption brings a new one.
+      auto renewed = again.session();
+      const unsigned char *before = nullptr, *after = nullptr;
+      std::size_t before_size = 0, after_size = 0;
+      SSL_SESSION_get0_ticket(session.get(), &before, &before_size);
+      SSL_SESSION_get0_ticket(renewed.get(), &after, &after_size);
+      ASSERT_GT(after_size, 0u);
+      EXPECT_NE(std::string(reinterpret_cast<const char*>(before), before_size),
+                std::string(reinterpret_cast<const char*>(after), after_size));
+      o.session = renewed;
+      raw_client third(server.port(), o);
+      EXPECT_TRUE(third.resumed());
+    }
   }
 }
 

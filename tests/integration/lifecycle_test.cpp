@@ -119,6 +119,24 @@ bool can_bind(std::uint16_t port) {
   return ok;
 }
 
+constexpr std::string_view get_root = "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+constexpr std::string_view get_block = "GET /block HTTP/1.1\r\nHost: t\r\n\r\n";
+constexpr std::string_view get_upgrade =
+    "GET /upgrade HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n";
+
+// A request from a client in the kernel's accept queue: over TCP its bytes are in the socket
+// before the test goes on; over TLS only the ClientHello can be (the request needs the
+// server's answer to it), and send_deferred_request() sends it once the server runs again.
+void queue_request(raw_client& c) {
+  if (current_transport() == transport::tcp) {
+    c.send(get_root);
+    wait_delivered(c.fd(), get_root.size());
+  }
+}
+void send_deferred_request(raw_client& c) {
+  if (current_transport() == transport::tls) c.send(get_root);
+}
+
 // Whether the server ended the connection with a clean end of stream, not a reset; then closes
 // the client's side too, as an HTTP client does, which ends the server's linger.
 bool ends_cleanly(raw_client& c, std::chrono::milliseconds within = 5s) {
@@ -132,15 +150,16 @@ bool ready_within(const Future& f, std::chrono::milliseconds within) {
   return f.wait_for(within) == std::future_status::ready;
 }
 
-constexpr std::string_view get_root = "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
-constexpr std::string_view get_block = "GET /block HTTP/1.1\r\nHost: t\r\n\r\n";
-constexpr std::string_view get_upgrade =
-    "GET /upgrade HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n";
-
-class Lifecycle : public ::testing::Test {
+// Over plain TCP and over TLS alike: the server listens on one address of the transport.
+class Lifecycle : public over_both_transports {
  protected:
   Lifecycle() {
-    options.listen = {"127.0.0.1:0"};
+    if (GetParam() == transport::tls) {
+      const auto& files = tls_certificate();
+      options.tls_listen = {{"127.0.0.1:0", {{files.certificate, files.key, ""}}}};
+    } else {
+      options.listen = {"127.0.0.1:0"};
+    }
     options.threads = 1;
     options.timeouts.linger = 2s;
   }
@@ -239,6 +258,19 @@ class Lifecycle : public ::testing::Test {
   std::shared_future<stop_report> self_future;
 };
 
+INSTANTIATE_TEST_SUITE_P(Transports, Lifecycle, both_transports(), transport_name);
+
+// The options with the fixture's one address (plain or TLS) on this port.
+lameduck::server_options at_port(lameduck::server_options o, std::uint16_t port) {
+  const std::string address = "127.0.0.1:" + std::to_string(port);
+  if (o.tls_listen.empty()) {
+    o.listen = {address};
+  } else {
+    o.tls_listen[0].address = address;
+  }
+  return o;
+}
+
 // A client with one request answered, so that its connection is idle.
 std::unique_ptr<raw_client> idle_client(std::uint16_t port) {
   auto c = std::make_unique<raw_client>(port);
@@ -265,7 +297,7 @@ bool wait_count(const server& s, connection_state st, std::size_t n) {
 
 // ---- Every verb ----------------------------------------------------------------------------
 
-TEST_F(Lifecycle, EveryVerbIsIdempotentAndReturnsTheSameCompletion) {
+TEST_P(Lifecycle, EveryVerbIsIdempotentAndReturnsTheSameCompletion) {
   start();
   auto c = idle_client(port);
   auto a1 = server->stop_accepting();
@@ -285,7 +317,7 @@ TEST_F(Lifecycle, EveryVerbIsIdempotentAndReturnsTheSameCompletion) {
   EXPECT_TRUE(ready_within(server->stop_accepting(), 0ms));
 }
 
-TEST_F(Lifecycle, VerbsOnAServerNeverStartedCompleteAtOnce) {
+TEST_P(Lifecycle, VerbsOnAServerNeverStartedCompleteAtOnce) {
   server = std::make_unique<lameduck::server>(options, routes());
   EXPECT_TRUE(ready_within(server->destroy(), 0ms));
   EXPECT_TRUE(ready_within(server->close(), 0ms));
@@ -295,7 +327,7 @@ TEST_F(Lifecycle, VerbsOnAServerNeverStartedCompleteAtOnce) {
   EXPECT_TRUE(called);
 }
 
-TEST_F(Lifecycle, EachVerbAlsoCallsItsCompletionCallback) {
+TEST_P(Lifecycle, EachVerbAlsoCallsItsCompletionCallback) {
   start();
   event_flag accepted, stopped;
   stop_report got;
@@ -309,7 +341,7 @@ TEST_F(Lifecycle, EachVerbAlsoCallsItsCompletionCallback) {
   EXPECT_TRUE(got.graceful);
 }
 
-TEST_F(Lifecycle, VerbsCalledFromManyThreadsAtOnceCompleteOnce) {
+TEST_P(Lifecycle, VerbsCalledFromManyThreadsAtOnceCompleteOnce) {
   options.threads = 2;
   start();
   auto c = idle_client(port);
@@ -329,7 +361,7 @@ TEST_F(Lifecycle, VerbsCalledFromManyThreadsAtOnceCompleteOnce) {
   EXPECT_TRUE(ends_cleanly(*c));
 }
 
-TEST_F(Lifecycle, AVerbCalledInsideAHandlerDoesNotBlockItsLoop) {
+TEST_P(Lifecycle, AVerbCalledInsideAHandlerDoesNotBlockItsLoop) {
   start();
   raw_client c(port);
   c.send("GET /shutdown-self HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -344,14 +376,13 @@ TEST_F(Lifecycle, AVerbCalledInsideAHandlerDoesNotBlockItsLoop) {
 
 // ---- stop_accepting ------------------------------------------------------------------------
 
-TEST_F(Lifecycle, StopAcceptingFreesThePortAndKeepsServingOpenConnections) {
+TEST_P(Lifecycle, StopAcceptingFreesThePortAndKeepsServingOpenConnections) {
   start();
   auto c = idle_client(port);
   ASSERT_TRUE(ready_within(server->stop_accepting(), 10s));
   EXPECT_FALSE(server->ready());
   // Another server in this process binds the port at once.
-  lameduck::server_options o2 = options;
-  o2.listen = {"127.0.0.1:" + std::to_string(port)};
+  lameduck::server_options o2 = at_port(options, port);
   lameduck::server second(o2, [](const request&, response res) { res.send("second\n"); });
   std::error_code ec;
   second.start(ec);
@@ -369,7 +400,7 @@ TEST_F(Lifecycle, StopAcceptingFreesThePortAndKeepsServingOpenConnections) {
   EXPECT_TRUE(wait_count(*server, connection_state::idle, 1));  // marked idle just after writing
 }
 
-TEST_F(Lifecycle, StopAcceptingAcceptsWhatTheKernelHadQueuedFirst) {
+TEST_P(Lifecycle, StopAcceptingAcceptsWhatTheKernelHadQueuedFirst) {
   start();
   raw_client blocker(port);
   blocker.send(get_block);
@@ -377,13 +408,13 @@ TEST_F(Lifecycle, StopAcceptingAcceptsWhatTheKernelHadQueuedFirst) {
   std::vector<std::unique_ptr<raw_client>> queued;
   for (int i = 0; i < 8; ++i) {
     queued.push_back(std::make_unique<raw_client>(port));
-    queued.back()->send(get_root);
-    wait_delivered(queued.back()->fd(), get_root.size());
+    queue_request(*queued.back());
   }
   auto stopped_accepting = server->stop_accepting();
   open_gate();
   ASSERT_TRUE(ready_within(stopped_accepting, 10s));
   for (auto& q : queued) {
+    send_deferred_request(*q);
     auto r = q->read_response();
     EXPECT_EQ(status_of(r), 200);
     EXPECT_EQ(header_of(r, "Connection"), "");  // served normally, keep-alive
@@ -393,7 +424,7 @@ TEST_F(Lifecycle, StopAcceptingAcceptsWhatTheKernelHadQueuedFirst) {
 
 // ---- shutdown: the graceful drain, step by step --------------------------------------------
 
-TEST_F(Lifecycle, Step1ReadinessTurnsFalseAtOnce) {
+TEST_P(Lifecycle, Step1ReadinessTurnsFalseAtOnce) {
   start();
   EXPECT_TRUE(server->ready());
   raw_client blocker(port);
@@ -406,7 +437,7 @@ TEST_F(Lifecycle, Step1ReadinessTurnsFalseAtOnce) {
   ASSERT_TRUE(ready_within(f, 10s));
 }
 
-TEST_F(Lifecycle, Step1TheReadinessEndpointAnswers503FromTheStartOfADrainAndLivenessStays200) {
+TEST_P(Lifecycle, Step1TheReadinessEndpointAnswers503FromTheStartOfADrainAndLivenessStays200) {
   options.health = {"/readyz", "/livez", {}};
   options.drain.lame_duck_delay = 10s;  // keeps the listener open to probe through
   start();
@@ -428,7 +459,7 @@ TEST_F(Lifecycle, Step1TheReadinessEndpointAnswers503FromTheStartOfADrainAndLive
   ASSERT_TRUE(ready_within(f, 5s));
 }
 
-TEST_F(Lifecycle, HealthEndpointsAreTheServersOnlyWhenConfiguredAndOnlyForGetAndHead) {
+TEST_P(Lifecycle, HealthEndpointsAreTheServersOnlyWhenConfiguredAndOnlyForGetAndHead) {
   start();
   EXPECT_EQ(status_of(get_once(port, "/readyz")), 404);  // none by default
   server.reset();
@@ -445,26 +476,32 @@ TEST_F(Lifecycle, HealthEndpointsAreTheServersOnlyWhenConfiguredAndOnlyForGetAnd
   EXPECT_EQ(status_of(c.read_response()), 404);  // the handler's answer
 }
 
-TEST_F(Lifecycle, HealthEndpointsOnAnAddressOfTheirOwnServeNothingElseThereAndNotElsewhere) {
+TEST_P(Lifecycle, HealthEndpointsOnAnAddressOfTheirOwnServeNothingElseThereAndNotElsewhere) {
   options.health = {"/readyz", "/livez", {"127.0.0.1:0"}};
   options.drain.lame_duck_delay = 10s;
   start();
   const std::uint16_t health_port = server->port(1);
   ASSERT_NE(health_port, 0);
   ASSERT_NE(health_port, port);
-  EXPECT_EQ(body_of(get_once(health_port, "/readyz")), "ready\n");
-  EXPECT_EQ(status_of(get_once(health_port, "/")), 404);
+  // The health address speaks plain HTTP, whatever the others do.
+  auto get_health = [&](std::string_view target) {
+    auto c = raw_client::plain(health_port);
+    c->send("GET " + std::string(target) + " HTTP/1.1\r\nHost: t\r\n\r\n");
+    return c->read_response();
+  };
+  EXPECT_EQ(body_of(get_health("/readyz")), "ready\n");
+  EXPECT_EQ(status_of(get_health("/")), 404);
   EXPECT_EQ(status_of(get_once(port, "/readyz")), 404);  // the handler's, here
   EXPECT_EQ(body_of(get_once(port, "/")), "hello\n");
   auto f = server->shutdown(60s);
-  EXPECT_EQ(status_of(get_once(health_port, "/readyz")), 503);
-  EXPECT_EQ(status_of(get_once(health_port, "/livez")), 200);
+  EXPECT_EQ(status_of(get_health("/readyz")), 503);
+  EXPECT_EQ(status_of(get_health("/livez")), 200);
   server->destroy();
   ASSERT_TRUE(ready_within(f, 5s));
   EXPECT_TRUE(connection_refused(health_port));  // it closes with the others
 }
 
-TEST_F(Lifecycle, Step1InTheLameDuckDelayListenersStayOpenAndRequestsAreServedAsUsual) {
+TEST_P(Lifecycle, Step1InTheLameDuckDelayListenersStayOpenAndRequestsAreServedAsUsual) {
   options.drain.lame_duck_delay = 400ms;
   start();
   auto idle = idle_client(port);
@@ -494,7 +531,7 @@ TEST_F(Lifecycle, Step1InTheLameDuckDelayListenersStayOpenAndRequestsAreServedAs
   EXPECT_EQ(report.closed_by_state[static_cast<std::size_t>(connection_state::idle)], 2u);
 }
 
-TEST_F(Lifecycle, Step1TheLameDuckDelayCountsAgainstTheDeadline) {
+TEST_P(Lifecycle, Step1TheLameDuckDelayCountsAgainstTheDeadline) {
   options.drain.lame_duck_delay = 10s;
   start();
   auto idle = idle_client(port);
@@ -509,7 +546,7 @@ TEST_F(Lifecycle, Step1TheLameDuckDelayCountsAgainstTheDeadline) {
   EXPECT_EQ(report.closed_by_state[static_cast<std::size_t>(connection_state::idle)], 1u);
 }
 
-TEST_F(Lifecycle, DestroyAndStopAcceptingCutTheLameDuckDelayShort) {
+TEST_P(Lifecycle, DestroyAndStopAcceptingCutTheLameDuckDelayShort) {
   options.drain.lame_duck_delay = 10s;
   start();
   auto f = server->shutdown(60s);
@@ -520,7 +557,7 @@ TEST_F(Lifecycle, DestroyAndStopAcceptingCutTheLameDuckDelayShort) {
   EXPECT_TRUE(ready_within(f, 0ms));
 }
 
-TEST_F(Lifecycle, Step2NewConnectionsAreRefusedOnceTheListenersHaveClosed) {
+TEST_P(Lifecycle, Step2NewConnectionsAreRefusedOnceTheListenersHaveClosed) {
   start();
   raw_client busy(port);
   busy.send("GET /slow?ms=300 HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -534,7 +571,7 @@ TEST_F(Lifecycle, Step2NewConnectionsAreRefusedOnceTheListenersHaveClosed) {
   ASSERT_TRUE(ready_within(f, 10s));
 }
 
-TEST_F(Lifecycle, Step2QueuedConnectionsAreAcceptedAndAnsweredNotReset) {
+TEST_P(Lifecycle, Step2QueuedConnectionsAreAcceptedAndAnsweredNotReset) {
   // Repeated: each trial puts connections with requests in the accept queue, then drains.
   for (int trial = 0; trial < 50; ++trial) {
     SCOPED_TRACE("trial " + std::to_string(trial));
@@ -549,20 +586,20 @@ TEST_F(Lifecycle, Step2QueuedConnectionsAreAcceptedAndAnsweredNotReset) {
     std::vector<std::unique_ptr<raw_client>> queued;
     for (int i = 0; i < 4; ++i) {
       queued.push_back(std::make_unique<raw_client>(port));
-      queued.back()->send(get_root);
-      wait_delivered(queued.back()->fd(), get_root.size());
+      queue_request(*queued.back());
     }
-    raw_client silent(port);  // queued too, but never sends a byte
+    auto silent = raw_client::plain(port);  // queued too, but never sends a byte
     auto f = server->shutdown(10s);
     open_gate();
     finish_blocker(blocker);
     for (auto& q : queued) {
+      send_deferred_request(*q);
       auto r = q->read_response();
       ASSERT_EQ(status_of(r), 200);
       EXPECT_EQ(header_of(r, "Connection"), "close");
       EXPECT_TRUE(ends_cleanly(*q));
     }
-    EXPECT_TRUE(ends_cleanly(silent));
+    EXPECT_TRUE(ends_cleanly(*silent));
     ASSERT_TRUE(ready_within(f, 10s));
     auto report = f.get();
     EXPECT_TRUE(report.graceful);
@@ -571,16 +608,16 @@ TEST_F(Lifecycle, Step2QueuedConnectionsAreAcceptedAndAnsweredNotReset) {
   }
 }
 
-TEST_F(Lifecycle, Step3IdleAndFreshConnectionsAreClosedCleanlyAtOnce) {
+TEST_P(Lifecycle, Step3IdleAndFreshConnectionsAreClosedCleanlyAtOnce) {
   start();
   auto idle = idle_client(port);
-  raw_client fresh(port);
+  auto fresh = raw_client::plain(port);  // has sent nothing (over TLS, not even a ClientHello)
   ASSERT_TRUE(wait_count(*server, connection_state::fresh, 1));
   ASSERT_TRUE(wait_count(*server, connection_state::idle, 1));
   auto began = clock::now();
   auto f = server->shutdown(30s);
   EXPECT_TRUE(ends_cleanly(*idle));
-  EXPECT_TRUE(ends_cleanly(fresh));
+  EXPECT_TRUE(ends_cleanly(*fresh));
   EXPECT_LT(clock::now() - began, 2s);  // at once, not after the idle or header timeout
   ASSERT_TRUE(ready_within(f, 10s));
   auto r = f.get();
@@ -589,7 +626,7 @@ TEST_F(Lifecycle, Step3IdleAndFreshConnectionsAreClosedCleanlyAtOnce) {
   EXPECT_EQ(r.closed_by_state[static_cast<std::size_t>(connection_state::fresh)], 1u);
 }
 
-TEST_F(Lifecycle, Step3ClosingHalfClosesAndLingersReadingWhatTheClientStillSends) {
+TEST_P(Lifecycle, Step3ClosingHalfClosesAndLingersReadingWhatTheClientStillSends) {
   options.timeouts.linger = 5s;
   start();
   auto idle = idle_client(port);
@@ -607,7 +644,7 @@ TEST_F(Lifecycle, Step3ClosingHalfClosesAndLingersReadingWhatTheClientStillSends
   EXPECT_FALSE(idle->was_reset());
 }
 
-TEST_F(Lifecycle, Step3TheLingerIsBoundedByItsTimeout) {
+TEST_P(Lifecycle, Step3TheLingerIsBoundedByItsTimeout) {
   options.timeouts.linger = 200ms;
   start();
   auto idle = idle_client(port);
@@ -616,7 +653,7 @@ TEST_F(Lifecycle, Step3TheLingerIsBoundedByItsTimeout) {
   ASSERT_TRUE(ready_within(f, 5s));  // the client never closes; the linger ends anyway
 }
 
-TEST_F(Lifecycle, Step3ARequestAlreadyInTheSocketOfAnIdleConnectionIsAnsweredNeverReset) {
+TEST_P(Lifecycle, Step3ARequestAlreadyInTheSocketOfAnIdleConnectionIsAnsweredNeverReset) {
   // The race between a client reusing its idle connection and the server closing it: the
   // request's bytes are in the server's socket when the drain reaches the connection.
   for (int trial = 0; trial < 1000; ++trial) {
@@ -644,7 +681,7 @@ TEST_F(Lifecycle, Step3ARequestAlreadyInTheSocketOfAnIdleConnectionIsAnsweredNev
   }
 }
 
-TEST_F(Lifecycle, Step3WithAnIdleGraceIdleConnectionsWaitForTheirNextRequest) {
+TEST_P(Lifecycle, Step3WithAnIdleGraceIdleConnectionsWaitForTheirNextRequest) {
   options.drain.idle_grace = 10s;
   start();
   auto idle = idle_client(port);
@@ -660,7 +697,7 @@ TEST_F(Lifecycle, Step3WithAnIdleGraceIdleConnectionsWaitForTheirNextRequest) {
   EXPECT_TRUE(f.get().graceful);
 }
 
-TEST_F(Lifecycle, Step3IdleConnectionsAreClosedWhenTheIdleGraceEnds) {
+TEST_P(Lifecycle, Step3IdleConnectionsAreClosedWhenTheIdleGraceEnds) {
   options.drain.idle_grace = 300ms;
   start();
   auto idle = idle_client(port);
@@ -672,7 +709,7 @@ TEST_F(Lifecycle, Step3IdleConnectionsAreClosedWhenTheIdleGraceEnds) {
   EXPECT_TRUE(f.get().graceful);
 }
 
-TEST_F(Lifecycle, Step4TheRequestInProgressFinishesWithConnectionClose) {
+TEST_P(Lifecycle, Step4TheRequestInProgressFinishesWithConnectionClose) {
   start();
   raw_client c(port);
   c.send("GET /slow?ms=300 HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -691,7 +728,7 @@ TEST_F(Lifecycle, Step4TheRequestInProgressFinishesWithConnectionClose) {
   EXPECT_EQ(report.closed_by_state[static_cast<std::size_t>(connection_state::active)], 1u);
 }
 
-TEST_F(Lifecycle, Step4PipelinedRequestsAlreadyReceivedAreAnsweredTheLastWithConnectionClose) {
+TEST_P(Lifecycle, Step4PipelinedRequestsAlreadyReceivedAreAnsweredTheLastWithConnectionClose) {
   start();
   raw_client c(port);
   c.send(std::string("GET /block HTTP/1.1\r\nHost: t\r\n\r\n") + std::string(get_root) +
@@ -712,7 +749,7 @@ TEST_F(Lifecycle, Step4PipelinedRequestsAlreadyReceivedAreAnsweredTheLastWithCon
   ASSERT_TRUE(ready_within(f, 5s));
 }
 
-TEST_F(Lifecycle, Step4NoFurtherRequestIsReadAfterTheConnectionCloseResponse) {
+TEST_P(Lifecycle, Step4NoFurtherRequestIsReadAfterTheConnectionCloseResponse) {
   start();
   raw_client c(port);
   c.send("GET /slow?ms=200 HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -728,7 +765,7 @@ TEST_F(Lifecycle, Step4NoFurtherRequestIsReadAfterTheConnectionCloseResponse) {
   EXPECT_EQ(f.get().requests_completed, 1u);
 }
 
-TEST_F(Lifecycle, Step4AnHttp10KeepAliveClientIsToldToCloseToo) {
+TEST_P(Lifecycle, Step4AnHttp10KeepAliveClientIsToldToCloseToo) {
   start();
   raw_client c(port);
   c.send("GET /slow?ms=200 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
@@ -741,7 +778,7 @@ TEST_F(Lifecycle, Step4AnHttp10KeepAliveClientIsToldToCloseToo) {
   ASSERT_TRUE(ready_within(f, 5s));
 }
 
-TEST_F(Lifecycle, Step5AHalfSentRequestIsStillCutOffByItsHeaderTimeout) {
+TEST_P(Lifecycle, Step5AHalfSentRequestIsStillCutOffByItsHeaderTimeout) {
   options.timeouts.header = 300ms;
   start();
   raw_client c(port);
@@ -757,7 +794,7 @@ TEST_F(Lifecycle, Step5AHalfSentRequestIsStillCutOffByItsHeaderTimeout) {
   EXPECT_TRUE(f.get().graceful);
 }
 
-TEST_F(Lifecycle, Step5AHalfSentBodyIsStillCutOffByItsBodyTimeout) {
+TEST_P(Lifecycle, Step5AHalfSentBodyIsStillCutOffByItsBodyTimeout) {
   options.timeouts.body = 300ms;
   start();
   raw_client c(port);
@@ -768,7 +805,7 @@ TEST_F(Lifecycle, Step5AHalfSentBodyIsStillCutOffByItsBodyTimeout) {
   ASSERT_TRUE(ready_within(f, 5s));
 }
 
-TEST_F(Lifecycle, Step5AClientThatNeverReadsIsStillCutOffByTheWriteTimeout) {
+TEST_P(Lifecycle, Step5AClientThatNeverReadsIsStillCutOffByTheWriteTimeout) {
   options.timeouts.write = 300ms;
   start();
   raw_client c(port);
@@ -783,7 +820,7 @@ TEST_F(Lifecycle, Step5AClientThatNeverReadsIsStillCutOffByTheWriteTimeout) {
   EXPECT_TRUE(f.get().graceful);  // the write timeout closed it, not the deadline
 }
 
-TEST_F(Lifecycle, Step6UpgradedConnectionsAreToldAndOtherwiseLeftUntilTheDeadline) {
+TEST_P(Lifecycle, Step6UpgradedConnectionsAreToldAndOtherwiseLeftUntilTheDeadline) {
   start();
   raw_client c(port);
   c.send(get_upgrade);
@@ -804,7 +841,7 @@ TEST_F(Lifecycle, Step6UpgradedConnectionsAreToldAndOtherwiseLeftUntilTheDeadlin
   EXPECT_EQ(r.closed_by_state[static_cast<std::size_t>(connection_state::upgraded)], 1u);
 }
 
-TEST_F(Lifecycle, Step6AnUpgradedConnectionThatClosesWhenToldLetsTheDrainEndGracefully) {
+TEST_P(Lifecycle, Step6AnUpgradedConnectionThatClosesWhenToldLetsTheDrainEndGracefully) {
   close_on_shutdown = true;
   start();
   raw_client c(port);
@@ -819,7 +856,7 @@ TEST_F(Lifecycle, Step6AnUpgradedConnectionThatClosesWhenToldLetsTheDrainEndGrac
   EXPECT_TRUE(upgraded_closed.wait());
 }
 
-TEST_F(Lifecycle, Step6AConnectionUpgradedDuringADrainIsToldAtOnce) {
+TEST_P(Lifecycle, Step6AConnectionUpgradedDuringADrainIsToldAtOnce) {
   close_on_shutdown = true;
   start();
   raw_client c(port);
@@ -834,7 +871,7 @@ TEST_F(Lifecycle, Step6AConnectionUpgradedDuringADrainIsToldAtOnce) {
   EXPECT_TRUE(f.get().graceful);
 }
 
-TEST_F(Lifecycle, Step7TheDrainCompletesTheMomentTheLastConnectionCloses) {
+TEST_P(Lifecycle, Step7TheDrainCompletesTheMomentTheLastConnectionCloses) {
   start();
   raw_client c(port);
   c.send("GET /slow?ms=300 HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -847,7 +884,7 @@ TEST_F(Lifecycle, Step7TheDrainCompletesTheMomentTheLastConnectionCloses) {
   EXPECT_LT(clock::now() - closed_at, 100ms);  // event-driven, not a polling interval
 }
 
-TEST_F(Lifecycle, Step7ADrainWithNoConnectionsCompletesAtOnce) {
+TEST_P(Lifecycle, Step7ADrainWithNoConnectionsCompletesAtOnce) {
   start();
   auto began = clock::now();
   auto f = server->shutdown(60s);
@@ -860,7 +897,7 @@ TEST_F(Lifecycle, Step7ADrainWithNoConnectionsCompletesAtOnce) {
   EXPECT_GT(r.took.count(), 0);
 }
 
-TEST_F(Lifecycle, Step8AtTheDeadlineWhatIsLeftIsDestroyedAndTheReportSaysSo) {
+TEST_P(Lifecycle, Step8AtTheDeadlineWhatIsLeftIsDestroyedAndTheReportSaysSo) {
   start();
   raw_client c(port);
   c.send("GET /watch HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -882,7 +919,7 @@ TEST_F(Lifecycle, Step8AtTheDeadlineWhatIsLeftIsDestroyedAndTheReportSaysSo) {
   EXPECT_EQ(r.closed_by_state[static_cast<std::size_t>(connection_state::idle)], 1u);
 }
 
-TEST_F(Lifecycle, CloseIsShutdownWithNoDeadline) {
+TEST_P(Lifecycle, CloseIsShutdownWithNoDeadline) {
   start();
   raw_client c(port);
   c.send("GET /slow?ms=500 HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -897,7 +934,7 @@ TEST_F(Lifecycle, CloseIsShutdownWithNoDeadline) {
 
 // ---- Overrides -----------------------------------------------------------------------------
 
-TEST_F(Lifecycle, DestroyDuringADrainForcesIt) {
+TEST_P(Lifecycle, DestroyDuringADrainForcesIt) {
   start();
   raw_client c(port);
   c.send("GET /watch HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -911,7 +948,7 @@ TEST_F(Lifecycle, DestroyDuringADrainForcesIt) {
   EXPECT_TRUE(watch_stopped.wait());
 }
 
-TEST_F(Lifecycle, AShorterDeadlineShortensADrainAndALongerOneDoesNotLengthenIt) {
+TEST_P(Lifecycle, AShorterDeadlineShortensADrainAndALongerOneDoesNotLengthenIt) {
   start();
   raw_client c(port);
   c.send("GET /watch HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -928,7 +965,7 @@ TEST_F(Lifecycle, AShorterDeadlineShortensADrainAndALongerOneDoesNotLengthenIt) 
 
 // ---- destroy -------------------------------------------------------------------------------
 
-TEST_F(Lifecycle, DestroyClosesEveryConnectionNowAndTellsRunningHandlers) {
+TEST_P(Lifecycle, DestroyClosesEveryConnectionNowAndTellsRunningHandlers) {
   start();
   auto idle = idle_client(port);
   raw_client fresh(port);
@@ -951,7 +988,7 @@ TEST_F(Lifecycle, DestroyClosesEveryConnectionNowAndTellsRunningHandlers) {
   EXPECT_EQ(server->counts().open(), 0u);
 }
 
-TEST_F(Lifecycle, DestroyClosesUpgradedConnectionsAndTellsTheirOwners) {
+TEST_P(Lifecycle, DestroyClosesUpgradedConnectionsAndTellsTheirOwners) {
   start();
   raw_client c(port);
   c.send(get_upgrade);
@@ -966,7 +1003,7 @@ TEST_F(Lifecycle, DestroyClosesUpgradedConnectionsAndTellsTheirOwners) {
   EXPECT_EQ(r.closed_by_state[static_cast<std::size_t>(connection_state::upgraded)], 1u);
 }
 
-TEST_F(Lifecycle, DestroyOfAServerWithNoConnectionsIsGraceful) {
+TEST_P(Lifecycle, DestroyOfAServerWithNoConnectionsIsGraceful) {
   start();
   auto f = server->destroy();
   ASSERT_TRUE(ready_within(f, 5s));
@@ -974,7 +1011,7 @@ TEST_F(Lifecycle, DestroyOfAServerWithNoConnectionsIsGraceful) {
   EXPECT_TRUE(connection_refused(port));
 }
 
-TEST_F(Lifecycle, AHandlerCanAnswerAndThenDestroyItsOwnServer) {
+TEST_P(Lifecycle, AHandlerCanAnswerAndThenDestroyItsOwnServer) {
   start();
   raw_client c(port);
   c.send("GET /destroy-self HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -987,10 +1024,10 @@ TEST_F(Lifecycle, AHandlerCanAnswerAndThenDestroyItsOwnServer) {
 
 // ---- Afterwards ----------------------------------------------------------------------------
 
-TEST_F(Lifecycle, AStoppedServerStartsAgainOnTheSamePortAThousandTimes) {
+TEST_P(Lifecycle, AStoppedServerStartsAgainOnTheSamePortAThousandTimes) {
   start();
   const std::uint16_t first = port;
-  options.listen = {"127.0.0.1:" + std::to_string(first)};
+  options = at_port(options, first);
   server = std::make_unique<lameduck::server>(options, routes());
   for (int i = 0; i < 1000; ++i) {
     std::error_code ec;
@@ -1004,7 +1041,7 @@ TEST_F(Lifecycle, AStoppedServerStartsAgainOnTheSamePortAThousandTimes) {
   }
 }
 
-TEST_F(Lifecycle, ANewServerBindsThePortTheMomentAStopCompletes) {
+TEST_P(Lifecycle, ANewServerBindsThePortTheMomentAStopCompletes) {
   for (int i = 0; i < 100; ++i) {
     server.reset();
     start();
@@ -1012,8 +1049,7 @@ TEST_F(Lifecycle, ANewServerBindsThePortTheMomentAStopCompletes) {
     auto stopped = i % 2 ? server->destroy() : server->close();
     EXPECT_TRUE(ends_cleanly(*c));
     ASSERT_TRUE(ready_within(stopped, 5s));
-    lameduck::server_options o = options;
-    o.listen = {"127.0.0.1:" + std::to_string(port)};
+    lameduck::server_options o = at_port(options, port);
     lameduck::server next(o, [](const request&, response res) { res.send("next\n"); });
     std::error_code ec;
     next.start(ec);
@@ -1021,10 +1057,9 @@ TEST_F(Lifecycle, ANewServerBindsThePortTheMomentAStopCompletes) {
   }
 }
 
-TEST_F(Lifecycle, SharingAPortWithAnotherListenerHappensOnlyWhenAskedFor) {
+TEST_P(Lifecycle, SharingAPortWithAnotherListenerHappensOnlyWhenAskedFor) {
   start();
-  lameduck::server_options o = options;
-  o.listen = {"127.0.0.1:" + std::to_string(port)};
+  lameduck::server_options o = at_port(options, port);
   lameduck::server second(o, [](const request&, response res) { res.send("x"); });
   std::error_code ec;
   second.start(ec);
@@ -1034,7 +1069,7 @@ TEST_F(Lifecycle, SharingAPortWithAnotherListenerHappensOnlyWhenAskedFor) {
   lameduck::server_options shared = options;
   lameduck::server a(shared, [](const request&, response res) { res.send("a"); });
   a.start();
-  shared.listen = {"127.0.0.1:" + std::to_string(a.port())};
+  shared = at_port(shared, a.port());
   lameduck::server b(shared, [](const request&, response res) { res.send("b"); });
   b.start(ec);
   EXPECT_FALSE(ec) << ec.message();
@@ -1042,7 +1077,7 @@ TEST_F(Lifecycle, SharingAPortWithAnotherListenerHappensOnlyWhenAskedFor) {
 
 // ---- Introspection -------------------------------------------------------------------------
 
-TEST_F(Lifecycle, CountsAndASnapshotDescribeEveryLiveConnection) {
+TEST_P(Lifecycle, CountsAndASnapshotDescribeEveryLiveConnection) {
   options.threads = 2;
   start();
   auto idle = idle_client(port);

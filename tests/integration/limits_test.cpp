@@ -10,6 +10,10 @@ namespace {
 
 const std::string hello = "Hello, World!\n";
 
+// Over plain TCP and over TLS alike.
+class Limits : public over_both_transports {};
+INSTANTIATE_TEST_SUITE_P(Transports, Limits, both_transports(), transport_name);
+
 // Sends bytes on a new connection and expects `status`, "Connection: close", and a clean close
 // after it; then a fresh connection must still be served.
 void expect_rejected(const server_process& server, std::string_view bytes, int status) {
@@ -37,17 +41,17 @@ void expect_rejected(const server_process& server, std::string_view bytes, int s
 
 // --- malformed and smuggling-shaped requests: 400 --------------------------------------------
 
-TEST(Limits, RejectsAMalformedRequestLineWith400) {
+TEST_P(Limits, RejectsAMalformedRequestLineWith400) {
   auto server = start_test_server();
   expect_rejected(server, "GARBAGE\r\n\r\n", 400);
 }
 
-TEST(Limits, RejectsAHeaderLineWithoutAColonWith400) {
+TEST_P(Limits, RejectsAHeaderLineWithoutAColonWith400) {
   auto server = start_test_server();
   expect_rejected(server, "GET / HTTP/1.1\r\nHost x\r\n\r\n", 400);
 }
 
-TEST(Limits, RejectsContentLengthWithTransferEncodingWith400) {
+TEST_P(Limits, RejectsContentLengthWithTransferEncodingWith400) {
   auto server = start_test_server();
   expect_rejected(
       server,
@@ -56,7 +60,7 @@ TEST(Limits, RejectsContentLengthWithTransferEncodingWith400) {
       400);
 }
 
-TEST(Limits, RejectsTransferEncodingBeforeContentLengthWith400) {
+TEST_P(Limits, RejectsTransferEncodingBeforeContentLengthWith400) {
   auto server = start_test_server();
   expect_rejected(server,
                   "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
@@ -64,7 +68,7 @@ TEST(Limits, RejectsTransferEncodingBeforeContentLengthWith400) {
                   400);
 }
 
-TEST(Limits, RejectsTwoDifferentContentLengthsWith400) {
+TEST_P(Limits, RejectsTwoDifferentContentLengthsWith400) {
   auto server = start_test_server();
   expect_rejected(
       server,
@@ -72,7 +76,7 @@ TEST(Limits, RejectsTwoDifferentContentLengthsWith400) {
       400);
 }
 
-TEST(Limits, RejectsAnInvalidChunkSizeWith400) {
+TEST_P(Limits, RejectsAnInvalidChunkSizeWith400) {
   auto server = start_test_server();
   expect_rejected(server,
                   "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -80,7 +84,7 @@ TEST(Limits, RejectsAnInvalidChunkSizeWith400) {
                   400);
 }
 
-TEST(Limits, RejectsAnOverflowingChunkSizeWith400) {
+TEST_P(Limits, RejectsAnOverflowingChunkSizeWith400) {
   auto server = start_test_server();
   expect_rejected(server,
                   "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -88,7 +92,7 @@ TEST(Limits, RejectsAnOverflowingChunkSizeWith400) {
                   400);
 }
 
-TEST(Limits, RejectsATransferEncodingOtherThanChunkedLastWith400) {
+TEST_P(Limits, RejectsATransferEncodingOtherThanChunkedLastWith400) {
   auto server = start_test_server();
   expect_rejected(server,
                   "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"
@@ -96,22 +100,22 @@ TEST(Limits, RejectsATransferEncodingOtherThanChunkedLastWith400) {
                   400);
 }
 
-TEST(Limits, RejectsObsoleteLineFoldingWith400) {
+TEST_P(Limits, RejectsObsoleteLineFoldingWith400) {
   auto server = start_test_server();
   expect_rejected(server, "GET / HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n", 400);
 }
 
-TEST(Limits, RejectsBareLineFeedsWith400) {
+TEST_P(Limits, RejectsBareLineFeedsWith400) {
   auto server = start_test_server();
   expect_rejected(server, "GET / HTTP/1.1\nHost: x\n\n", 400);
 }
 
-TEST(Limits, RejectsAnHttp11RequestWithoutHostWith400) {
+TEST_P(Limits, RejectsAnHttp11RequestWithoutHostWith400) {
   auto server = start_test_server();
   expect_rejected(server, "GET / HTTP/1.1\r\n\r\n", 400);
 }
 
-TEST(Limits, RejectsTransferEncodingInHttp10With400) {
+TEST_P(Limits, RejectsTransferEncodingInHttp10With400) {
   auto server = start_test_server();
   expect_rejected(
       server, "POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nquack\r\n0\r\n\r\n",
@@ -120,7 +124,7 @@ TEST(Limits, RejectsTransferEncodingInHttp10With400) {
 
 // --- size limits: 414, 431, 413 --------------------------------------------------------------
 
-TEST(Limits, RejectsARequestLineOverTheLimitWith414) {
+TEST_P(Limits, RejectsARequestLineOverTheLimitWith414) {
   auto server = start_test_server({"--max-request-line", "100"});
   // Exactly at the limit is fine.
   std::string at_limit = "GET /?" + std::string(100 - 6 - 9, 'a') + " HTTP/1.1";
@@ -131,7 +135,7 @@ TEST(Limits, RejectsARequestLineOverTheLimitWith414) {
   expect_rejected(server, "GET /?" + std::string(200, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n", 414);
 }
 
-TEST(Limits, RejectsALongTargetWith414BeforeItEnds) {
+TEST_P(Limits, RejectsALongTargetWith414BeforeItEnds) {
   auto server = start_test_server({"--max-request-line", "100"});
   raw_client c(server.port());
   // No end of line: the server must not wait for one.
@@ -141,13 +145,13 @@ TEST(Limits, RejectsALongTargetWith414BeforeItEnds) {
   EXPECT_FALSE(c.was_reset());
 }
 
-TEST(Limits, RejectsHeadersOverTheByteLimitWith431) {
+TEST_P(Limits, RejectsHeadersOverTheByteLimitWith431) {
   auto server = start_test_server({"--max-header-bytes", "200"});
   expect_rejected(server,
                   "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(300, 'b') + "\r\n\r\n", 431);
 }
 
-TEST(Limits, RejectsMoreHeaderFieldsThanTheLimitWith431) {
+TEST_P(Limits, RejectsMoreHeaderFieldsThanTheLimitWith431) {
   auto server = start_test_server({"--max-header-count", "5"});
   std::string head = "GET / HTTP/1.1\r\nHost: x\r\n";
   for (int i = 0; i < 4; ++i)
@@ -158,13 +162,13 @@ TEST(Limits, RejectsMoreHeaderFieldsThanTheLimitWith431) {
   expect_rejected(server, head + "X-4: v\r\n\r\n", 431);
 }
 
-TEST(Limits, RejectsAnAnnouncedBodyOverTheLimitWith413WithoutReadingIt) {
+TEST_P(Limits, RejectsAnAnnouncedBodyOverTheLimitWith413WithoutReadingIt) {
   auto server = start_test_server({"--max-body-bytes", "100"});
   // Only the head is sent: the answer must not wait for the body.
   expect_rejected(server, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n", 413);
 }
 
-TEST(Limits, AcceptsABodyExactlyAtTheLimit) {
+TEST_P(Limits, AcceptsABodyExactlyAtTheLimit) {
   auto server = start_test_server({"--max-body-bytes", "100"});
   raw_client c(server.port());
   c.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + std::string(100, 'b'));
@@ -173,7 +177,7 @@ TEST(Limits, AcceptsABodyExactlyAtTheLimit) {
   EXPECT_EQ(body_of(r), std::string(100, 'b'));
 }
 
-TEST(Limits, RejectsAChunkedBodyThatGrowsOverTheLimitWith413) {
+TEST_P(Limits, RejectsAChunkedBodyThatGrowsOverTheLimitWith413) {
   auto server = start_test_server({"--max-body-bytes", "100"});
   std::string chunks;
   for (int i = 0; i < 3; ++i)
@@ -184,7 +188,7 @@ TEST(Limits, RejectsAChunkedBodyThatGrowsOverTheLimitWith413) {
       413);
 }
 
-TEST(Limits, RejectsAChunkedBodyOverTheLimitBeforeItEnds) {
+TEST_P(Limits, RejectsAChunkedBodyOverTheLimitBeforeItEnds) {
   auto server = start_test_server({"--max-body-bytes", "100"});
   raw_client c(server.port());
   // One chunk that announces more than the limit, and no end: answered while it is arriving.
@@ -195,7 +199,7 @@ TEST(Limits, RejectsAChunkedBodyOverTheLimitBeforeItEnds) {
   EXPECT_FALSE(c.was_reset());
 }
 
-TEST(Limits, KeepsOtherConnectionsServedWhileOneIsRejected) {
+TEST_P(Limits, KeepsOtherConnectionsServedWhileOneIsRejected) {
   auto server = start_test_server({"--max-header-bytes", "200"});
   raw_client good(server.port());
   good.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -209,7 +213,7 @@ TEST(Limits, KeepsOtherConnectionsServedWhileOneIsRejected) {
 
 // --- connection limit: 503 -------------------------------------------------------------------
 
-TEST(Limits, AnswersAConnectionOverTheLimitWith503AndKeepsTheOthers) {
+TEST_P(Limits, AnswersAConnectionOverTheLimitWith503AndKeepsTheOthers) {
   auto server = start_test_server({"--max-connections", "2"});
   raw_client first(server.port()), second(server.port());
   for (auto* c : {&first, &second}) {
@@ -231,7 +235,7 @@ TEST(Limits, AnswersAConnectionOverTheLimitWith503AndKeepsTheOthers) {
   }
 }
 
-TEST(Limits, AdmitsANewConnectionOnceAnOpenOneCloses) {
+TEST_P(Limits, AdmitsANewConnectionOnceAnOpenOneCloses) {
   auto server = start_test_server({"--max-connections", "2"});
   raw_client first(server.port());
   first.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");

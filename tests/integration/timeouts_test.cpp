@@ -28,9 +28,13 @@ milliseconds since(clock::time_point t) {
 // The server reads the clock once per round of its loop, so its "now" may be a little behind.
 constexpr milliseconds clock_slack{20};
 
+// Over plain TCP and over TLS alike.
+class Timeouts : public over_both_transports {};
+INSTANTIATE_TEST_SUITE_P(Transports, Timeouts, both_transports(), transport_name);
+
 // --- header timeout --------------------------------------------------------------------------
 
-TEST(Timeouts, AnswersHalfAHeadWith408AfterTheHeaderTimeoutAndCloses) {
+TEST_P(Timeouts, AnswersHalfAHeadWith408AfterTheHeaderTimeoutAndCloses) {
   auto server = start_test_server({"--header-timeout-ms", "200"});
   auto start = clock::now();
   raw_client c(server.port());
@@ -43,7 +47,7 @@ TEST(Timeouts, AnswersHalfAHeadWith408AfterTheHeaderTimeoutAndCloses) {
   EXPECT_GE(took, 200ms - clock_slack);
 }
 
-TEST(Timeouts, ClosesAConnectionThatNeverSendsAByteWithoutAnAnswer) {
+TEST_P(Timeouts, ClosesAConnectionThatNeverSendsAByteWithoutAnAnswer) {
   auto server = start_test_server({"--header-timeout-ms", "200"});
   auto start = clock::now();
   raw_client c(server.port());
@@ -53,7 +57,7 @@ TEST(Timeouts, ClosesAConnectionThatNeverSendsAByteWithoutAnAnswer) {
   EXPECT_GE(since(start), 200ms - clock_slack);
 }
 
-TEST(Timeouts, AnswersAHeadTrickledByteByByteWith408AtTheHeaderTimeout) {
+TEST_P(Timeouts, AnswersAHeadTrickledByteByByteWith408AtTheHeaderTimeout) {
   auto server = start_test_server({"--header-timeout-ms", "300"});
   std::string head = "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + std::string(200, 's') + "\r\n\r\n";
   raw_client c(server.port());
@@ -68,7 +72,7 @@ TEST(Timeouts, AnswersAHeadTrickledByteByByteWith408AtTheHeaderTimeout) {
   EXPECT_GE(since(start), 300ms - clock_slack);
 }
 
-TEST(Timeouts, RunsTheHeaderTimeoutAgainForTheNextRequestOnAConnection) {
+TEST_P(Timeouts, RunsTheHeaderTimeoutAgainForTheNextRequestOnAConnection) {
   auto server = start_test_server({"--header-timeout-ms", "300", "--idle-timeout-ms", "10000"});
   raw_client c(server.port());
   c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -80,7 +84,7 @@ TEST(Timeouts, RunsTheHeaderTimeoutAgainForTheNextRequestOnAConnection) {
   EXPECT_GE(since(start), 300ms - clock_slack);
 }
 
-TEST(Timeouts, DoesNotCutASlowHandlerWithTheHeaderOrIdleTimeout) {
+TEST_P(Timeouts, DoesNotCutASlowHandlerWithTheHeaderOrIdleTimeout) {
   auto server = start_test_server({"--header-timeout-ms", "200", "--idle-timeout-ms", "200"});
   raw_client c(server.port());
   c.send("GET /delay?ms=600 HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -91,7 +95,7 @@ TEST(Timeouts, DoesNotCutASlowHandlerWithTheHeaderOrIdleTimeout) {
 
 // --- body timeout ----------------------------------------------------------------------------
 
-TEST(Timeouts, AnswersHalfABodyWith408AfterTheBodyTimeoutAndCloses) {
+TEST_P(Timeouts, AnswersHalfABodyWith408AfterTheBodyTimeoutAndCloses) {
   auto server = start_test_server({"--body-timeout-ms", "200"});
   raw_client c(server.port());
   c.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nquack");
@@ -103,7 +107,7 @@ TEST(Timeouts, AnswersHalfABodyWith408AfterTheBodyTimeoutAndCloses) {
   EXPECT_GE(since(start), 200ms - clock_slack);
 }
 
-TEST(Timeouts, AnswersAStalledChunkedBodyWith408) {
+TEST_P(Timeouts, AnswersAStalledChunkedBodyWith408) {
   auto server = start_test_server({"--body-timeout-ms", "200"});
   raw_client c(server.port());
   c.send("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nquack\r\n");
@@ -112,7 +116,7 @@ TEST(Timeouts, AnswersAStalledChunkedBodyWith408) {
   EXPECT_FALSE(c.was_reset());
 }
 
-TEST(Timeouts, LetsABodyArriveSlowerThanTheTimeoutAsLongAsItKeepsComing) {
+TEST_P(Timeouts, LetsABodyArriveSlowerThanTheTimeoutAsLongAsItKeepsComing) {
   auto server = start_test_server({"--body-timeout-ms", "600"});
   raw_client c(server.port());
   c.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n");
@@ -128,7 +132,7 @@ TEST(Timeouts, LetsABodyArriveSlowerThanTheTimeoutAsLongAsItKeepsComing) {
   EXPECT_GE(since(start), 1000ms);
 }
 
-TEST(Timeouts, AnswersABodyNeverSentAfterContinueWith408) {
+TEST_P(Timeouts, AnswersABodyNeverSentAfterContinueWith408) {
   auto server = start_test_server({"--body-timeout-ms", "200"});
   raw_client c(server.port());
   c.send("POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
@@ -139,7 +143,7 @@ TEST(Timeouts, AnswersABodyNeverSentAfterContinueWith408) {
 
 // --- idle (keep-alive) timeout ---------------------------------------------------------------
 
-TEST(Timeouts, ClosesAnIdleKeepAliveConnectionCleanlyAfterTheIdleTimeout) {
+TEST_P(Timeouts, ClosesAnIdleKeepAliveConnectionCleanlyAfterTheIdleTimeout) {
   auto server = start_test_server({"--idle-timeout-ms", "200"});
   raw_client c(server.port());
   c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -150,7 +154,7 @@ TEST(Timeouts, ClosesAnIdleKeepAliveConnectionCleanlyAfterTheIdleTimeout) {
   EXPECT_GE(since(idle_since), 200ms - clock_slack);
 }
 
-TEST(Timeouts, LingersAfterTheIdleCloseSoThatARequestRacingItIsNotReset) {
+TEST_P(Timeouts, LingersAfterTheIdleCloseSoThatARequestRacingItIsNotReset) {
   auto server = start_test_server({"--idle-timeout-ms", "200"});
   raw_client c(server.port());
   c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -163,7 +167,7 @@ TEST(Timeouts, LingersAfterTheIdleCloseSoThatARequestRacingItIsNotReset) {
       << "a request racing the idle close was answered with a reset";
 }
 
-TEST(Timeouts, LingersAfterA408SoThatTheRestOfTheRequestIsNotReset) {
+TEST_P(Timeouts, LingersAfterA408SoThatTheRestOfTheRequestIsNotReset) {
   auto server = start_test_server({"--header-timeout-ms", "200"});
   raw_client c(server.port());
   c.send("GET / HTTP/1.1\r\nHost: x\r\n");
@@ -172,7 +176,7 @@ TEST(Timeouts, LingersAfterA408SoThatTheRestOfTheRequestIsNotReset) {
   EXPECT_FALSE(c.reset_within(100ms)) << "the rest of the request was answered with a reset";
 }
 
-TEST(Timeouts, RunsTheLingerAfterA408FromWhenItWasSentNotFromBeforeTheWait) {
+TEST_P(Timeouts, RunsTheLingerAfterA408FromWhenItWasSentNotFromBeforeTheWait) {
   // The loop slept through the whole header timeout; the linger that follows the 408 must
   // still last its own time from then on (the loop reads its clock when a wait ends).
   auto server =
@@ -185,7 +189,7 @@ TEST(Timeouts, RunsTheLingerAfterA408FromWhenItWasSentNotFromBeforeTheWait) {
   EXPECT_FALSE(c.reset_within(100ms)) << "reset 150 ms after the 408: the linger was cut short";
 }
 
-TEST(Timeouts, KeepsAConnectionUsedMoreOftenThanTheIdleTimeout) {
+TEST_P(Timeouts, KeepsAConnectionUsedMoreOftenThanTheIdleTimeout) {
   auto server = start_test_server({"--idle-timeout-ms", "400"});
   raw_client c(server.port());
   auto start = clock::now();
@@ -201,7 +205,7 @@ TEST(Timeouts, KeepsAConnectionUsedMoreOftenThanTheIdleTimeout) {
   }
 }
 
-TEST(Timeouts, RunsTheIdleTimeoutFromTheEndOfAHandlerThatBlockedItsThread) {
+TEST_P(Timeouts, RunsTheIdleTimeoutFromTheEndOfAHandlerThatBlockedItsThread) {
   // The loop reads the clock once per round; after a handler that held the thread for longer
   // than the idle timeout, the idle time must still start when the response went out.
   auto server = start_test_server({"--idle-timeout-ms", "300", "--threads", "1"});
@@ -214,7 +218,7 @@ TEST(Timeouts, RunsTheIdleTimeoutFromTheEndOfAHandlerThatBlockedItsThread) {
   EXPECT_EQ(body_of(c.read_response(10s)), hello);
 }
 
-TEST(Timeouts, LetsTheClientSeeTheIdleCloseAndConnectAgain) {
+TEST_P(Timeouts, LetsTheClientSeeTheIdleCloseAndConnectAgain) {
   auto server = start_test_server({"--idle-timeout-ms", "200"});
   {
     raw_client c(server.port());
@@ -227,7 +231,7 @@ TEST(Timeouts, LetsTheClientSeeTheIdleCloseAndConnectAgain) {
 
 // --- write timeout ---------------------------------------------------------------------------
 
-TEST(Timeouts, ClosesAConnectionWhoseClientStopsReadingAfterTheWriteTimeout) {
+TEST_P(Timeouts, ClosesAConnectionWhoseClientStopsReadingAfterTheWriteTimeout) {
   // Long enough that the probe below answers well within it, even in a sanitizer build.
   auto server = start_test_server({"--write-timeout-ms", "500"});
   constexpr std::size_t size = 64u << 20;
@@ -253,7 +257,7 @@ TEST(Timeouts, ClosesAConnectionWhoseClientStopsReadingAfterTheWriteTimeout) {
   EXPECT_LT(rest.size(), size);
 }
 
-TEST(Timeouts, DoesNotCutASlowButSteadyReaderWithTheWriteTimeout) {
+TEST_P(Timeouts, DoesNotCutASlowButSteadyReaderWithTheWriteTimeout) {
   auto server = start_test_server({"--write-timeout-ms", "300"});
   constexpr std::size_t size = 16u << 20;  // more than the sockets hold: the server must wait
   raw_client reader(server.port(), 1 << 20);
@@ -268,13 +272,13 @@ TEST(Timeouts, DoesNotCutASlowButSteadyReaderWithTheWriteTimeout) {
   while (!ended && clock::now() < deadline) {
     ::poll(nullptr, 0, 100);  // the pause under test
     for (;;) {
-      ssize_t n = ::recv(reader.fd(), buf.data(), buf.size(), MSG_DONTWAIT);
+      const long n = reader.read_available(buf.data(), buf.size());
       if (n > 0) {
         if (start.size() < 512) start.append(buf.data(), std::min<std::size_t>(n, 512));
         received += static_cast<std::size_t>(n);
         continue;
       }
-      ended = n == 0 || errno != EAGAIN;
+      ended = n == 0;
       break;
     }
     auto head_end = start.find("\r\n\r\n");

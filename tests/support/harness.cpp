@@ -1,5 +1,7 @@
 #include "harness.hpp"
 
+#include "certificates.hpp"
+
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -139,6 +141,25 @@ std::string source_path(std::string_view relative) {
   return std::string(LAMEDUCK_TEST_SOURCE_DIR "/") + std::string(relative);
 }
 
+namespace {
+
+// What every program the tests start is spawned with: SIGPIPE back to its default.
+const posix_spawnattr_t* spawn_attributes() {
+  static posix_spawnattr_t attributes = [] {
+    posix_spawnattr_t a;
+    posix_spawnattr_init(&a);
+    sigset_t defaults;
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGPIPE);
+    posix_spawnattr_setsigdefault(&a, &defaults);
+    posix_spawnattr_setflags(&a, POSIX_SPAWN_SETSIGDEF);
+    return a;
+  }();
+  return &attributes;
+}
+
+}  // namespace
+
 server_process::server_process(std::vector<std::string> argv,
                                std::chrono::milliseconds ready_within, int passed_socket) {
   int out[2];
@@ -155,7 +176,7 @@ server_process::server_process(std::vector<std::string> argv,
   posix_spawn_file_actions_addopen(&actions, 2, stderr_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
                                    0600);
   auto args = c_argv(argv);
-  int rc = ::posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
+  int rc = ::posix_spawn(&pid_, args[0], &actions, spawn_attributes(), args.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   if (passed_copy >= 0) ::close(passed_copy);
   ::close(out[1]);
@@ -237,7 +258,7 @@ command_result run(const std::vector<std::string>& argv, std::chrono::millisecon
   posix_spawn_file_actions_adddup2(&actions, err[1], 2);
   auto args = c_argv(argv);
   pid_t pid = -1;
-  int rc = ::posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
+  int rc = ::posix_spawnp(&pid, args[0], &actions, spawn_attributes(), args.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   ::close(in[0]);
   ::close(out[1]);
@@ -288,7 +309,57 @@ command_result run(const std::vector<std::string>& argv, std::chrono::millisecon
   return result;
 }
 
-raw_client::raw_client(std::uint16_t port, int receive_buffer) {
+namespace {
+transport current = transport::tcp;
+
+// The TLS client writes through OpenSSL, whose socket writes raise SIGPIPE on a connection the
+// server has closed: the test process ignores it. The programs it starts get the default back
+// (spawn_attributes()), so that a server that does not guard against SIGPIPE still dies of it.
+const bool sigpipe_ignored = [] {
+  ::signal(SIGPIPE, SIG_IGN);
+  return true;
+}();
+}  // namespace
+
+void use_transport(transport t) {
+  current = t;
+}
+transport current_transport() {
+  return current;
+}
+std::string transport_name(const ::testing::TestParamInfo<transport>& info) {
+  return info.param == transport::tls ? "Tls" : "Tcp";
+}
+std::string scheme() {
+  return current == transport::tls ? "https" : "http";
+}
+
+const tls_files& tls_certificate() {
+  // Made on first use, removed at exit with the process's other temporary files.
+  static const test_pki* pki = new test_pki;
+  static const tls_files files = [] {
+    auto issued = const_cast<test_pki*>(pki)->issue("localhost");
+    return tls_files{issued.certificate, issued.key, pki->ca_file()};
+  }();
+  static const int cleanup = std::atexit([] { delete pki; });
+  (void)cleanup;
+  return files;
+}
+
+raw_client::raw_client(std::uint16_t port, int receive_buffer)
+    : raw_client(plain_tag{}, port, receive_buffer) {
+  if (current == transport::tls) {
+    tls_client_options o;
+    o.ca_file = tls_certificate().ca;
+    start_tls(o, false);
+  }
+}
+
+std::unique_ptr<raw_client> raw_client::plain(std::uint16_t port) {
+  return std::unique_ptr<raw_client>(new raw_client(plain_tag{}, port, 0));
+}
+
+raw_client::raw_client(plain_tag, std::uint16_t port, int receive_buffer) {
   fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd_ < 0) fail_errno("socket");
   // Before connect, so that the window offered in the handshake is already the small one.
@@ -330,7 +401,12 @@ bool wait_for_tls(SSL* ssl, int fd, int result, clock::time_point deadline) {
 
 }  // namespace
 
-raw_client::raw_client(std::uint16_t port, const tls_client_options& tls) : raw_client(port) {
+raw_client::raw_client(std::uint16_t port, const tls_client_options& tls)
+    : raw_client(plain_tag{}, port, 0) {
+  start_tls(tls, true);
+}
+
+void raw_client::start_tls(const tls_client_options& tls, bool wait_for_handshake) {
   tls_ctx_ = SSL_CTX_new(TLS_client_method());
   if (tls.max_version) SSL_CTX_set_max_proto_version(tls_ctx_, tls.max_version);
   if (!tls.ca_file.empty()) {
@@ -352,6 +428,8 @@ raw_client::raw_client(std::uint16_t port, const tls_client_options& tls) : raw_
   const auto deadline = clock::now() + 10s;
   ERR_clear_error();
   for (int r; (r = SSL_connect(tls_)) != 1;) {
+    // The ClientHello is sent: the reads and writes to come finish the handshake.
+    if (!wait_for_handshake && SSL_get_error(tls_, r) == SSL_ERROR_WANT_READ) return;
     if (!wait_for_tls(tls_, fd_, r, deadline)) {
       // The delegated constructor has finished: the destructor frees what is here.
       const int e = SSL_get_error(tls_, r);
@@ -529,6 +607,26 @@ bool raw_client::reset_within(std::chrono::milliseconds within) {
   return err == ECONNRESET || (p.revents & POLLERR);
 }
 
+long raw_client::read_available(char* p, std::size_t n) {
+  if (!buffer_.empty()) {
+    const std::size_t k = std::min(n, buffer_.size());
+    buffer_.copy(p, k);
+    buffer_.erase(0, k);
+    return static_cast<long>(k);
+  }
+  if (!tls_) {
+    const ssize_t r = ::recv(fd_, p, n, MSG_DONTWAIT);
+    return r < 0 && errno != EAGAIN ? 0 : r;
+  }
+  std::size_t got = 0;
+  ERR_clear_error();
+  const int r = SSL_read_ex(tls_, p, n, &got);  // the socket is non-blocking over TLS
+  if (r == 1) return static_cast<long>(got);
+  const int e = SSL_get_error(tls_, r);
+  ERR_clear_error();
+  return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? -1 : 0;
+}
+
 std::string raw_client::read_until_close(std::chrono::milliseconds within) {
   auto deadline = clock::now() + within;
   while (fill(deadline)) {
@@ -549,6 +647,10 @@ bool raw_client::closed_within(std::chrono::milliseconds within) {
 
 server_process start_test_server(const std::vector<std::string>& extra) {
   std::vector<std::string> argv{bin_path("lameduck-test-server"), "--listen", "127.0.0.1:0"};
+  if (current == transport::tls) {
+    argv.insert(argv.end(),
+                {"--tls-cert", tls_certificate().certificate, "--tls-key", tls_certificate().key});
+  }
   bool threads_given = false;
   for (const auto& a : extra)
     threads_given = threads_given || a == "--threads";

@@ -20,6 +20,8 @@
 #include <utility>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 namespace lameduck::testing {
 
 using namespace std::chrono_literals;
@@ -48,9 +50,9 @@ class server_process {
   std::uint16_t https_port() const { return https_port_; }
   /// "127.0.0.1:PORT"
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-  /// "http://127.0.0.1:PORT"
+  /// "http://127.0.0.1:PORT", or https:// for a server that reported an HTTPS port first.
   std::string url(std::string_view path = "/") const {
-    return "http://" + address() + std::string(path);
+    return (https_port_ == port_ ? "https://" : "http://") + address() + std::string(path);
   }
   pid_t pid() const { return pid_; }
   /// Sends a signal to the process.
@@ -78,6 +80,35 @@ struct command_result {
 command_result run(const std::vector<std::string>& argv, std::chrono::milliseconds within = 20s,
                    std::string_view input = {});
 
+/// What the suites that run over both transports (lifecycle, limits, timeouts, clients) run
+/// over this time: each is a TestWithParam<transport> whose fixture calls use_transport(). Then
+/// raw_client(port), get_once(), round_trip() and start_test_server() follow it, and
+/// tls_certificate() is what a test server presents (made once per process, with its CA).
+enum class transport { tcp, tls };
+void use_transport(transport t);
+transport current_transport();
+/// "Tcp" or "Tls", for INSTANTIATE_TEST_SUITE_P's test names.
+std::string transport_name(const ::testing::TestParamInfo<transport>& info);
+/// The base of a suite that runs over both transports: it sets the transport for each test
+/// and puts the default back after it.
+class over_both_transports : public ::testing::TestWithParam<transport> {
+ protected:
+  over_both_transports() { use_transport(GetParam()); }
+  ~over_both_transports() override { use_transport(transport::tcp); }
+};
+/// The parameters of such a suite.
+inline auto both_transports() {
+  return ::testing::Values(transport::tcp, transport::tls);
+}
+
+/// The files a server presents over TLS: certificate chain, key, and the CA that signed it.
+struct tls_files {
+  std::string certificate, key, ca;
+};
+const tls_files& tls_certificate();
+/// The URL scheme of the transport: "http" or "https".
+std::string scheme();
+
 /// How a raw_client speaks TLS (OpenSSL, TLS 1.2 or 1.3).
 struct tls_client_options {
   /// The CA to verify the server's certificate against; empty: no verification.
@@ -95,9 +126,14 @@ struct tls_client_options {
 /// A TCP client on 127.0.0.1 that sends and receives exact bytes, in the clear or over TLS.
 class raw_client {
  public:
-  /// Connects; a receive_buffer above zero sets SO_RCVBUF first (a small window makes a client
-  /// that stops reading fill the server's socket quickly).
+  /// Connects over the current transport (over TLS, trusting tls_certificate()'s CA, it sends
+  /// its ClientHello and lets the first read or write finish the handshake, so that a server
+  /// that is not accepting yet leaves it in the kernel's queue as over TCP);
+  /// a receive_buffer above zero sets SO_RCVBUF first (a small window makes a client that
+  /// stops reading fill the server's socket quickly).
   explicit raw_client(std::uint16_t port, int receive_buffer = 0);
+  /// Connects over plain TCP, whatever the current transport.
+  static std::unique_ptr<raw_client> plain(std::uint16_t port);
   /// Connects and completes a TLS handshake; throws std::runtime_error with OpenSSL's reason
   /// when it fails.
   raw_client(std::uint16_t port, const tls_client_options& tls);
@@ -121,6 +157,9 @@ class raw_client {
   /// Whether the connection is reset (an RST arrives) within the time; consumes nothing. Also
   /// after the end of stream, when a readability wait no longer tells anything.
   bool reset_within(std::chrono::milliseconds within);
+  /// Reads what has arrived, without waiting: bytes (at most n), 0 at the end of stream, -1
+  /// when nothing is there yet.
+  long read_available(char* p, std::size_t n);
   /// Reads until the server closes; throws on timeout.
   std::string read_until_close(std::chrono::milliseconds within = 10s);
   /// Whether the server closed the connection within the time (end of stream or reset).
@@ -147,6 +186,9 @@ class raw_client {
   // Reads until parse_response finds a whole response at the front of buffer_ (its head only
   // when head_only) and takes its raw bytes off; throws at the deadline or a premature close.
   std::string take_one(std::chrono::milliseconds within, bool head_only);
+  struct plain_tag {};
+  raw_client(plain_tag, std::uint16_t port, int receive_buffer);
+  void start_tls(const tls_client_options& tls, bool wait_for_handshake);
   int fd_ = -1;
   SSL_CTX* tls_ctx_ = nullptr;
   SSL* tls_ = nullptr;

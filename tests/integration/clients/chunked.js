@@ -7,11 +7,12 @@
 //   stream_encoding.R X    its Transfer-Encoding header
 //   stream_body.R TEXT     its body, JSON-quoted
 //   sockets N              distinct sockets used (1 when keep-alive works)
-// Usage: node chunked.js BASE_URL
+// Usage: node chunked.js BASE_URL   (https:// through Node's https module, trusting
+// NODE_EXTRA_CA_CERTS)
 'use strict';
-const http = require('http');
 
 const base = process.argv[2];
+const http = require(new URL(base).protocol === 'https:' ? 'https' : 'http');
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 const sockets = new Set();
 
