@@ -67,6 +67,10 @@
 #   PERF_SERVERS [""]: after part 1, `perf record -g` of each named server during one more
 #     wrk -c64 run of DURATION s; the top symbols go to OUT_DIR/https-*/perf-NAME.txt
 #   LAMEDUCK_HELLO [build/release/bin/lameduck-hello]  NGINX [/usr/sbin/nginx]
+#   BASELINE_HELLO [unset]: another build of lameduck-hello (an earlier commit, as in
+#     throughput.sh), run exactly as lameduck is, as the servers baseline-https and
+#     baseline-http, which are then added to the default SERVERS (name them in HANDSHAKES or
+#     MEMORY_SERVERS to have them there too)
 #   PYTHON [/usr/bin/python3]  SERVER_CPU [0]  CLIENT_CPU [1]  OUT_DIR [bench/out]
 #   LOCK [/tmp/lameduck-bench-lock]  LOCK_WAIT [3600]
 # Each run writes its raw results, wrk outputs, server logs and summary.md to
@@ -82,7 +86,12 @@ DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-2}
 ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-"64 256"}
-SERVERS=${SERVERS:-"lameduck-https lameduck-ktls nginx-https lameduck-http nginx-http"}
+BASELINE_HELLO=${BASELINE_HELLO:-}
+if [[ -n $BASELINE_HELLO ]]; then
+  SERVERS=${SERVERS:-"lameduck-https baseline-https lameduck-ktls nginx-https lameduck-http baseline-http nginx-http"}
+else
+  SERVERS=${SERVERS:-"lameduck-https lameduck-ktls nginx-https lameduck-http nginx-http"}
+fi
 HANDSHAKES=${HANDSHAKES-"lameduck-https:full nginx-https:full lameduck-https:resume nginx-https:resume lameduck-http:plain nginx-http:plain"}
 HS_DURATION=${HS_DURATION:-5}
 HS_CONCURRENCY=${HS_CONCURRENCY:-16}
@@ -184,6 +193,16 @@ start_lameduck-http() {
   taskset -c "$SERVER_CPU" "$LAMEDUCK_HELLO" --threads 1 --listen "127.0.0.1:$1" \
     >"$2/lameduck-http.log" 2>&1 &
 }
+# The baseline: another build of lameduck-hello (BASELINE_HELLO), run as lameduck is.
+scheme[baseline-https]=https
+start_baseline-https() {
+  taskset -c "$SERVER_CPU" "$BASELINE_HELLO" --threads 1 --tls-listen "127.0.0.1:$1" \
+    --tls-cert "$cert" --tls-key "$key" >"$2/baseline-https.log" 2>&1 &
+}
+start_baseline-http() {
+  taskset -c "$SERVER_CPU" "$BASELINE_HELLO" --threads 1 --listen "127.0.0.1:$1" \
+    >"$2/baseline-http.log" 2>&1 &
+}
 
 # run_nginx PORT DIR NAME SERVER_BLOCK_LINES...
 run_nginx() {
@@ -225,7 +244,12 @@ start_nginx-https() {
 start_nginx-http() { run_nginx "$1" "$2" nginx-http "    listen 127.0.0.1:$1;"; }
 
 [[ -x $NGINX ]] || note "no $NGINX: the nginx rows are skipped"
-have() { [[ $1 != nginx-* || -x $NGINX ]]; }
+have() {
+  case $1 in
+    nginx-*) [[ -x $NGINX ]] ;;
+    baseline-*) [[ -n $BASELINE_HELLO && -x $BASELINE_HELLO ]] || { note "skipping $1: set BASELINE_HELLO to another build's lameduck-hello"; return 1; } ;;
+  esac
+}
 
 # ------------------------------------------------------------------------------ run
 

@@ -15,9 +15,10 @@ from throughput_helper import _fmt, _median, _ratio, _table  # noqa: E402
 
 # Each row's peer, for the "÷ nginx" columns, and its plain-HTTP self, for "÷ own HTTP".
 PEER = {"lameduck-https": "nginx-https", "lameduck-ktls": "nginx-https",
-        "nginx-https": "nginx-https", "lameduck-http": "nginx-http", "nginx-http": "nginx-http"}
+        "baseline-https": "nginx-https", "nginx-https": "nginx-https",
+        "lameduck-http": "nginx-http", "baseline-http": "nginx-http", "nginx-http": "nginx-http"}
 PLAIN = {"lameduck-https": "lameduck-http", "lameduck-ktls": "lameduck-http",
-         "nginx-https": "nginx-http"}
+         "baseline-https": "baseline-http", "nginx-https": "nginx-http"}
 
 
 def _lines(path, fields):
