@@ -71,8 +71,9 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 OUT_DIR=${OUT_DIR:-$here/out}
 
-helper() { "$PYTHON" "$here/throughput_helper.py" "$@"; }
 note() { echo "throughput: $*" >&2; }
+# shellcheck source=bench/common.sh
+source "$here/common.sh"
 
 for tool in wrk taskset timeout "$PYTHON"; do
   command -v "$tool" >/dev/null 2>&1 || { note "needs $tool"; exit 2; }
@@ -85,9 +86,7 @@ taskset -cp "$CLIENT_CPU" $$ >/dev/null
 
 # 10,000 idle connections need that many descriptors in the client and in the server, which
 # inherit this limit. Raise the soft limit as far as the hard limit allows.
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-nofile=$(ulimit -n)
-[[ $nofile == unlimited ]] && nofile=1048576
+raise_nofile
 if ((${#MEMORY_SERVERS} > 0 && nofile < IDLE_CONNS + 256)); then
   note "open-file limit is $nofile (hard limit $(ulimit -Hn)); idle connections cut to $((nofile - 256))"
   IDLE_CONNS=$((nofile - 256))
@@ -105,32 +104,9 @@ memory="$run_dir/memory.txt"     # server held failed rss_growth_bytes bytes_per
 tmp=$(mktemp -d /tmp/lameduck-bench.XXXXXX)
 chmod 755 "$tmp"
 
-declare -A pid=() port=()
-
-stop_server() {
-  local name=$1 p=${pid[$1]:-} pids i c
-  [[ -n $p ]] || return 0
-  unset "pid[$name]"
-  pids=$(helper tree "$p" 2>/dev/null) || pids=$p
-  kill -TERM "$p" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    kill -0 "$p" 2>/dev/null || break
-    sleep 0.1
-  done
-  # Whatever is left of the tree after 5 s (or was orphaned by the exit) is killed, by pid.
-  for c in $pids; do kill -KILL "$c" 2>/dev/null || true; done
-  wait "$p" 2>/dev/null || true
-}
-
 cleanup() {
-  local name
   trap - EXIT INT TERM
-  for name in "${!pid[@]}"; do stop_server "$name"; done
-  if [[ -d $tmp ]]; then
-    mkdir -p "$run_dir/servers"
-    find "$tmp" -name '*.log' -exec cp {} "$run_dir/servers/" \; 2>/dev/null || true
-    rm -rf "$tmp"
-  fi
+  stop_all_servers
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -172,14 +148,8 @@ start_baseline() { run_hello "$BASELINE_HELLO" "$1" "$2/baseline.log"; }
 
 have_nginx() { [[ -x $NGINX ]] || { note "skipping nginx: no $NGINX"; return 1; }; }
 start_nginx() {
-  local port=$1 dir=$2 temp_paths="" m
-  # Keep every temp path inside DIR (the defaults under /var/lib/nginx may not exist).
-  for m in client_body fastcgi proxy scgi uwsgi; do
-    if "$NGINX" -V 2>&1 | grep -q -- "--http-${m/client_/client-}-temp-path"; then
-      mkdir -p "$dir/$m"
-      temp_paths+="  ${m}_temp_path $dir/$m;"$'\n'
-    fi
-  done
+  local port=$1 dir=$2 temp_paths
+  temp_paths=$(nginx_temp_paths "$dir")
   cat >"$dir/nginx.conf" <<EOF
 daemon off;
 master_process on;
@@ -195,7 +165,8 @@ http {
   default_type text/plain;
   keepalive_timeout 300s;
   keepalive_requests 1000000;
-$temp_paths  server {
+$temp_paths
+  server {
     listen 127.0.0.1:$port;
     location / { return 200 "Hello, World!\n"; }
   }
@@ -259,64 +230,9 @@ EOF
   taskset -c "$SERVER_CPU" "$NODE" "$dir/server.js" "$port" >"$dir/node.log" 2>&1 &
 }
 
-# start_server NAME: start a fresh instance on a free port; 0 when it answers GET /.
-start_server() {
-  local name=$1 dir p status
-  dir=$(mktemp -d "$tmp/$name.XXXXXX")
-  chmod 755 "$dir"
-  port[$name]=$(helper freeport)
-  "start_$name" "${port[$name]}" "$dir"
-  pid[$name]=$!
-  if ! helper wait-port "${port[$name]}" "${pid[$name]}" 10 || ! kill -0 "${pid[$name]}" 2>/dev/null; then
-    note "$name did not start; its log:"
-    cat "$dir"/*.log >&2 2>/dev/null || true
-    stop_server "$name"
-    return 1
-  fi
-  # The floor keeps every connection open (it reads no Connection header), so the one-shot
-  # check, which reads until the close, would only time out.
-  [[ $name == floor ]] && return 0
-  status=$(helper get "${port[$name]}" 2>&1 | tr -d '\r' | paste -sd' ') || true
-  [[ $status == "HTTP/1.1 200 OK Hello, World!" ]] ||
-    note "warning: $name answers GET / with: $status"
-  return 0
-}
-
 # ------------------------------------------------------------------------------ part 1
 
-# measure ROUND NAME CONNS: one warm-up and one measured wrk run; appends a line to $results.
-measure() {
-  local round=$1 name=$2 conns=$3 p=${pid[$2]} url="http://127.0.0.1:${port[$2]}/"
-  local out="$run_dir/wrk/$name-c$conns-r$round.txt" before after idle0 idle1 t0 t1 cpu_us busy idle
-  local requests rps p99 errors
-  # wrk stops itself after -d; timeout only guards against a wedged run.
-  timeout -k 5 $((WARMUP + 30)) taskset -c "$CLIENT_CPU" \
-    wrk -t1 -c"$conns" -d"${WARMUP}s" "$url" >/dev/null 2>&1 || true
-  before=$(helper cputicks "$p")
-  idle0=$(helper cpuidle "$CLIENT_CPU")
-  t0=$EPOCHREALTIME
-  timeout -k 5 $((DURATION + 30)) taskset -c "$CLIENT_CPU" \
-    wrk -t1 -c"$conns" -d"${DURATION}s" --latency "$url" >"$out" 2>&1 || true
-  t1=$EPOCHREALTIME
-  idle1=$(helper cpuidle "$CLIENT_CPU")
-  after=$(helper cputicks "$p")
-  read -r requests rps p99 errors < <(helper wrk-parse "$out")
-  # CPU time per request; how busy the server was (near 100 %: the server was the bottleneck);
-  # how idle the client's CPU was (well above 0 % while the server is not busy either: the
-  # machine was noisy, or the two sides waited on each other).
-  read -r cpu_us busy idle < <(awk -v t=$((after - before)) -v hz="$clk_tck" -v n="$requests" \
-    -v i=$((idle1 - idle0)) -v wall="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
-    'BEGIN { printf "%s %.1f %.1f\n", (n + 0 > 0) ? sprintf("%.3f", t * 1e6 / hz / n) : "nan",
-                                       100 * t / hz / wall, 100 * i / hz / wall }')
-  echo "$round $name $conns $requests $rps $p99 $cpu_us $busy $errors" >>"$results"
-  printf '  round %d/%d  %-8s c=%-4s %8.0f req/s  p99 %6.2f ms  %6.2f µs/req  server busy %3.0f %%  client CPU idle %3.0f %%%s\n' \
-    "$round" "$ROUNDS" "$name" "$conns" "$rps" "$p99" "$cpu_us" "$busy" "$idle" \
-    "$( ((errors > 0)) && echo "  ($errors errors, see $out)")"
-  if ! kill -0 "$p" 2>/dev/null; then
-    note "$name exited during the run; dropping it"
-    unset "pid[$name]"
-  fi
-}
+# start_server and measure (bench/common.sh) do the work.
 
 servers=()
 for name in $SERVERS; do

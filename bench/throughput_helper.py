@@ -6,7 +6,8 @@ Subcommands:
   tree PID                      print PID and the pids of all its live descendants
   wait-port PORT PID SECONDS    exit 0 once 127.0.0.1:PORT accepts a connection; 1 if PID exits
                                 or SECONDS pass first
-  get PORT                      one GET / on a fresh connection; print the status line and body
+  get PORT [http|https]         one GET / on a fresh connection; print the status line and body
+                                (https: TLS, certificate not verified)
   cputicks PID                  utime+stime+cutime+cstime (clock ticks) summed over PID and all
                                 of its live descendants (nginx master + workers, h2o's helpers)
   rss PID                       VmRSS in bytes summed over PID and its live descendants
@@ -127,8 +128,15 @@ def wait_port(port, pid, seconds):
     return False
 
 
-def get(port):
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+def get(port, scheme="http"):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        s = raw
+        if scheme == "https":
+            import ssl
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            s = context.wrap_socket(raw, server_hostname="localhost")
         s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         data = b""
         while True:
@@ -399,7 +407,7 @@ def main(argv):
     elif cmd == "wait-port":
         return 0 if wait_port(int(argv[2]), int(argv[3]), float(argv[4])) else 1
     elif cmd == "get":
-        status, body = get(int(argv[2]))
+        status, body = get(int(argv[2]), argv[3] if len(argv) > 3 else "http")
         print(status)
         sys.stdout.write(body.decode(errors="replace"))
     elif cmd == "tree":
