@@ -7,15 +7,24 @@
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <csignal>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "certificates.hpp"
 #include "harness.hpp"
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define LAMEDUCK_TEST_SANITIZED 1
+#else
+#define LAMEDUCK_TEST_SANITIZED 0
+#endif
 
 namespace lameduck::testing {
 namespace {
@@ -409,6 +418,100 @@ TEST_F(HttpsReload, WatchedFilesReloadOnceTheyHaveSettled) {
     raw_client c(server.port(), trusting("localhost"));
     return c.peer_name() == "rsa";
   }));
+}
+
+TEST_F(HttpsReload, SighupReloadsBetweenReloadingAndReadyAndSaysWhyWhenRefused) {
+  notify_socket manager;
+  server_process server({"/usr/bin/env", "NOTIFY_SOCKET=" + manager.name(),
+                         bin_path("lameduck-hello"), "--threads", "1", "--tls-listen",
+                         "127.0.0.1:0", "--tls-cert", cert(), "--tls-key", key()});
+  EXPECT_TRUE(manager.receive().starts_with("READY=1\n"));
+  auto reloading = [&] {
+    const std::string m = manager.receive();
+    EXPECT_TRUE(m.starts_with("RELOADING=1\nMONOTONIC_USEC=")) << m;
+    timespec now{};
+    ::clock_gettime(CLOCK_MONOTONIC, &now);
+    const long long usec = std::stoll(m.substr(m.find('=', 12) + 1));
+    const long long now_usec = now.tv_sec * 1'000'000LL + now.tv_nsec / 1000;
+    EXPECT_LE(usec, now_usec);
+    EXPECT_GT(usec, now_usec - 10'000'000);
+  };
+  install(*rsa_);
+  server.signal(SIGHUP);
+  reloading();
+  EXPECT_EQ(manager.receive(), "READY=1\nSTATUS=reloaded");
+  raw_client after(server.port(), trusting("localhost"));
+  EXPECT_EQ(after.peer_name(), "rsa");
+
+  install({ec_->certificate, rsa_->key});
+  server.signal(SIGHUP);
+  reloading();
+  const std::string refused = manager.receive();
+  EXPECT_TRUE(
+      refused.starts_with("READY=1\nSTATUS=reload refused, still serving: tls_listen[0]: "
+                          "the private key"))
+      << refused;
+  EXPECT_NE(server.error_output().find("certificate reload refused"), std::string::npos);
+  raw_client still(server.port(), trusting("localhost"));
+  EXPECT_EQ(still.peer_name(), "rsa");
+  server.signal(SIGTERM);
+  EXPECT_EQ(server.wait_exit(), 0);
+}
+
+// The server's resident memory, from /proc.
+long resident_kib(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.starts_with("VmRSS:")) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+TEST_F(HttpsReload, AHundredReloadsUnderLoadFailNothingKeepTicketsAndLeakNothing) {
+  auto server = test_server();
+  std::atomic<bool> done{false};
+  std::atomic<int> requests{0}, failures{0}, offered{0}, resumed{0};
+  std::string first_failure;
+  // A client that keeps connecting, each connection resuming the session of the one before.
+  std::thread load([&] {
+    std::shared_ptr<SSL_SESSION> session;
+    while (!done) {
+      try {
+        auto o = trusting("localhost");
+        o.session = session;
+        raw_client c(server.port(), o);
+        if (session) {
+          ++offered;
+          resumed += c.resumed() ? 1 : 0;
+        }
+        if (get(c).status != 200) throw std::runtime_error("not 200");
+        session = c.session();
+        ++requests;
+      } catch (const std::exception& e) {
+        if (failures++ == 0) first_failure = e.what();
+      }
+    }
+  });
+  long rss_after_ten = 0;
+  for (int n = 1; n <= 100; ++n) {
+    install(n % 2 ? *rsa_ : *ec_);
+    ASSERT_EQ(reload(server, n), "reloaded") << n;
+    if (n == 10) rss_after_ten = resident_kib(server.pid());
+  }
+  const long rss_after_hundred = resident_kib(server.pid());
+  done = true;
+  load.join();
+  EXPECT_EQ(failures.load(), 0) << first_failure;
+  EXPECT_GT(requests.load(), 100);
+  // Tickets issued before a reload resume after it.
+  EXPECT_GE(resumed.load() * 100, offered.load() * 99) << resumed << " of " << offered;
+  // Every reload frees the set before it: 90 more reloads take no memory to speak of, where
+  // keeping the old sets took 1.8 MiB. Not under the sanitizers, whose allocators hold freed
+  // memory back on purpose (LeakSanitizer checks the test server at its exit instead).
+#if !LAMEDUCK_TEST_SANITIZED
+  EXPECT_LT(rss_after_hundred - rss_after_ten, 1024)
+      << rss_after_ten << " KiB after 10 reloads, " << rss_after_hundred << " after 100";
+#endif
 }
 
 }  // namespace
