@@ -49,6 +49,7 @@ class connection_base : public event_target, public registry_hook, public timed 
   std::uint64_t requests = 0;                 ///< requests answered completely
   timeout_kind timeout = timeout_kind::none;  ///< what the armed timeout is for
   bool health_only = false;                   ///< accepted on a health_options::listen address
+  bool tls = false;                           ///< accepted on an HTTPS listener
 
  private:
   friend class worker;

@@ -880,6 +880,7 @@ std::shared_future<std::vector<connection_info>> server::snapshot() const {
         info.peer = detail::format_address(reinterpret_cast<const sockaddr*>(&c.peer));
         info.state = c.state();
         info.requests = c.requests;
+        info.tls = c.tls;
         info.age = std::chrono::nanoseconds(now - c.created_ns);
         if (c.state() == connection_state::idle) {
           info.idle_for = std::chrono::nanoseconds(now - c.idle_since_ns);

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <cstring>
+#include <type_traits>
 
 #include "connection.hpp"
 #include "exchange.hpp"
@@ -168,6 +169,7 @@ void worker::admit(Stream stream, const socket_address& peer, socklen_t size, bo
   auto* c = new connection<Stream>(*this, std::move(stream), &peer.any, size);
   c->id = shared_.next_connection_id.fetch_add(1, std::memory_order_relaxed);
   c->health_only = health_only;
+  c->tls = std::is_same_v<Stream, tls_stream>;
   if (shared_.open_connections.fetch_add(1, std::memory_order_relaxed) >=
       shared_.options.limits.max_connections) {
     c->reject(503);

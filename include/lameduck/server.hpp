@@ -70,6 +70,8 @@ struct connection_info {
   connection_state state = connection_state::fresh;
   /// Requests answered completely on it.
   std::uint64_t requests = 0;
+  /// Accepted on an HTTPS listener (server_options::tls_listen).
+  bool tls = false;
   /// Time since it was accepted.
   std::chrono::steady_clock::duration age{};
   /// Time since it became idle; zero unless idle.

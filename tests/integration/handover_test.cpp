@@ -227,6 +227,34 @@ TEST(Handover, HandsOverEveryListenerPlainAndHealth) {
   EXPECT_TRUE(first->close().get().graceful);
 }
 
+TEST(Handover, AnHttpsListenerIsHandedOverAndTheNextServerPresentsItsOwnCertificates) {
+  const auto& files = tls_certificate();
+  server_options options = on_loopback();
+  options.tls_listen = {{"127.0.0.1:0", {{files.certificate, files.key, ""}}}};
+  auto first = generation(1, options);
+  auto sockets = first->hand_over_listeners();
+  ASSERT_EQ(sockets.size(), 2u);
+  EXPECT_EQ(sockets[0].tls, -1);
+  EXPECT_EQ(sockets[1].tls, 0);
+  server_options next = on_sockets(sockets);
+  next.tls_listen = options.tls_listen;  // the certificates; the address comes with the socket
+  auto second = generation(2, next);
+  first->stop_accepting().wait();
+  tls_client_options tls;
+  tls.ca_file = files.ca;
+  raw_client c(second->port(1), tls);
+  c.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+  EXPECT_EQ(body_of(c.read_response()), "generation 2");
+  EXPECT_EQ(body_of(get_once(second->port(0))), "generation 2");
+  // A socket that names a TLS entry the next server does not have is refused.
+  auto third_sockets = second->hand_over_listeners();
+  lameduck::server third(on_sockets(third_sockets), [](const request&, response) {});
+  std::error_code ec;
+  third.start(ec);
+  EXPECT_EQ(ec, errc::unusable_passed_socket);
+  EXPECT_TRUE(first->close().get().graceful);
+}
+
 TEST(Handover, TheOldServerBehavesAsAfterStopAccepting) {
   auto first = generation(1, on_loopback());
   raw_client kept(first->port());

@@ -1100,6 +1100,8 @@ TEST_P(Lifecycle, CountsAndASnapshotDescribeEveryLiveConnection) {
   EXPECT_EQ(list[1].state, connection_state::active);
   EXPECT_EQ(list[1].requests, 0u);
   EXPECT_EQ(list[1].idle_for.count(), 0);
+  for (const auto& c : list)
+    EXPECT_EQ(c.tls, GetParam() == transport::tls);
   server->destroy().wait();
   EXPECT_TRUE(server->snapshot().get().empty());
 }
