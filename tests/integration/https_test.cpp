@@ -492,13 +492,13 @@ TEST_F(HttpsReload, AHundredReloadsUnderLoadFailNothingKeepTicketsAndLeakNothing
       }
     }
   });
-  long rss_after_ten = 0;
+  [[maybe_unused]] long rss_after_ten = 0;
   for (int n = 1; n <= 100; ++n) {
     install(n % 2 ? *rsa_ : *ec_);
     ASSERT_EQ(reload(server, n), "reloaded") << n;
     if (n == 10) rss_after_ten = resident_kib(server.pid());
   }
-  const long rss_after_hundred = resident_kib(server.pid());
+  [[maybe_unused]] const long rss_after_hundred = resident_kib(server.pid());
   done = true;
   load.join();
   EXPECT_EQ(failures.load(), 0) << first_failure;
