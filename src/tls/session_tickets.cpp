@@ -5,7 +5,7 @@
 #include <openssl/rand.h>
 
 #include <cstring>
-#include <stdexcept>
+#include <system_error>
 #include <string_view>
 
 namespace lameduck::detail {
@@ -30,7 +30,8 @@ ticket_seed ticket_seed::random(std::chrono::seconds period) {
   ticket_seed s;
   if (RAND_bytes(s.secret.data(), static_cast<int>(s.secret.size())) != 1 ||
       RAND_bytes(s.listener_id.data(), static_cast<int>(s.listener_id.size())) != 1) {
-    throw std::runtime_error("lameduck: OpenSSL has no random bytes for session-ticket keys");
+    throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again),
+                            "lameduck: OpenSSL has no random bytes for session-ticket keys");
   }
   s.origin = std::chrono::steady_clock::now();
   s.period = period;

@@ -25,7 +25,7 @@ struct ticket_seed {
   /// A key encrypts for one period, and decrypts (asking for a new ticket) for one more.
   std::chrono::seconds period{};
 
-  /// A seed from OpenSSL's random generator; throws std::runtime_error if it has none.
+  /// A seed from OpenSSL's random generator; throws std::system_error if it has none.
   static ticket_seed random(std::chrono::seconds period);
 };
 
