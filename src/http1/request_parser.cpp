@@ -116,6 +116,7 @@ void request_parser::reset() {
   error_reason_ = "";
   method_ = 0;
   started_ = head_complete_ = message_complete_ = expects_continue_ = in_name_ = false;
+  request_line_begun_ = request_line_ended_ = false;
   trailer_count_ = 0;
   previous_byte_ = 0;
 }
@@ -215,6 +216,30 @@ const char* request_parser::check_line_ends(std::string_view head) const noexcep
   return nullptr;
 }
 
+// RFC 9112 section 3: one SP between the request line's parts. A recipient may split on any
+// run of whitespace instead, but llhttp does so for spaces only (tabs are refused), and a
+// server that reads a line differently from a proxy in front of it can be smuggled to: a run
+// of spaces is refused. Scans the head's bytes up to the request line's LF, skipping the empty
+// lines RFC 9112 section 2.2 lets a server ignore before it.
+const char* request_parser::check_request_line_spaces(std::string_view head) noexcept {
+  // A byte loop: the line is short, and memchr's calls would cost more than they save.
+  char previous = previous_byte_;
+  for (const char c : head) {
+    if (c == ' ') {
+      if (previous == ' ') return "more than one space between request line parts";
+    } else if (c == '\n') {
+      if (request_line_begun_) {
+        request_line_ended_ = true;
+        return nullptr;
+      }
+    } else if (c != '\r') {
+      request_line_begun_ = true;
+    }
+    previous = c;
+  }
+  return nullptr;
+}
+
 request_parser::event request_parser::feed(std::string_view data, std::size_t& consumed) {
   const bool in_head = !head_complete_;
   const llhttp_errno_t err = llhttp_execute(&parser_, data.data(), data.size());
@@ -235,7 +260,9 @@ request_parser::event request_parser::feed(std::string_view data, std::size_t& c
   // and, for a chunked body, the line that ends it.
   const char* bad = nullptr;
   if (in_head) {
-    bad = check_line_ends(data.substr(0, consumed));
+    const std::string_view head = data.substr(0, consumed);
+    bad = check_line_ends(head);
+    if (!bad && !request_line_ended_) bad = check_request_line_spaces(head);
   } else if (message_complete_ && (parser_.flags & F_CHUNKED) && consumed > 0) {
     char before_last = consumed > 1 ? data[consumed - 2] : previous_byte_;
     if (before_last != '\r') bad = "bare LF line ending";

@@ -37,7 +37,7 @@ class request_parser {
 
   /// The request; complete after message_complete (head only after headers_complete).
   request& get() noexcept { return request_; }
-  /// The status to answer an error with: 400, 413, 414 or 431.
+  /// The status to answer an error with: 400, 413, 414, 417 or 431.
   int error_status() const noexcept { return error_status_; }
   /// A short reason for an error, for logs.
   std::string_view error_reason() const noexcept { return error_reason_; }
@@ -57,6 +57,7 @@ class request_parser {
   int finish_head();
   int count_trailer_part(std::size_t size, bool begins_field);
   const char* check_line_ends(std::string_view head) const noexcept;
+  const char* check_request_line_spaces(std::string_view head) noexcept;
 
   llhttp_t parser_;
   const limits& limits_;
@@ -76,6 +77,7 @@ class request_parser {
   bool started_ = false, head_complete_ = false, message_complete_ = false;
   bool expects_continue_ = false;
   bool in_name_ = false;  // between a field name's first piece and its end
+  bool request_line_begun_ = false, request_line_ended_ = false;  // empty lines before are not
 };
 
 }  // namespace lameduck::http1
