@@ -1,6 +1,7 @@
 #include "http1/request_parser.hpp"
 
 #include "http1/ascii.hpp"
+#include "http1/authority.hpp"
 #include "http1/request_builder.hpp"
 
 namespace lameduck::http1 {
@@ -182,6 +183,7 @@ int request_parser::finish_head() {
                                     arena.substr(method_size_, target_size_), version);
   auto& headers = detail::request_builder::headers(request_);
   int hosts = 0;
+  std::size_t host_index = 0;
   for (const auto& f : fields_) {
     header_field h{arena.substr(f.name_at, f.name_size),
                    trim_trailing_space(arena.substr(f.value_at, f.value_size))};
@@ -189,14 +191,34 @@ int request_parser::finish_head() {
     headers.push_back(h);
     if (detail::ascii_iequals(h.name, "host")) {
       ++hosts;
+      host_index = headers.size() - 1;
     } else if (detail::ascii_iequals(h.name, "expect")) {
       if (!detail::ascii_iequals(h.value, "100-continue"))
         return fail(417, "unsupported expectation");
       expects_continue_ = version >= 11;
     }
   }
-  // RFC 9112 section 3.2: exactly one Host in HTTP/1.1, at most one in HTTP/1.0.
+  // RFC 9112 section 3.2: exactly one Host in HTTP/1.1, at most one in HTTP/1.0, and a 400
+  // for an invalid one, whatever the target.
   if (hosts > 1 || (hosts == 0 && version >= 11)) return fail(400, "missing or repeated Host");
+  header_field* host = hosts == 1 ? &headers[host_index] : nullptr;
+  authority a;
+  if (host && !parse_host(host->value, a)) return fail(400, "invalid Host");
+  // RFC 9112 section 3.2.2: with an absolute-form target, the server ignores Host and uses the
+  // target's authority; section 3.3: a CONNECT's authority-form target is the authority.
+  const bool is_connect = method_ == HTTP_CONNECT;
+  const target_authority t = find_target_authority(request_.target(), is_connect);
+  if (t.absolute || is_connect) {
+    // parse_host refuses userinfo ('@'), which RFC 9110 section 4.2.4 has a recipient treat
+    // as an error; section 4.2.1 rejects an http URI with an empty host.
+    if (!parse_host(t.text, a) || a.host.empty()) {
+      return fail(400, "invalid authority in the request target");
+    }
+    // RFC 9110 section 9.3.6: a CONNECT without a valid port gets a 400.
+    if (is_connect && a.port.value_or(0) == 0) return fail(400, "CONNECT without port");
+    if (host) host->value = t.text;
+  }
+  detail::request_builder::set_authority(request_, a);
   if (parser_.content_length > limits_.max_body_bytes && (parser_.flags & F_CONTENT_LENGTH)) {
     return fail(413, "body too large");
   }

@@ -302,5 +302,30 @@ TEST_F(Connection, AbortSendsAResponseAlreadyProducedBeforeClosing) {
   EXPECT_EQ(count(connection_state::closed), 1u);
 }
 
+TEST_F(Connection, AnInvalidHostIsAnswered400AndTheConnectionCloses) {
+  auto st = open();
+  arrive(*st, "GET / HTTP/1.1\r\nHost: user@a\r\n\r\n" + std::string(get));
+  EXPECT_EQ(st->output.substr(0, 12), "HTTP/1.1 400");
+  EXPECT_EQ(st->output.find("HTTP/1.1 200"), std::string::npos) << "nothing after it is read";
+  EXPECT_TRUE(st->shut_down);
+  EXPECT_EQ(state(), connection_state::closing);
+  EXPECT_EQ(w->requests_completed.load(), 0u);
+}
+
+TEST_F(Connection, TheHandlerSeesTheRequestsHostAndPort) {
+  std::string host;
+  std::optional<std::uint16_t> port;
+  main = [&](const request& req, response res) {
+    host = req.host();
+    port = req.port();
+    res.send("");
+  };
+  auto st = open();
+  arrive(*st, "GET http://[::1]:8080/ HTTP/1.1\r\nHost: ignored\r\n\r\n");
+  EXPECT_EQ(st->output.substr(0, 12), "HTTP/1.1 200");
+  EXPECT_EQ(host, "[::1]");
+  EXPECT_EQ(port, 8080);
+}
+
 }  // namespace
 }  // namespace lameduck::detail

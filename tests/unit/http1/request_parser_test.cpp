@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <string_view>
@@ -82,10 +84,13 @@ struct snapshot {
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
   bool keep_alive = false;
+  std::string host = {};
+  std::optional<std::uint16_t> port = {};
 
   bool operator==(const snapshot&) const = default;
   friend std::ostream& operator<<(std::ostream& os, const snapshot& s) {
-    os << s.method << ' ' << s.target << " v" << s.version << " keep_alive=" << s.keep_alive;
+    os << s.method << ' ' << s.target << " v" << s.version << " keep_alive=" << s.keep_alive
+       << " host=" << s.host << " port=" << (s.port ? std::to_string(*s.port) : "none");
     for (const auto& [n, v] : s.headers)
       os << " [" << n << ": " << v << ']';
     return os << " body=\"" << s.body << '"';
@@ -100,7 +105,9 @@ snapshot take(const request& r) {
              r.version(),
              {},
              std::string(r.body()),
-             r.keep_alive()};
+             r.keep_alive(),
+             std::string(r.host()),
+             r.port()};
   for (const auto& h : r.headers())
     s.headers.emplace_back(h.name, h.value);
   return s;
@@ -953,6 +960,142 @@ TEST_F(RequestParser, ConnectRequestParsesAndTheNextOneStillParses) {
   EXPECT_EQ(parser.get().target(), "example.com:443");
   parser.reset();
   EXPECT_EQ(parse_ok(next).path, "/next");
+}
+
+// ---- Host and the request's authority (RFC 9112 section 3.2) -------------------------------
+
+TEST_F(RequestParser, HostIsParsedIntoHostAndPort) {
+  struct want {
+    std::string_view value, host;
+    std::optional<std::uint16_t> port;
+  };
+  for (const want& w :
+       {want{"example.com", "example.com", std::nullopt}, want{"127.0.0.1:8080", "127.0.0.1", 8080},
+        want{"[::1]:8443", "[::1]", 8443}, want{"[2001:db8::7]", "[2001:db8::7]", std::nullopt},
+        want{"[v1.x]", "[v1.x]", std::nullopt}, want{"a%2Db:", "a%2Db", std::nullopt},
+        want{"", "", std::nullopt}}) {
+    parser.reset();
+    snapshot s = parse_ok("GET / HTTP/1.1\r\nHost: " + std::string(w.value) + "\r\n\r\n");
+    EXPECT_EQ(s.host, w.host) << w.value;
+    EXPECT_EQ(s.port, w.port) << w.value;
+  }
+}
+
+TEST_F(RequestParser, InvalidHostValuesAre400) {
+  for (std::string_view value :
+       {"a b", "a/b", "user@a", "[::1", "a:b", "a:65536", "[::1]x", "a%zz", "[1.2.3.4]",
+        "[fe80::1%eth0]", "a,b:80:80", "a\\b", "a\"b", "\xc3\xa9"}) {
+    parser.reset();
+    EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: " + std::string(value) + "\r\n\r\n"), 400)
+        << testing::PrintToString(std::string(value));
+    EXPECT_STREQ(parser.error_reason().data(), "invalid Host");
+  }
+  // In HTTP/1.0 too: Host may be left out there, but not be invalid.
+  parser.reset();
+  EXPECT_EQ(status_of("GET / HTTP/1.0\r\nHost: a b\r\n\r\n"), 400);
+}
+
+TEST_F(RequestParser, InvalidHostIs400AtEverySplit) {
+  for (std::string_view value : {"a b", "a/b", "user@a", "[::1"}) {
+    const std::string text = "GET / HTTP/1.1\r\nHost: " + std::string(value) + "\r\n\r\n";
+    for (std::size_t at = 0; at <= text.size(); ++at) {
+      parser.reset();
+      fed r = feed_pieces(
+          parser, {std::string_view(text).substr(0, at), std::string_view(text).substr(at)});
+      EXPECT_EQ(r.last, event::error) << value << " split at " << at;
+      EXPECT_EQ(parser.error_status(), 400) << value << " split at " << at;
+    }
+  }
+}
+
+TEST_F(RequestParser, HostAndPortParseTheSameAtEverySplit) {
+  const std::string text = "GET /x HTTP/1.1\r\nHost: [2001:db8::1]:8080\r\nX: y\r\n\r\n";
+  snapshot want = parse_ok(text);
+  EXPECT_EQ(want.host, "[2001:db8::1]");
+  EXPECT_EQ(want.port, 8080);
+  expect_same_at_every_split(text, want);
+}
+
+TEST_F(RequestParser, Http10WithoutHostHasAnEmptyHost) {
+  snapshot s = parse_ok("GET / HTTP/1.0\r\n\r\n");
+  EXPECT_EQ(s.host, "");
+  EXPECT_EQ(s.port, std::nullopt);
+}
+
+TEST_F(RequestParser, ResetForgetsTheHostAndPort) {
+  parse_ok("GET / HTTP/1.1\r\nHost: a:81\r\n\r\n");
+  EXPECT_EQ(parser.get().port(), 81);
+  parser.reset();
+  EXPECT_EQ(parser.get().host(), "");
+  EXPECT_EQ(parser.get().port(), std::nullopt);
+  snapshot s = parse_ok("GET / HTTP/1.0\r\n\r\n");
+  EXPECT_EQ(s.host, "");
+  EXPECT_EQ(s.port, std::nullopt);
+}
+
+TEST_F(RequestParser, AnAbsoluteFormTargetsAuthorityReplacesHost) {
+  // RFC 9112 section 3.2.2: the server ignores Host and uses the target's authority; the
+  // field's value is replaced, so that header("Host") and host() agree.
+  snapshot s = parse_ok("GET http://example.com:8080/a?b HTTP/1.1\r\nHost: other\r\n\r\n");
+  EXPECT_EQ(s.host, "example.com");
+  EXPECT_EQ(s.port, 8080);
+  EXPECT_EQ(s.path, "/a");
+  EXPECT_EQ(s.query, "b");
+  EXPECT_EQ(parser.get().header("host"), "example.com:8080");
+  ASSERT_EQ(s.headers.size(), 1u);
+  EXPECT_EQ(s.headers[0], std::pair("Host"s, "example.com:8080"s));
+
+  parser.reset();
+  s = parse_ok("GET https://[::1] HTTP/1.1\r\nHost: [::1]\r\n\r\n");
+  EXPECT_EQ(s.host, "[::1]");
+  EXPECT_EQ(s.port, std::nullopt);
+  EXPECT_EQ(s.path, "/");
+
+  parser.reset();
+  s = parse_ok("GET http://h?q=1 HTTP/1.0\r\n\r\n");  // HTTP/1.0 needs no Host
+  EXPECT_EQ(s.host, "h");
+  EXPECT_EQ(s.path, "/");
+  EXPECT_EQ(s.query, "q=1");
+}
+
+TEST_F(RequestParser, AnAbsoluteFormTargetWithAnInvalidAuthorityIs400) {
+  for (std::string_view target :
+       {"http://user@h/", "http://user:pw@h/", "http:///a", "http://:80/", "http://h:99999/",
+        "http://h:x/", "http://[::1/", "http://a@b@c/"}) {
+    parser.reset();
+    EXPECT_EQ(status_of("GET " + std::string(target) + " HTTP/1.1\r\nHost: h\r\n\r\n"), 400)
+        << target;
+  }
+}
+
+TEST_F(RequestParser, AnAbsoluteFormTargetStillNeedsOneValidHostInHttp11) {
+  // RFC 9112 section 3.2's 400s hold whatever the target: the Host is ignored, not optional.
+  for (std::string_view fields : {"", "Host: a b\r\n", "Host: h\r\nHost: h\r\n"}) {
+    parser.reset();
+    EXPECT_EQ(status_of("GET http://h/ HTTP/1.1\r\n" + std::string(fields) + "\r\n"), 400)
+        << fields;
+  }
+}
+
+TEST_F(RequestParser, ConnectTakesItsAuthorityFromTheTarget) {
+  snapshot s = parse_ok("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
+  EXPECT_EQ(s.host, "example.com");
+  EXPECT_EQ(s.port, 443);
+  parser.reset();
+  s = parse_ok("CONNECT [::1]:8443 HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(s.host, "[::1]");
+  EXPECT_EQ(s.port, 8443);
+  EXPECT_EQ(parser.get().header("Host"), "[::1]:8443");
+}
+
+TEST_F(RequestParser, ConnectWithoutAValidPortIs400) {
+  // RFC 9110 section 9.3.6: a CONNECT to an empty or invalid port gets a 400.
+  for (std::string_view target : {"example.com", "example.com:", "example.com:0", ":443",
+                                  "user@example.com:443", "example.com:65536"}) {
+    parser.reset();
+    EXPECT_EQ(status_of("CONNECT " + std::string(target) + " HTTP/1.1\r\nHost: h\r\n\r\n"), 400)
+        << target;
+  }
 }
 
 // ---- The request line's separators (RFC 9112 section 3) ------------------------------------
