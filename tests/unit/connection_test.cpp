@@ -327,5 +327,20 @@ TEST_F(Connection, TheHandlerSeesTheRequestsHostAndPort) {
   EXPECT_EQ(port, 8080);
 }
 
+TEST_F(Connection, ValidChunkExtensionsReachTheHandlerAsAPlainBody) {
+  std::string body;
+  main = [&](const request& req, response res) {
+    body = req.body();
+    res.send("");
+  };
+  auto st = open();
+  arrive(*st,
+         "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "5;a=b;c=d\r\nhello\r\n1 ; q=\"x\\\"y\"\r\n!\r\n0;e\r\n\r\n");
+  EXPECT_EQ(st->output.substr(0, 12), "HTTP/1.1 200");
+  EXPECT_EQ(body, "hello!");
+  EXPECT_EQ(state(), connection_state::idle);
+}
+
 }  // namespace
 }  // namespace lameduck::detail
