@@ -166,6 +166,7 @@ void request_parser::reset() {
   chunked_body_ = request_line_begun_ = request_line_ended_ = false;
   chunk_ = chunk_state::off;
   chunk_size_digits_ = 0;
+  chunk_extension_bytes_ = 0;
   chunk_left_ = 0;
   trailer_count_ = 0;
   previous_byte_ = 0;
@@ -398,6 +399,9 @@ llhttp_errno_t request_parser::execute_chunked(std::string_view data, std::size_
 bool request_parser::skip_chunk_extensions(std::string_view data, std::size_t& pos) {
   for (; pos < data.size(); ++pos) {
     const char c = data[pos];
+    if (c != '\r' && ++chunk_extension_bytes_ > limits_.max_chunk_extension_bytes) {
+      return fail(413, "chunk extensions too large"), false;
+    }
     switch (chunk_) {
       case chunk_state::token:
         if (is_tchar(c)) continue;

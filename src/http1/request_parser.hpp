@@ -97,6 +97,7 @@ class request_parser {
   std::vector<field_offsets> fields_;
   std::uint32_t method_size_ = 0, target_size_ = 0;
   std::size_t line_bytes_ = 0, header_bytes_ = 0, trailer_count_ = 0;
+  std::size_t chunk_extension_bytes_ = 0;  // of every chunk line of this message
   std::uint64_t chunk_left_ = 0;  // the chunk size being read, then the bytes of it to come
   char previous_byte_ = 0;  // the last byte consumed by the previous feed, for checks across feeds
   int error_status_ = 0;

@@ -327,6 +327,24 @@ TEST_F(Connection, TheHandlerSeesTheRequestsHostAndPort) {
   EXPECT_EQ(port, 8080);
 }
 
+TEST_F(Connection, ChunkExtensionsPastTheLimitAreAnswered413AndTheConnectionCloses) {
+  options.limits.max_chunk_extension_bytes = 8;
+  bool handled = false;
+  main = [&](const request&, response res) {
+    handled = true;
+    res.send("");
+  };
+  auto st = open();
+  arrive(*st, "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+  arrive(*st, "1;abcdefg\r\na\r\n");  // 8 bytes: at the limit
+  EXPECT_EQ(st->output, "");
+  arrive(*st, "1;b\r\nb\r\n0\r\n\r\n");
+  EXPECT_EQ(st->output.substr(0, 12), "HTTP/1.1 413");
+  EXPECT_FALSE(handled);
+  EXPECT_TRUE(st->shut_down);
+  EXPECT_EQ(state(), connection_state::closing);
+}
+
 TEST_F(Connection, ValidChunkExtensionsReachTheHandlerAsAPlainBody) {
   std::string body;
   main = [&](const request& req, response res) {

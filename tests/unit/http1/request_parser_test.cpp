@@ -1236,6 +1236,68 @@ TEST_F(RequestParser, InvalidChunkExtensionsAre400AtEverySplit) {
   }
 }
 
+TEST_F(RequestParser, ChunkExtensionBytesUpToTheLimitAreAccepted) {
+  // Counted from the end of the size to the CR: ";abcdefghi" is 10 bytes.
+  lim.max_chunk_extension_bytes = 10;
+  EXPECT_EQ(status_of(chunked_head + "5;abcdefghi\r\nhello\r\n0\r\n\r\n"), 0);
+  parser.reset();
+  EXPECT_EQ(status_of(chunked_head + "5;abcdefghij\r\nhello\r\n0\r\n\r\n"), 413);
+  EXPECT_STREQ(parser.error_reason().data(), "chunk extensions too large");
+}
+
+TEST_F(RequestParser, ChunkExtensionBytesAreSummedOverTheChunksOfARequest) {
+  lim.max_chunk_extension_bytes = 10;
+  // 5 + 5 bytes: at the limit; one more on the last chunk is past it.
+  EXPECT_EQ(status_of(chunked_head + "1;abcd\r\na\r\n1 ;bcd\r\nb\r\n0\r\n\r\n"), 0);
+  parser.reset();
+  EXPECT_EQ(status_of(chunked_head + "1;abcd\r\na\r\n1 ;bcd\r\nb\r\n0;e\r\n\r\n"), 413);
+}
+
+TEST_F(RequestParser, TheChunkExtensionLimitIsPerRequest) {
+  lim.max_chunk_extension_bytes = 10;
+  const std::string one = chunked_head + "1;abcdefgh\r\na\r\n0\r\n\r\n";  // 9 bytes
+  const std::string two = one + one;
+  fed r = feed_all(parser, two);
+  ASSERT_EQ(r.last, event::message_complete) << parser.error_reason();
+  parser.reset();
+  r = feed_all(parser, std::string_view(two).substr(one.size()));
+  EXPECT_EQ(r.last, event::message_complete) << parser.error_reason();
+}
+
+TEST_F(RequestParser, AZeroChunkExtensionLimitRefusesEveryExtension) {
+  lim.max_chunk_extension_bytes = 0;
+  EXPECT_EQ(status_of(chunked_head + "5;a\r\nhello\r\n0\r\n\r\n"), 413);
+  parser.reset();
+  EXPECT_EQ(status_of(chunked_head + "5 ;a\r\nhello\r\n0\r\n\r\n"), 413);
+  parser.reset();
+  EXPECT_EQ(status_of(chunked_head + "5\r\nhello\r\n0\r\n\r\n"), 0);
+}
+
+TEST_F(RequestParser, AOneMebibyteChunkExtensionIs413BeforeItEnds) {
+  // The default limit; the extension arrives as a connection reads it, 16 KiB at a time.
+  const std::string text = chunked_head + "5;a=\"" + std::string(1024 * 1024, 'x');
+  std::vector<std::string_view> pieces;
+  for (std::size_t i = 0; i < text.size(); i += 16 * 1024)
+    pieces.push_back(std::string_view(text).substr(i, 16 * 1024));
+  fed r = feed_pieces(parser, pieces);
+  EXPECT_EQ(r.last, event::error);
+  EXPECT_EQ(parser.error_status(), 413);
+  EXPECT_LE(r.consumed, chunked_head.size() + 5 * 1024) << "refused within the first pieces";
+  // The default is 4 KiB.
+  parser.reset();
+  EXPECT_EQ(status_of(chunked_head + "5;" + std::string(4095, 'x') + "\r\nhello\r\n0\r\n\r\n"), 0);
+  parser.reset();
+  EXPECT_EQ(status_of(chunked_head + "5;" + std::string(4096, 'x') + "\r\nhello\r\n0\r\n\r\n"),
+            413);
+}
+
+TEST_F(RequestParser, TrailerFieldsCountAgainstMaxHeaderCount) {
+  lim.max_header_count = 4;  // Host and Transfer-Encoding, then two trailers
+  EXPECT_EQ(status_of(chunked_head + "1\r\na\r\n0\r\nA: 1\r\nB: 2\r\n\r\n"), 0);
+  parser.reset();
+  EXPECT_EQ(status_of(chunked_head + "1\r\na\r\n0\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n"), 431);
+}
+
 // ---- The request line's separators (RFC 9112 section 3) ------------------------------------
 
 TEST_F(RequestParser, RunsOfSpacesInTheRequestLineAre400) {
