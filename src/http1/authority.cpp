@@ -136,15 +136,4 @@ bool parse_host(std::string_view value, authority& out) noexcept {
   return true;
 }
 
-target_authority find_target_authority(std::string_view target, bool is_connect) noexcept {
-  if (is_connect) return {false, target, {}};
-  if (target.empty() || target[0] == '/' || target[0] == '*') return {};
-  const auto scheme_end = target.find("://");
-  if (scheme_end == std::string_view::npos) return {};
-  const std::string_view after = target.substr(scheme_end + 3);
-  const auto end = after.find_first_of("/?#");
-  if (end == std::string_view::npos) return {true, after, {}};
-  return {true, after.substr(0, end), after.substr(end)};
-}
-
 }  // namespace lameduck::http1

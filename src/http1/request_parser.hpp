@@ -107,7 +107,10 @@ class request_parser {
   bool expects_continue_ = false;
   bool in_name_ = false;       // between a field name's first piece and its end
   bool chunked_body_ = false;  // the head is complete and announced a chunked body
-  bool request_line_begun_ = false, request_line_ended_ = false;  // empty lines before are not
+  // The request line's check: bytes of the message seen before its LF, whether the message
+  // began with empty lines (then each byte is looked at), and whether the line has begun.
+  std::size_t request_line_seen_ = 0;
+  bool leading_empty_lines_ = false, request_line_begun_ = false, request_line_ended_ = false;
   chunk_state chunk_ = chunk_state::off;
   std::uint8_t chunk_size_digits_ = 0;  // in the current chunk-size line
 };
