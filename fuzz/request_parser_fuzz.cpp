@@ -14,6 +14,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                                        .max_header_bytes = 1024,
                                        .max_header_count = 16,
                                        .max_body_bytes = 4096,
+                                       .max_chunk_extension_bytes = 64,
                                        .max_connections = 1};
   lameduck::http1::request_parser parser(limits);
   std::string_view input(reinterpret_cast<const char*>(data) + 1, size - 1);
@@ -30,6 +31,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       if (event == event_t::message_complete) {
         auto& req = parser.get();
         (void)req.header("host");
+        // The authority is a view into the request's bytes: reading it must stay inside them.
+        for (char c : req.host())
+          (void)c;
+        (void)req.port();
         (void)req.query_param("q");
         parser.reset();
       } else if (event == event_t::need_more) {

@@ -5,6 +5,9 @@
 
 namespace lameduck {
 
+// Every exchange holds a request: it grows only on purpose (host_ took it from 152 to 168).
+static_assert(sizeof(void*) != 8 || sizeof(request) <= 168);
+
 std::optional<std::string_view> request::header(std::string_view name) const noexcept {
   for (const auto& h : headers_) {
     if (detail::ascii_iequals(h.name, name)) return h.value;

@@ -36,11 +36,23 @@ class request {
   std::string_view query() const noexcept { return query_; }
   /// The value of a query parameter (not percent-decoded), if present.
   std::optional<std::string_view> query_param(std::string_view name) const noexcept;
+  /// The host the request is for (RFC 9112 section 3.2): from the target when it carries an
+  /// authority (absolute-form, or a CONNECT's authority-form), else from the Host field.
+  /// As sent: not lowercased, not percent-decoded; an IP literal keeps its brackets
+  /// ("[::1]"), so that it can go back into a URL as it is. Empty for an HTTP/1.0 request
+  /// without Host, and for an empty Host (which RFC 3986's grammar allows).
+  std::string_view host() const noexcept { return host_; }
+  /// The port that came with host(), if one did (an empty port, as in "h:", counts as none).
+  std::optional<std::uint16_t> port() const noexcept {
+    return has_port_ ? std::optional<std::uint16_t>(port_) : std::nullopt;
+  }
   /// HTTP version as major*10+minor: 10 or 11.
   int version() const noexcept { return version_; }
   /// The value of the first header with this name, compared case-insensitively.
   std::optional<std::string_view> header(std::string_view name) const noexcept;
-  /// Every header field in the order received.
+  /// Every header field in the order received. One value may differ from what was sent: when
+  /// the target carries the authority, Host's value is that authority, as RFC 9112 section
+  /// 3.2.2 has the server use it in place of the field's (so Host always agrees with host()).
   std::span<const header_field> headers() const noexcept { return headers_; }
   /// The whole request body (de-chunked).
   std::string_view body() const noexcept { return body_; }
@@ -58,9 +70,11 @@ class request {
 
  private:
   friend class detail::request_builder;
-  std::string_view method_, target_, path_, query_, body_;
+  std::string_view method_, target_, path_, query_, body_, host_;
   std::vector<header_field> headers_;
   int version_ = 11;
+  std::uint16_t port_ = 0;
+  bool has_port_ = false;  // not std::optional: these fit in the padding after version_
   bool keep_alive_ = true;
   bool upgrade_requested_ = false;
   sockaddr_in6 peer_{};  // AF_INET addresses are stored as sockaddr_in in the same bytes

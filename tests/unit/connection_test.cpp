@@ -325,5 +325,63 @@ TEST_F(Connection, AbortSendsAResponseAlreadyProducedBeforeClosing) {
   EXPECT_EQ(count(connection_state::closed), 1u);
 }
 
+TEST_F(Connection, AnInvalidHostIsAnswered400AndTheConnectionCloses) {
+  auto st = open();
+  arrive(*st, "GET / HTTP/1.1\r\nHost: user@a\r\n\r\n" + std::string(get));
+  EXPECT_EQ(st->output.substr(0, 12), "HTTP/1.1 400");
+  EXPECT_EQ(st->output.find("HTTP/1.1 200"), std::string::npos) << "nothing after it is read";
+  EXPECT_TRUE(st->shut_down);
+  EXPECT_EQ(state(), connection_state::closing);
+  EXPECT_EQ(w->requests_completed.load(), 0u);
+}
+
+TEST_F(Connection, TheHandlerSeesTheRequestsHostAndPort) {
+  std::string host;
+  std::optional<std::uint16_t> port;
+  main = [&](const request& req, response res) {
+    host = req.host();
+    port = req.port();
+    res.send("");
+  };
+  auto st = open();
+  arrive(*st, "GET http://[::1]:8080/ HTTP/1.1\r\nHost: ignored\r\n\r\n");
+  EXPECT_EQ(st->output.substr(0, 12), "HTTP/1.1 200");
+  EXPECT_EQ(host, "[::1]");
+  EXPECT_EQ(port, 8080);
+}
+
+TEST_F(Connection, ChunkExtensionsPastTheLimitAreAnswered413AndTheConnectionCloses) {
+  options.limits.max_chunk_extension_bytes = 8;
+  bool handled = false;
+  main = [&](const request&, response res) {
+    handled = true;
+    res.send("");
+  };
+  auto st = open();
+  arrive(*st, "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+  arrive(*st, "1;abcdefg\r\na\r\n");  // 8 bytes: at the limit
+  EXPECT_EQ(st->output, "");
+  arrive(*st, "1;b\r\nb\r\n0\r\n\r\n");
+  EXPECT_EQ(st->output.substr(0, 12), "HTTP/1.1 413");
+  EXPECT_FALSE(handled);
+  EXPECT_TRUE(st->shut_down);
+  EXPECT_EQ(state(), connection_state::closing);
+}
+
+TEST_F(Connection, ValidChunkExtensionsReachTheHandlerAsAPlainBody) {
+  std::string body;
+  main = [&](const request& req, response res) {
+    body = req.body();
+    res.send("");
+  };
+  auto st = open();
+  arrive(*st,
+         "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "5;a=b;c=d\r\nhello\r\n1 ; q=\"x\\\"y\"\r\n!\r\n0;e\r\n\r\n");
+  EXPECT_EQ(st->output.substr(0, 12), "HTTP/1.1 200");
+  EXPECT_EQ(body, "hello!");
+  EXPECT_EQ(state(), connection_state::idle);
+}
+
 }  // namespace
 }  // namespace lameduck::detail

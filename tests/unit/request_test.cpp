@@ -107,6 +107,25 @@ TEST(Request, AbsoluteFormTargetHasTheOriginPathAsItsPath) {
   EXPECT_EQ(r.query(), "q=duck");
   request no_path = with_target("http://example.com");
   EXPECT_EQ(no_path.path(), "/");
+  request query_only = with_target("http://example.com?q=1");
+  EXPECT_EQ(query_only.path(), "/");
+  EXPECT_EQ(query_only.query(), "q=1");
+  request slash_in_query = with_target("http://example.com?to=/a/b");
+  EXPECT_EQ(slash_in_query.path(), "/");
+  EXPECT_EQ(slash_in_query.query(), "to=/a/b");
+}
+
+TEST(Request, HostAndPortAreAsSetAndNoneByDefault) {
+  request r;
+  EXPECT_EQ(r.host(), "");
+  EXPECT_EQ(r.port(), std::nullopt);
+  request_builder::set_authority(r, {"[::1]", 8443});
+  EXPECT_EQ(r.host(), "[::1]");
+  EXPECT_EQ(r.port(), 8443);
+  request_builder::set_authority(r, {"h", 0});
+  EXPECT_EQ(r.port(), 0) << "port 0 is a port, not none";
+  request_builder::set_authority(r, {"h", std::nullopt});
+  EXPECT_EQ(r.port(), std::nullopt);
 }
 
 // ---- Query parameters -----------------------------------------------------------------------
@@ -290,7 +309,10 @@ TEST(Request, ClearForgetsTheRequestLineHeadersAndBody) {
   request_builder::headers(r).push_back({"Host", "h"});
   request_builder::set_body(r, "body");
   request_builder::set_keep_alive(r, false);
+  request_builder::set_authority(r, {"h", 80});
   request_builder::clear(r);
+  EXPECT_EQ(r.host(), "");
+  EXPECT_EQ(r.port(), std::nullopt);
   EXPECT_EQ(r.method(), "");
   EXPECT_EQ(r.target(), "");
   EXPECT_EQ(r.path(), "");
