@@ -74,17 +74,39 @@ void acceptor::accept_some() {
   // A bounded batch keeps one busy listener from starving the loop's connections.
   switch (accept_batch(64)) {
     case batch_end::queue_empty:
+      report_recovery();
       return;  // the next connection is a new edge
     case batch_end::limit:
+      report_recovery();
       // More may be queued, and the edge is already consumed: come back after the events.
       loop_.post([this] { accept_some(); });
       return;
     case batch_end::failed:
       // Out of descriptors or memory: say so and try again shortly rather than spin.
-      loop_.log(std::string("lameduck: accept failed: ") + std::strerror(errno));
+      report_failure();
       retry_.start_after(retry_after, [this] { accept_some(); });
       return;
   }
+}
+
+void acceptor::report_failure() {
+  const char* why = std::strerror(errno);
+  if (!failing_) {
+    failing_ = true;
+    unreported_ = 0;
+    loop_.log(std::string("lameduck: accept failed: ") + why);
+  } else if (++unreported_ == failures_per_line) {
+    loop_.log("lameduck: accept failed " + std::to_string(unreported_) + " more times: " + why);
+    unreported_ = 0;
+  }
+}
+
+void acceptor::report_recovery() {
+  if (!failing_) return;
+  failing_ = false;
+  loop_.log(unreported_ ? "lameduck: accepting again, after " + std::to_string(unreported_) +
+                              " more failures"
+                        : std::string("lameduck: accepting again"));
 }
 
 acceptor::batch_end acceptor::accept_batch(std::size_t max) {

@@ -52,17 +52,25 @@ class acceptor final : public event_target {
   /// How long to wait before accepting again after accept4 failed for want of descriptors or
   /// memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): retrying at once would spin.
   static constexpr std::chrono::milliseconds retry_after{100};
+  /// While accept4 keeps failing, the first failure is logged, then one line with the count
+  /// every this many (every 5 s at one attempt per retry_after), then the recovery: a server
+  /// out of descriptors wrote 157 identical lines in 2 s before.
+  static constexpr unsigned failures_per_line = 50;
 
  private:
   enum class batch_end { queue_empty, limit, failed };
 
   void accept_some();
   batch_end accept_batch(std::size_t max);
+  void report_failure();
+  void report_recovery();
 
   event_loop& loop_;
   int fd_ = -1;
   loop_timer retry_;
   admit_fn admit_;
+  bool failing_ = false;     // the last attempt failed
+  unsigned unreported_ = 0;  // failures since the last line
 };
 
 }  // namespace lameduck::detail

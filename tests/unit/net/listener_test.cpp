@@ -133,6 +133,25 @@ TEST_F(Acceptor, RetriesAfterRunningOutOfDescriptorsInsteadOfSpinning) {
   EXPECT_EQ(admitted.size(), 1u);
   EXPECT_GE(std::chrono::steady_clock::now() - first, acceptor::retry_after - 10ms);
   EXPECT_EQ(scripted_accept::calls, 3u) << "one call per attempt: no spinning in between";
+  ASSERT_EQ(logged.size(), 2u);
+  EXPECT_EQ(logged[1], "lameduck: accepting again");
+}
+
+TEST_F(Acceptor, FailuresThatGoOnAreCountedNotEachLogged) {
+  const unsigned failures = acceptor::failures_per_line + 3;  // 5.3 s of retries
+  scripted_accept::answers.assign(failures, EMFILE);
+  scripted_accept::answers.insert(scripted_accept::answers.end(), {0, EAGAIN});
+  a.start();
+  connection_waits();
+  const auto end = std::chrono::steady_clock::now() + 20s;
+  while (admitted.empty() && std::chrono::steady_clock::now() < end)
+    loop.run_once(20ms);
+  ASSERT_EQ(admitted.size(), 1u);
+  EXPECT_EQ(logged, (std::vector<std::string>{
+                        "lameduck: accept failed: Too many open files",
+                        "lameduck: accept failed 50 more times: Too many open files",
+                        "lameduck: accepting again, after 2 more failures",
+                    }));
 }
 
 TEST_F(Acceptor, ClosingAcceptsWhatWasQueuedFirst) {
