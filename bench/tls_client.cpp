@@ -77,7 +77,9 @@ struct conn {
 };
 
 std::map<std::string, long> errors;
-void fail(const char* what) { ++errors[what]; }
+void fail(const char* what) {
+  ++errors[what];
+}
 
 int epfd = -1;
 sockaddr_in server{};
@@ -159,7 +161,8 @@ bool answer_complete(const std::string& in) {
   if (head_end == std::string::npos) return false;
   std::size_t length = 0;
   std::string head = in.substr(0, head_end);
-  for (auto& ch : head) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  for (auto& ch : head)
+    ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
   auto at = head.find("content-length:");
   if (at != std::string::npos) length = std::strtoul(head.c_str() + at + 15, nullptr, 10);
   return in.size() >= head_end + 4 + length;
@@ -292,7 +295,8 @@ int run_handshakes(bool resume, int concurrency, double seconds, long max) {
     return false;
   };
   int active = 0;
-  for (auto& c : slots) active += start_next(c);
+  for (auto& c : slots)
+    active += start_next(c);
   std::vector<epoll_event> events(256);
   while (active > 0) {
     int n = epoll_wait(epfd, events.data(), static_cast<int>(events.size()), 100);
@@ -334,7 +338,8 @@ int run_handshakes(bool resume, int concurrency, double seconds, long max) {
   }
   const double elapsed = seconds_since(t0);
   long errs = 0;
-  for (auto& [k, v] : errors) errs += v;
+  for (auto& [k, v] : errors)
+    errs += v;
   std::printf("%ld %ld %ld %ld %.3f %ld\n", full + resumed, full, resumed, errs, elapsed, renewed);
   return 0;
 }
@@ -406,7 +411,8 @@ int run_idle(long conns, double seconds, const std::vector<int>& pids) {
                        : 0.0 / 0.0,
               open_seconds);
   std::fflush(stdout);
-  for (auto& c : all) release(c, false);
+  for (auto& c : all)
+    release(c, false);
   return 0;
 }
 
@@ -435,11 +441,13 @@ int main(int argc, char** argv) {
                             std::atol(argv[6]));
   } else if (mode == "idle" && argc >= 6) {
     std::vector<int> pids;
-    for (int i = 5; i < argc; ++i) pids.push_back(std::atoi(argv[i]));
+    for (int i = 5; i < argc; ++i)
+      pids.push_back(std::atoi(argv[i]));
     status = run_idle(std::atol(argv[3]), std::atof(argv[4]), pids);
   } else {
     return usage();
   }
-  for (auto& [what, n] : errors) std::fprintf(stderr, "tls_client: %ld %s\n", n, what.c_str());
+  for (auto& [what, n] : errors)
+    std::fprintf(stderr, "tls_client: %ld %s\n", n, what.c_str());
   return status;
 }

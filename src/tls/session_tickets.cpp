@@ -5,8 +5,8 @@
 #include <openssl/rand.h>
 
 #include <cstring>
-#include <system_error>
 #include <string_view>
+#include <system_error>
 
 namespace lameduck::detail {
 
