@@ -119,3 +119,18 @@ measure() {
     unset "pid[$name]"
   fi
 }
+
+# Records one idle-memory result: LINE is what an idle-connection client printed ("held failed
+# growth per_conn open_s"; empty when it failed), appended to the file MEMORY_FILE as "NAME held
+# failed growth per_conn" and said on the terminal.
+record_idle() {
+  local name=$1 line=$2 memory_file=$3 held failed growth per_conn open_s
+  if [[ -z $line ]]; then
+    note "idle-connection client failed against $name"
+    return
+  fi
+  read -r held failed growth per_conn open_s <<<"$line"
+  echo "$name $held $failed $growth $per_conn" >>"$memory_file"
+  printf '  %-14s %d idle connections (opened in %s s, %d failed): RSS +%d KiB, %.0f bytes each\n' \
+    "$name" "$held" "$open_s" "$failed" $((growth / 1024)) "$per_conn"
+}

@@ -370,14 +370,7 @@ for name in $MEMORY_SERVERS; do
     line=$(timeout -k 5 $((IDLE_SECONDS + 30)) taskset -c "$CLIENT_CPU" \
       "$PYTHON" "$here/throughput_helper.py" idle "${port[$name]}" "${pid[$name]}" "$IDLE_CONNS" "$IDLE_SECONDS") || line=
   fi
-  if [[ -n $line ]]; then
-    read -r held failed growth per_conn open_s <<<"$line"
-    echo "$name $held $failed $growth $per_conn" >>"$memory"
-    printf '  %-14s %d idle connections (opened in %s s, %d failed): RSS +%d KiB, %.0f bytes each\n' \
-      "$name" "$held" "$open_s" "$failed" $((growth / 1024)) "$per_conn"
-  else
-    note "idle-connection client failed against $name"
-  fi
+  record_idle "$name" "$line" "$memory"
   stop_server "$name"
 done
 

@@ -272,15 +272,9 @@ for name in $MEMORY_SERVERS; do
   "have_$name" || continue
   start_server "$name" || continue
   # Opening is bounded to 30 s; then 1 s to settle before RSS is read again.
-  if line=$(timeout -k 5 90 taskset -c "$CLIENT_CPU" \
-      "$PYTHON" "$here/throughput_helper.py" idle "${port[$name]}" "${pid[$name]}" "$IDLE_CONNS" 30); then
-    read -r held failed growth per_conn open_s <<<"$line"
-    echo "$name $held $failed $growth $per_conn" >>"$memory"
-    printf '  %-8s %d idle connections (opened in %s s, %d failed): RSS +%d KiB, %.0f bytes each\n' \
-      "$name" "$held" "$open_s" "$failed" $((growth / 1024)) "$per_conn"
-  else
-    note "idle-connection client failed against $name"
-  fi
+  line=$(timeout -k 5 90 taskset -c "$CLIENT_CPU" \
+    "$PYTHON" "$here/throughput_helper.py" idle "${port[$name]}" "${pid[$name]}" "$IDLE_CONNS" 30) || line=
+  record_idle "$name" "$line" "$memory"
   stop_server "$name"
 done
 

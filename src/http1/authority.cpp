@@ -2,38 +2,24 @@
 
 #include <array>
 
+#include "http1/ascii.hpp"
+
 namespace lameduck::http1 {
 
 namespace {
 
-constexpr bool is_digit(char c) noexcept {
-  return c >= '0' && c <= '9';
-}
-
-constexpr bool is_hex(char c) noexcept {
-  return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
+using detail::ascii_digit;
+using detail::ascii_hex;
 
 // RFC 3986 section 2.3 and 2.2: unreserved and sub-delims, the bytes a reg-name holds as they
-// are (pct-encoded is handled apart). A table: this runs for the Host of every request.
-constexpr std::array<bool, 256> reg_name_bytes = [] {
-  std::array<bool, 256> t{};
-  for (int c = 'a'; c <= 'z'; ++c)
-    t[c] = true;
-  for (int c = 'A'; c <= 'Z'; ++c)
-    t[c] = true;
-  for (int c = '0'; c <= '9'; ++c)
-    t[c] = true;
-  for (unsigned char c : std::string_view("-._~!$&'()*+,;="))
-    t[c] = true;
-  return t;
-}();
+// are (pct-encoded is handled apart).
+constexpr auto reg_name_bytes = detail::alnum_and("-._~!$&'()*+,;=");
 
 // IPvFuture = "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" ); ABNF's "v" matches "V".
 bool is_ipv_future(std::string_view s) noexcept {
   if (s.size() < 4 || (s[0] != 'v' && s[0] != 'V')) return false;
   std::size_t i = 1;
-  while (i < s.size() && is_hex(s[i]))
+  while (i < s.size() && ascii_hex(s[i]))
     ++i;
   if (i == 1 || i + 1 >= s.size() || s[i] != '.') return false;
   for (++i; i < s.size(); ++i) {
@@ -50,7 +36,7 @@ bool is_ipv4_address(std::string_view s) noexcept {
   for (;;) {
     std::size_t start = i;
     unsigned value = 0;
-    while (i < s.size() && is_digit(s[i]) && i - start < 3) {
+    while (i < s.size() && ascii_digit(s[i]) && i - start < 3) {
       value = value * 10 + static_cast<unsigned>(s[i] - '0');
       ++i;
     }
@@ -78,7 +64,7 @@ bool is_ipv6_address(std::string_view s) noexcept {
   }
   for (;;) {
     const std::size_t start = i;
-    while (i < s.size() && is_hex(s[i]))
+    while (i < s.size() && ascii_hex(s[i]))
       ++i;
     if (i < s.size() && s[i] == '.') {  // ls32 as an IPv4 address: the last thing
       if (!is_ipv4_address(s.substr(start))) return false;
@@ -115,7 +101,8 @@ bool parse_host(std::string_view value, authority& out) noexcept {
       const char c = value[i];
       if (reg_name_bytes[static_cast<unsigned char>(c)]) continue;
       if (c == ':') break;
-      if (c != '%' || i + 2 >= value.size() || !is_hex(value[i + 1]) || !is_hex(value[i + 2])) {
+      if (c != '%' || i + 2 >= value.size() || !ascii_hex(value[i + 1]) ||
+          !ascii_hex(value[i + 2])) {
         return false;
       }
       i += 2;
@@ -128,7 +115,7 @@ bool parse_host(std::string_view value, authority& out) noexcept {
   if (++i == value.size()) return true;  // port = *DIGIT: empty is allowed, and means none
   std::uint32_t port = 0;
   for (; i < value.size(); ++i) {
-    if (!is_digit(value[i])) return false;
+    if (!ascii_digit(value[i])) return false;
     port = port * 10 + static_cast<std::uint32_t>(value[i] - '0');
     if (port > 65535) return false;
   }

@@ -17,27 +17,12 @@ std::string_view trim_trailing_space(std::string_view v) {
   return v;
 }
 
-constexpr bool is_hex(char c) noexcept {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
 constexpr bool is_blank(char c) noexcept {
   return c == ' ' || c == '\t';
 }
 
 // RFC 9110 section 5.6.2: tchar, the bytes of a token.
-constexpr std::array<bool, 256> token_bytes = [] {
-  std::array<bool, 256> t{};
-  for (int c = 'a'; c <= 'z'; ++c)
-    t[c] = true;
-  for (int c = 'A'; c <= 'Z'; ++c)
-    t[c] = true;
-  for (int c = '0'; c <= '9'; ++c)
-    t[c] = true;
-  for (unsigned char c : std::string_view("!#$%&'*+-.^_`|~"))
-    t[c] = true;
-  return t;
-}();
+constexpr auto token_bytes = detail::alnum_and("!#$%&'*+-.^_`|~");
 
 constexpr bool is_tchar(char c) noexcept {
   return token_bytes[static_cast<unsigned char>(c)];
@@ -318,7 +303,7 @@ llhttp_errno_t request_parser::execute_chunked(std::string_view data, std::size_
       case chunk_state::size:
         for (; pos < data.size(); ++pos) {
           const char c = data[pos];
-          if (!is_hex(c)) break;
+          if (!detail::ascii_hex(c)) break;
           // At most 16 digits: the size fits in 64 bits and cannot overflow.
           if (++chunk_size_digits_ > max_chunk_size_digits) {
             fail(400, "chunk size too long");
