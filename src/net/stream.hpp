@@ -50,8 +50,8 @@ concept stream = std::move_constructible<S> &&
   /// event; false once a read has emptied what can be read now.
   { cs.may_read() }
   noexcept->std::same_as<bool>;
-  /// Whether the stream's own opening exchange (a TLS handshake) has begun and is not
-  /// finished: the peer is on its way to its first byte of data.
+  /// Whether the stream's own opening exchange (a TLS handshake) has begun and no byte of
+  /// data has come yet: the peer is on its way to its first byte of data.
   { cs.opening() }
   noexcept->std::same_as<bool>;
   /// Reads at most n bytes.

@@ -52,6 +52,7 @@ class tls_stream {
         readable_(o.readable_),
         read_wants_write_(o.read_wants_write_),
         sniffed_(o.sniffed_),
+        data_read_(o.data_read_),
         failed_(o.failed_) {
     if (ssl_) BIO_set_callback_arg(SSL_get_rbio(ssl_), reinterpret_cast<char*>(&drained_));
   }
@@ -68,8 +69,11 @@ class tls_stream {
 
   bool may_read() const noexcept { return ssl_ ? readable_ : tcp_.may_read(); }
 
-  // The handshake has begun (the ClientHello is read) and is not finished.
-  bool opening() const noexcept { return ssl_ && sniffed_ && !SSL_is_init_finished(ssl_); }
+  // The handshake has begun (the ClientHello is read) and no request byte has come yet. Not
+  // "until the handshake is finished": a client's Finished and its request may come in two
+  // reads, and a drain between them would close a client on its way to a request (seen under
+  // ThreadSanitizer, where the lifecycle suite's queued TLS clients lost their answer).
+  bool opening() const noexcept { return ssl_ && sniffed_ && !data_read_; }
 
   io_result read(char* p, std::size_t n) noexcept {
     if (!ssl_) return failed_ ? io_result{0, io_status::error} : tcp_.read(p, n);
@@ -85,6 +89,7 @@ class tls_stream {
       // read waits for an edge, as tcp_stream's does: that saves a read() that would say
       // EAGAIN, measured at 0.7 per keep-alive request.
       if (drained_ && !SSL_has_pending(ssl_) && !tcp_.hung_up()) readable_ = false;
+      data_read_ = true;
       return {got, io_status::ok};
     }
     const int e = SSL_get_error(ssl_, 0);
@@ -167,6 +172,7 @@ class tls_stream {
   bool readable_ = false;          // a read may find something without a new edge
   bool read_wants_write_ = false;  // the last read waits for the socket to be writable
   bool sniffed_ = false;           // the first byte was seen
+  bool data_read_ = false;         // a byte of data has come through the session
   bool drained_ = false;           // the last socket read came back short (set by the BIO)
   bool failed_ = false;            // no session could be made
 };
