@@ -297,12 +297,20 @@ class connection final : public connection_base {
     using event_t = http1::request_parser::event;
     switch (event) {
       case event_t::need_more:
-        if (ex.parser.head_complete()) owner.arm(*this, timeout_kind::body);  // progress
+        if (ex.parser.head_complete()) {  // progress in the body, unless it is too slow
+          ex.body_rate.add(used);
+          if (too_slow(ex.body_rate, owner.timeouts().min_body_rate)) {
+            fail(408, "The request body came too slowly.");
+            return true;
+          }
+          owner.arm(*this, timeout_kind::body);
+        }
         return true;
       case event_t::headers_complete:
         if (ex.parser.expects_continue() && !has_input()) {
           ex.output.append("HTTP/1.1 100 Continue\r\n\r\n");
         }
+        ex.body_rate.start(owner.loop().now_ns());
         owner.arm(*this, timeout_kind::body);
         return true;
       case event_t::message_complete:
@@ -485,6 +493,15 @@ class connection final : public connection_base {
       io_result r =
           stream_.write(ex.output.data() + ex.output_sent, ex.output.size() - ex.output_sent);
       if (r.would_block()) {
+        // The client holds up our output: from now until all of it is written, it must take
+        // it at the least rate (not an upgraded connection's: its protocol paces itself).
+        if (!ex.output_rate.running()) {
+          ex.output_rate.start(owner.loop().now_ns());
+        } else if (progress && !history_.upgraded &&
+                   too_slow(ex.output_rate, owner.timeouts().min_response_rate)) {
+          close_now();
+          return false;
+        }
         // The stream is watched for readiness in both directions, so whichever it waits for
         // resumes the connection; the write timeout runs from the last progress.
         if (progress || timeout != timeout_kind::write) owner.arm(*this, timeout_kind::write);
@@ -495,12 +512,20 @@ class connection final : public connection_base {
         return false;
       }
       ex.output_sent += r.bytes;
+      ex.output_rate.add(r.bytes);
       progress = true;
     }
     ex.output.clear();
     ex.output_sent = 0;
+    ex.output_rate.stop();
     if (timeout == timeout_kind::write) restore_timeout();
     return true;
+  }
+
+  // Whether a transfer has fallen below its least rate (timeouts::min_body_rate...).
+  bool too_slow(const rate_meter& m, const data_rate& least) const noexcept {
+    return m.too_slow(owner.loop().now_ns(), least.bytes_per_second,
+                      std::chrono::nanoseconds(least.grace).count());
   }
 
   // Whether part of a request has arrived and it is not complete yet.

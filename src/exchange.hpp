@@ -17,6 +17,7 @@
 #include <lameduck/response.hpp>
 
 #include "http1/request_parser.hpp"
+#include "net/rate_meter.hpp"
 
 namespace lameduck::detail {
 
@@ -77,6 +78,8 @@ class exchange {
   std::size_t input_begin = 0, input_end = 0;
   std::string output;
   std::size_t output_sent = 0;
+  rate_meter body_rate;    ///< the request body, from the end of its head
+  rate_meter output_rate;  ///< output held up by the client, until it is all written
 
   // The response as the handle's holder builds it; read by the loop only in a response_op.
   int status = 200;

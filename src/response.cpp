@@ -32,6 +32,8 @@ void exchange::reset_for_reuse() {
   input_begin = input_end = 0;
   output.clear();
   output_sent = 0;
+  body_rate.stop();
+  output_rate.stop();
   // Only an upgrade whose connection was gone before it took effect leaves handlers here.
   if (upgrade.on_data || upgrade.on_shutdown || upgrade.on_close) upgrade = {};
 }

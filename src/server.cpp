@@ -87,6 +87,8 @@ std::string invalid_option(const server_options& o) {
       {"timeouts.idle", o.timeouts.idle},
       {"timeouts.write", o.timeouts.write},
       {"timeouts.linger", o.timeouts.linger},
+      {"timeouts.min_body_rate.grace", o.timeouts.min_body_rate.grace},
+      {"timeouts.min_response_rate.grace", o.timeouts.min_response_rate.grace},
       {"drain.idle_grace", o.drain.idle_grace},
       {"drain.lame_duck_delay", o.drain.lame_duck_delay},
   };

@@ -91,6 +91,8 @@ class worker {
   const handler& handler_for(const connection_base& c) const noexcept {
     return c.health_only ? shared_.health : shared_.main;
   }
+  /// The server's timeouts and least data rates.
+  const struct timeouts& timeouts() const noexcept { return shared_.options.timeouts; }
   /// Counts a request answered completely, or abandoned.
   void count_request(bool completed) noexcept;
   /// Writes one line to the server's log; never throws.

@@ -30,6 +30,14 @@ struct limits {
   std::size_t max_connections = 100'000;
 };
 
+/// A least average rate at which a client must send or take data, once a grace period has
+/// passed: what ends a client that keeps a connection by trickling bytes just often enough to
+/// escape every timeout (slowloris, slow POST, slow read). Zero bytes per second disables it.
+struct data_rate {
+  std::size_t bytes_per_second = 0;
+  std::chrono::milliseconds grace{0};
+};
+
 /// How long the server waits for a client; zero disables a timeout.
 struct timeouts {
   /// From the first byte of a request (or the accept) until its headers are complete; then 408.
@@ -42,6 +50,16 @@ struct timeouts {
   std::chrono::milliseconds write{30'000};
   /// After a half-close, how long to read and discard before the final close.
   std::chrono::milliseconds linger{2'000};
+  /// A request body, from the end of its head, must arrive at least this fast on average once
+  /// the grace has passed; then 408. Checked as data arrives (a body that stops altogether is
+  /// ended by `body`). The default, Kestrel's, is 1.9 kbit/s, far below what even a 2G (GPRS)
+  /// link carries, while a client that sends a byte every 5 s is cut after 10 s.
+  data_rate min_body_rate{240, std::chrono::milliseconds(5'000)};
+  /// While a response waits for the client to read it, the client must take it at least this
+  /// fast on average once the grace has passed; then the connection is closed. Time spent
+  /// waiting for the handler does not count: the clock runs only while output is held up by
+  /// the client, from the first write it blocks until all is written.
+  data_rate min_response_rate{240, std::chrono::milliseconds(5'000)};
 };
 
 /// How a graceful drain (server::shutdown) treats connections.

@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
   long header_ms = o.timeouts.header.count(), body_ms = o.timeouts.body.count(),
        idle_ms = o.timeouts.idle.count(), write_ms = o.timeouts.write.count(),
        linger_ms = o.timeouts.linger.count();
+  long body_rate_grace_ms = o.timeouts.min_body_rate.grace.count(),
+       response_rate_grace_ms = o.timeouts.min_response_rate.grace.count();
   std::vector<std::string> tls_certs, tls_keys;
   CLI::App app{"lameduck-test-server"};
   app.add_option("--listen", o.listen);
@@ -36,12 +38,18 @@ int main(int argc, char** argv) {
   app.add_option("--idle-timeout-ms", idle_ms);
   app.add_option("--write-timeout-ms", write_ms);
   app.add_option("--linger-ms", linger_ms);
+  app.add_option("--min-body-rate", o.timeouts.min_body_rate.bytes_per_second);
+  app.add_option("--min-body-rate-grace-ms", body_rate_grace_ms);
+  app.add_option("--min-response-rate", o.timeouts.min_response_rate.bytes_per_second);
+  app.add_option("--min-response-rate-grace-ms", response_rate_grace_ms);
   CLI11_PARSE(app, argc, argv);
   o.timeouts.header = std::chrono::milliseconds(header_ms);
   o.timeouts.body = std::chrono::milliseconds(body_ms);
   o.timeouts.idle = std::chrono::milliseconds(idle_ms);
   o.timeouts.write = std::chrono::milliseconds(write_ms);
   o.timeouts.linger = std::chrono::milliseconds(linger_ms);
+  o.timeouts.min_body_rate.grace = std::chrono::milliseconds(body_rate_grace_ms);
+  o.timeouts.min_response_rate.grace = std::chrono::milliseconds(response_rate_grace_ms);
   o.tls.watch_files = std::chrono::milliseconds(watch_ms);
   if (!tls_certs.empty()) {
     for (const auto& address : std::exchange(o.listen, {})) {
@@ -71,15 +79,18 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::milliseconds(ms));
     res.send("blocked\n");
   });
-  // Streams n pieces ("piece 0\n"...) from another thread, interval_ms apart; with declared=N
-  // it announces Content-Length N first (true or not) instead of chunking.
+  // Streams n pieces ("piece 0\n"..., or each of `bytes` letters) from another thread,
+  // interval_ms apart; with declared=N it announces Content-Length N first (true or not)
+  // instead of chunking.
   routes.get("/stream", [](const lameduck::request& req, lameduck::response res) {
     int n = std::stoi(std::string(req.query_param("chunks").value_or("3")));
     int ms = std::stoi(std::string(req.query_param("interval_ms").value_or("0")));
+    std::size_t bytes = std::stoul(std::string(req.query_param("bytes").value_or("0")));
     if (auto declared = req.query_param("declared")) res.header("Content-Length", *declared);
-    std::thread([n, ms, res = std::move(res)]() mutable {
+    std::thread([n, ms, bytes, res = std::move(res)]() mutable {
       for (int i = 0; i < n; ++i) {
-        res.write("piece " + std::to_string(i) + "\n");
+        res.write(bytes ? std::string(bytes, static_cast<char>('a' + i % 26))
+                        : "piece " + std::to_string(i) + "\n");
         std::this_thread::sleep_for(std::chrono::milliseconds(ms));
       }
       res.end();

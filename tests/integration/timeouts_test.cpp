@@ -132,6 +132,107 @@ TEST_P(Timeouts, LetsABodyArriveSlowerThanTheTimeoutAsLongAsItKeepsComing) {
   EXPECT_GE(since(start), 1000ms);
 }
 
+// --- least data rates ------------------------------------------------------------------------
+
+TEST_P(Timeouts, AnswersABodyTrickledBelowTheLeastRateWith408OnceTheGraceHasPassed) {
+  // No pause comes near the body timeout: only the rate can end this body.
+  auto server = start_test_server(
+      {"--body-timeout-ms", "20000", "--min-body-rate", "1000", "--min-body-rate-grace-ms", "300"});
+  raw_client c(server.port());
+  c.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n");
+  auto start = clock::now();
+  // A byte every 50 ms: 20 bytes a second, a fiftieth of the least rate.
+  while (!c.readable_within(50ms) && since(start) < 10s)
+    c.send("x");
+  auto all = c.read_until_close(10s);
+  EXPECT_EQ(status_of(all), 408) << all;
+  EXPECT_EQ(header_of(all, "Connection"), "close") << all;
+  EXPECT_FALSE(c.was_reset());
+  EXPECT_GE(since(start), 300ms - clock_slack);
+  EXPECT_LT(since(start), 10s) << "the rate did not end the body";
+}
+
+TEST_P(Timeouts, LetsABodyAboveTheLeastRateTakeMuchLongerThanTheGrace) {
+  auto server = start_test_server({"--min-body-rate", "1000", "--min-body-rate-grace-ms", "100"});
+  raw_client c(server.port());
+  c.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n");
+  auto start = clock::now();
+  // 100 bytes every 20 ms: 5,000 a second, 5 times the least rate, for 4 times the grace.
+  std::string body;
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_FALSE(c.readable_within(20ms)) << "answered before the body was complete";
+    std::string piece(100, static_cast<char>('a' + i));
+    c.send(piece);
+    body += piece;
+  }
+  auto r = c.read_response(10s);
+  EXPECT_EQ(status_of(r), 200) << r.substr(0, 200);
+  EXPECT_EQ(body_of(r), body);
+  EXPECT_GE(since(start), 300ms);
+}
+
+TEST_P(Timeouts, ClosesAConnectionWhoseClientReadsBelowTheLeastRate) {
+  // The reader keeps reading, so the write timeout never runs out: only the rate can end it.
+  auto server = start_test_server({"--write-timeout-ms", "60000", "--min-response-rate", "2000000",
+                                   "--min-response-rate-grace-ms", "300"});
+  constexpr std::size_t size = 256u << 20;
+  raw_client reader(server.port(), 4096);  // small window: the sockets fill fast
+  reader.send("GET /big?bytes=" + std::to_string(size) + " HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto head = reader.read_head(20s);
+  ASSERT_EQ(status_of(head), 200) << head;
+  auto start = clock::now();
+  raw_client probe(server.port());
+  auto active = [&] {
+    probe.send("GET /counts HTTP/1.1\r\nHost: x\r\n\r\n");
+    return key_values(body_of(probe.read_response()))["active"];
+  };
+  // 4 KiB every 20 ms, 200 KiB a second: a tenth of the least rate. The rate is checked when
+  // the server's writes progress, which the kernel reports only once a good part of its send
+  // buffer (megabytes) is free: seconds at this pace.
+  std::vector<char> buf(4096);
+  std::size_t received = 0;
+  bool cut = false;
+  while (!cut && since(start) < 30s) {
+    for (int i = 0; i < 5; ++i) {
+      ::poll(nullptr, 0, 20);
+      const long n = reader.read_available(buf.data(), buf.size());
+      if (n > 0) received += static_cast<std::size_t>(n);
+    }
+    cut = active() == "1";
+  }
+  EXPECT_TRUE(cut) << "still writing to a slow reader after 30 s; " << received << " bytes read";
+  EXPECT_GE(since(start), 300ms - clock_slack);
+  EXPECT_LT(received, size);
+}
+
+TEST_P(Timeouts, DoesNotCountTheTimeAResponseWaitsForItsHandlerAgainstTheClient) {
+  // Three pieces of 8 MiB, 2 s apart: each fills the sockets and is read at once, in far less
+  // than the grace. Counted from the first piece, the second would arrive at about 6 MB a
+  // second (8 MiB, and what the sockets took of the second, in 2 s), half the least rate.
+  auto server =
+      start_test_server({"--min-response-rate", "12000000", "--min-response-rate-grace-ms", "500"});
+  constexpr std::size_t piece = 8u << 20;
+  raw_client c(server.port(), 64 << 10);  // a window small enough that each piece waits
+  c.send("GET /stream?chunks=3&interval_ms=2000&bytes=" + std::to_string(piece) +
+         "&declared=" + std::to_string(3 * piece) + " HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto head = c.read_head(10s);
+  ASSERT_EQ(status_of(head), 200) << head;
+  // Read as fast as the client can (read_response parses the whole buffer after every read).
+  std::size_t received = 0;
+  std::vector<char> buf(1 << 20);
+  auto deadline = clock::now() + 30s;
+  while (received < 3 * piece && clock::now() < deadline) {
+    const long n = c.read_available(buf.data(), buf.size());
+    if (n == 0) break;  // the end: the server closed
+    if (n > 0) {
+      received += static_cast<std::size_t>(n);
+    } else {
+      c.readable_within(100ms);
+    }
+  }
+  EXPECT_EQ(received, 3 * piece) << "cut off";
+}
+
 TEST_P(Timeouts, AnswersABodyNeverSentAfterContinueWith408) {
   auto server = start_test_server({"--body-timeout-ms", "200"});
   raw_client c(server.port());

@@ -50,6 +50,10 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         bad_option{"timeouts.header is negative", [](auto& o) { o.timeouts.header = -1ms; }},
         bad_option{"timeouts.linger is negative", [](auto& o) { o.timeouts.linger = -5s; }},
+        bad_option{"timeouts.min_body_rate.grace is negative",
+                   [](auto& o) { o.timeouts.min_body_rate.grace = -1s; }},
+        bad_option{"timeouts.min_response_rate.grace is negative",
+                   [](auto& o) { o.timeouts.min_response_rate.grace = -1s; }},
         bad_option{"drain.lame_duck_delay is negative",
                    [](auto& o) { o.drain.lame_duck_delay = -1ms; }},
         bad_option{"limits.max_connections is 0", [](auto& o) { o.limits.max_connections = 0; }},
