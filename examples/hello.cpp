@@ -128,7 +128,9 @@ int main(int argc, char** argv) {
       "lameduck-hello: the lameduck demo server.\n"
       "SIGTERM or SIGINT drains it (exit 0, or 3 if the deadline forced it); a second "
       "signal stops it at once (exit 128+signal). SIGHUP reloads the TLS certificates."};
-  app.add_option("--listen", listen, "Address to listen on, HOST:PORT (repeatable)")
+  app.add_option("--listen", listen,
+                 "Address to listen on, HOST:PORT (repeatable); NAME=HOST:PORT takes the socket "
+                 "passed with that name (LISTEN_FDNAMES) instead, when there is one")
       ->default_str("127.0.0.1:8080");
   app.add_option(
       "--health-listen", health_listen,

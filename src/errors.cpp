@@ -25,6 +25,8 @@ class category final : public std::error_category {
         return "the server's listeners were already closed or handed over";
       case errc::invalid_certificate:
         return "a TLS certificate or key cannot be used";
+      case errc::unmatched_passed_socket:
+        return "a socket passed with LISTEN_FDNAMES has a name that no listen address has";
     }
     return "unknown lameduck error";
   }

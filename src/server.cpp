@@ -15,9 +15,11 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "net/address.hpp"
@@ -78,6 +80,47 @@ struct stop_order {
 
 namespace {
 
+/// A listen address ("HOST:PORT", or "NAME=HOST:PORT"): its name, empty if it has none, and the
+/// address. A HOST:PORT never holds '='.
+std::pair<std::string_view, std::string_view> split_name(std::string_view text) noexcept {
+  const auto eq = text.find('=');
+  if (eq == std::string_view::npos) return {{}, text};
+  return {text.substr(0, eq), text.substr(eq + 1)};
+}
+
+/// Every listen address of the options with its role: -1 plain, -2 health, else a tls_listen
+/// index.
+template <class F>
+void for_each_address(const server_options& o, F f) {
+  for (const auto& text : o.listen)
+    f(text, -1);
+  for (std::size_t t = 0; t < o.tls_listen.size(); ++t)
+    f(o.tls_listen[t].address, static_cast<int>(t));
+  for (const auto& text : o.health.listen)
+    f(text, -2);
+}
+
+/// What is wrong with the names of the listen addresses; empty when nothing is.
+std::string invalid_name(const server_options& o) {
+  std::vector<std::string_view> names;
+  std::string why;
+  for_each_address(o, [&](const std::string& text, int) {
+    if (!why.empty() || text.find('=') == std::string::npos) return;
+    const std::string_view name = split_name(text).first;
+    // What systemd allows in a FileDescriptorName=, which LISTEN_FDNAMES carries.
+    const bool printable = std::all_of(name.begin(), name.end(),
+                                       [](char c) { return c > ' ' && c < 0x7f && c != ':'; });
+    if (name.empty() || name.size() > 255 || !printable) {
+      why = "listen address \"" + text +
+            "\" has an invalid name (1 to 255 printable characters, no ':' or space)";
+    } else if (std::find(names.begin(), names.end(), name) != names.end()) {
+      why = "the name \"" + std::string(name) + "\" is given to two listen addresses";
+    }
+    names.push_back(name);
+  });
+  return why;
+}
+
 /// What is wrong with the options, naming the option; empty when nothing is.
 std::string invalid_option(const server_options& o) {
   using std::chrono::milliseconds;
@@ -134,7 +177,7 @@ std::string invalid_option(const server_options& o) {
       return "tls_listen[" + std::to_string(t) + "] has no certificate";
     }
   }
-  return {};
+  return invalid_name(o);
 }
 
 }  // namespace
@@ -245,28 +288,69 @@ void server::impl::start(std::error_code& ec, std::string& why) {
     shared.options.log("lameduck: cannot start the server: " + why);
     return;
   }
-  // Sockets handed over by another server stand for every address, health ones included;
-  // sockets passed by the service manager for the listen addresses. Either is taken once: a
-  // stopped server that starts again binds its addresses.
-  std::vector<listening_socket> given = std::exchange(shared.options.listen_sockets, {});
-  const bool handed_over = !given.empty();
-  if (!handed_over && options.adopt_passed_sockets) {
-    for (int fd : detail::take_passed_sockets())
-      given.push_back({fd, false});
-  }
-  std::vector<int> fds;
-  for (const auto& s : given)
-    fds.push_back(s.fd);
+  // One slot per listener, in the order local_addresses() reports them: plain, HTTPS, health.
+  // Sockets handed over by another server stand for every address, health ones included.
+  // Sockets passed by the service manager stand for the addresses of their names (LISTEN_FDNAMES)
+  // when the addresses have names, else for the plain ones. Either is taken once: a stopped
+  // server that starts again binds its addresses. Every other address is bound.
+  struct slot {
+    int fd = -1;  // a socket to adopt; -1: bind `address`
+    std::string_view address;
+    bool health_only = false;
+    int tls = -1;
+  };
+  std::vector<slot> slots;
+  std::vector<int> fds;  // every descriptor the server owns so far
   auto close_all = [&] {
     for (int fd : fds)
       if (fd >= 0) ::close(fd);
   };
-  if (options.listen.empty() && options.tls_listen.empty() && fds.empty()) {
-    ec = make_error_code(errc::no_listen_address);
-    return;
+  const std::vector<listening_socket> handed = std::exchange(shared.options.listen_sockets, {});
+  for (const auto& h : handed) {
+    slots.push_back({h.fd, {}, h.health_only, h.tls});
+    fds.push_back(h.fd);
+  }
+  std::vector<detail::passed_socket> passed;
+  if (handed.empty() && options.adopt_passed_sockets) passed = detail::take_passed_sockets();
+  for (const auto& p : passed)
+    fds.push_back(p.fd);
+  bool named = false;
+  detail::for_each_address(options, [&](const std::string& text, int) {
+    named = named || text.find('=') != std::string::npos;
+  });
+  if (!named) {
+    for (const auto& p : passed)
+      slots.push_back({p.fd, {}, false, -1});
+  }
+  std::vector<bool> matched(passed.size());
+  detail::for_each_address(options, [&](const std::string& text, int role) {
+    if (!handed.empty() || (!named && role == -1 && !passed.empty())) return;
+    const auto [name, address] = detail::split_name(text);
+    slot s{-1, address, role == -2, std::max(role, -1)};
+    for (std::size_t i = 0; named && i < passed.size(); ++i) {
+      if (!matched[i] && passed[i].name == name) {
+        matched[i] = true;
+        s.fd = passed[i].fd;
+        break;
+      }
+    }
+    slots.push_back(s);
+  });
+  if (std::all_of(slots.begin(), slots.end(), [](const slot& s) { return s.health_only; })) {
+    ec = make_error_code(errc::no_listen_address);  // health endpoints alone serve nothing
+    return close_all();
+  }
+  for (std::size_t i = 0; named && i < passed.size(); ++i) {
+    if (matched[i]) continue;
+    ec = make_error_code(errc::unmatched_passed_socket);
+    const std::string& name = passed[i].name;
+    shared.options.log(
+        "lameduck: cannot start the server: a socket was passed " +
+        (name.empty() ? std::string("without a name") : "with the name \"" + name + "\"") +
+        ", which no listen address has");
+    return close_all();
   }
   release_threads();  // a stopped server may start again
-  std::vector<listener> bound;
   // The certificates first: a bad one fails the start before anything is bound.
   std::vector<std::shared_ptr<const detail::certificate_set>> certificates;
   if (!load_certificates(certificates, why)) {
@@ -274,49 +358,28 @@ void server::impl::start(std::error_code& ec, std::string& why) {
     shared.options.log("lameduck: cannot start the server: " + why);
     return close_all();
   }
-  for (const auto& s : given) {
+  std::vector<listener> bound;
+  std::vector<int> listen_fds;  // parallel to bound
+  const detail::listen_settings settings{options.backlog, options.reuse_port};
+  for (const auto& s : slots) {
     listener li;
     li.health_only = s.health_only;
     li.tls = s.tls;
-    if (s.tls >= static_cast<int>(certificates.size())) {
-      ec = make_error_code(errc::unusable_passed_socket);
-      return close_all();
-    }
-    if (!detail::adopt_listener(s.fd, li.bound)) {
-      ec = make_error_code(errc::unusable_passed_socket);
-      return close_all();
+    int fd = s.fd;
+    if (fd >= 0) {
+      if (s.tls >= static_cast<int>(certificates.size()) || !detail::adopt_listener(fd, li.bound)) {
+        ec = make_error_code(errc::unusable_passed_socket);
+        return close_all();
+      }
+    } else {
+      li.bound = detail::parse_listen_address(s.address, ec);
+      if (ec) return close_all();
+      fd = detail::open_listener(li.bound, settings, ec);
+      if (fd < 0) return close_all();
+      fds.push_back(fd);
     }
     bound.push_back(li);
-  }
-  // Each address given is bound here unless a socket stands for it. The health endpoints' own
-  // addresses come last.
-  struct wanted {
-    std::string text;
-    bool health_only = false;
-    int tls = -1;
-  };
-  std::vector<wanted> addresses;
-  if (given.empty()) {
-    for (const auto& text : options.listen)
-      addresses.push_back({text});
-  }
-  if (!handed_over) {
-    for (std::size_t t = 0; t < options.tls_listen.size(); ++t)
-      addresses.push_back({options.tls_listen[t].address, false, static_cast<int>(t)});
-    for (const auto& text : options.health.listen)
-      addresses.push_back({text, true});
-  }
-  const detail::listen_settings settings{options.backlog, options.reuse_port};
-  for (const auto& [text, health_only, tls] : addresses) {
-    listener li;
-    li.health_only = health_only;
-    li.tls = tls;
-    li.bound = detail::parse_listen_address(text, ec);
-    if (ec) return close_all();
-    int fd = detail::open_listener(li.bound, settings, ec);
-    if (fd < 0) return close_all();
-    bound.push_back(li);
-    fds.push_back(fd);
+    listen_fds.push_back(fd);
   }
 
   unsigned n =
@@ -328,11 +391,11 @@ void server::impl::start(std::error_code& ec, std::string& why) {
       seeds.push_back(detail::ticket_seed::random(options.tls.session_lifetime));
     for (unsigned i = 0; i < n; ++i) {
       workers.push_back(std::make_unique<detail::worker>(shared));
-      for (std::size_t k = 0; k < fds.size(); ++k) {
+      for (std::size_t k = 0; k < listen_fds.size(); ++k) {
         if (const int t = bound[k].tls; t >= 0) {
-          workers[i]->add_tls_listener(fds[k], t, certificates[t], seeds[t]);
+          workers[i]->add_tls_listener(listen_fds[k], t, certificates[t], seeds[t]);
         } else {
-          workers[i]->add_listener(fds[k], bound[k].health_only);
+          workers[i]->add_listener(listen_fds[k], bound[k].health_only);
         }
       }
     }
@@ -356,8 +419,8 @@ void server::impl::start(std::error_code& ec, std::string& why) {
   }
   // Each worker holds its own duplicate, and the server one more, to hand over: the listening
   // socket closes with the last of them.
-  for (std::size_t k = 0; k < fds.size(); ++k)
-    bound[k].fd = fds[k];
+  for (std::size_t k = 0; k < listen_fds.size(); ++k)
+    bound[k].fd = listen_fds[k];
   listeners = std::move(bound);
   listeners_handed_over = false;
   for (auto& w : workers)

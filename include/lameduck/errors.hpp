@@ -12,11 +12,13 @@ enum class errc {
   no_listen_address,           ///< the server was given nothing to listen on
   already_started,             ///< start() was called on a server that is running
   invalid_option,              ///< an option has a value outside its range
-  unusable_passed_socket,  ///< a socket passed (LISTEN_FDS, listen_sockets) is not a listening TCP
-                           ///< socket
-  not_running,             ///< the server is not running
-  listeners_closed,        ///< the listeners were already closed or handed over
-  invalid_certificate,     ///< a TLS certificate or key cannot be used (the message says why)
+  unusable_passed_socket,   ///< a socket passed (LISTEN_FDS, listen_sockets) is not a listening TCP
+                            ///< socket
+  not_running,              ///< the server is not running
+  listeners_closed,         ///< the listeners were already closed or handed over
+  invalid_certificate,      ///< a TLS certificate or key cannot be used (the message says why)
+  unmatched_passed_socket,  ///< a socket passed with a name (LISTEN_FDNAMES) that no listen
+                            ///< address has
 };
 
 /// The category of lameduck::errc values.

@@ -148,6 +148,8 @@ struct listening_socket {
 /// A server's configuration.
 struct server_options {
   /// Addresses to listen on, each "HOST:PORT" ("[::1]:8080" for IPv6); port 0 asks the kernel.
+  /// Any address (here, in tls_listen or in health.listen) may be named, "NAME=HOST:PORT": a
+  /// socket passed by the service manager with that name (LISTEN_FDNAMES) stands for it.
   std::vector<std::string> listen;
   /// HTTPS listeners, beside the plain ones: the same server, lifecycle and counts; bound
   /// after `listen`, in this order.
@@ -162,7 +164,8 @@ struct server_options {
   bool reuse_port = false;
   /// Listen on the sockets the service manager passed to this process (LISTEN_FDS with
   /// LISTEN_PID, as systemd socket activation and the lameduck supervisor pass them) instead
-  /// of binding `listen`. The first server to start takes them; later ones bind `listen`.
+  /// of binding `listen`, or, when addresses are named, instead of binding the addresses of
+  /// their names. The first server to start takes them; later ones bind their addresses.
   bool adopt_passed_sockets = true;
   /// Listen on these sockets, handed over by a running server of this process
   /// (server::hand_over_listeners()), instead of binding `listen` and `health.listen` or

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <string_view>
 
 #include "process/systemd.hpp"
 
@@ -50,22 +51,34 @@ bool parse_number(const char* text, long& out) {
 
 }  // namespace
 
-std::vector<int> take_passed_sockets() {
+std::vector<passed_socket> take_passed_sockets() {
   long pid = 0, count = 0;
   bool for_us = parse_number(std::getenv("LISTEN_PID"), pid) && pid == ::getpid() &&
                 parse_number(std::getenv("LISTEN_FDS"), count) && count > 0 && count < 4096;
+  std::vector<std::string> names;
+  if (const char* text = std::getenv("LISTEN_FDNAMES")) {
+    std::string_view rest(text);
+    for (;;) {
+      const auto colon = rest.find(':');
+      names.emplace_back(rest.substr(0, colon));
+      if (colon == std::string_view::npos) break;
+      rest.remove_prefix(colon + 1);
+    }
+  }
   // Taken once: a child process, or the next server of this one, must not take them again.
   ::unsetenv("LISTEN_PID");
   ::unsetenv("LISTEN_FDS");
   ::unsetenv("LISTEN_FDNAMES");
-  std::vector<int> fds;
-  if (!for_us) return fds;
+  std::vector<passed_socket> sockets;
+  if (!for_us) return sockets;
+  // Names that do not match the count are none (sd_listen_fds_with_names() refuses them).
+  if (names.size() != static_cast<std::size_t>(count)) names.assign(count, "");
   constexpr int first_passed_fd = 3;  // SD_LISTEN_FDS_START
-  for (int fd = first_passed_fd; fd < first_passed_fd + count; ++fd) {
-    ::fcntl(fd, F_SETFD, FD_CLOEXEC);
-    fds.push_back(fd);
+  for (int i = 0; i < count; ++i) {
+    ::fcntl(first_passed_fd + i, F_SETFD, FD_CLOEXEC);
+    sockets.push_back({first_passed_fd + i, std::move(names[i])});
   }
-  return fds;
+  return sockets;
 }
 
 }  // namespace detail

@@ -1,12 +1,22 @@
 #pragma once
 // Listening sockets passed to the process by its service manager (LISTEN_FDS).
 
+#include <string>
 #include <vector>
 
 namespace lameduck::detail {
 
-/// The sockets passed with LISTEN_FDS (from descriptor 3) when LISTEN_PID is this process;
-/// removes the variables, so that they are taken once. Empty when none were passed.
-std::vector<int> take_passed_sockets();
+/// A socket passed by the service manager.
+struct passed_socket {
+  int fd = -1;
+  /// Its name in LISTEN_FDNAMES; empty when none was given.
+  std::string name;
+  bool operator==(const passed_socket&) const = default;
+};
+
+/// The sockets passed with LISTEN_FDS (from descriptor 3) when LISTEN_PID is this process,
+/// named by LISTEN_FDNAMES (colon-separated) when it has one name per socket; removes the
+/// variables, so that they are taken once. Empty when none were passed.
+std::vector<passed_socket> take_passed_sockets();
 
 }  // namespace lameduck::detail

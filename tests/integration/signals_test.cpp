@@ -164,7 +164,7 @@ TEST(ServiceManager, HelloServesOnThePassedSocketAndReportsReadyStoppingAndStopp
   // Port 1 would need privileges: a bind there would fail, so serving proves the adoption.
   server_process server(as_service("LISTEN_FDS=1 NOTIFY_SOCKET=" + manager.name(),
                                    {"--listen", "127.0.0.1:1", "--threads", "1"}),
-                        10s, listener);
+                        10s, {listener});
   ::close(listener);  // the server holds its own copy now
   EXPECT_EQ(server.port(), port);
   EXPECT_EQ(manager.receive(), "READY=1\nSTATUS=serving 127.0.0.1:" + std::to_string(port));
@@ -184,10 +184,55 @@ TEST(ServiceManager, SocketsPassedToAnotherProcessAreLeftAlone) {
                                 bin_path("lameduck-hello"),
                                 "--listen",
                                 "127.0.0.1:0"};
-  server_process server(argv, 10s, listener);
+  server_process server(argv, 10s, {listener});
   ::close(listener);
   EXPECT_NE(server.port(), port);  // it bound its own address
   EXPECT_EQ(body_of(get_once(server.port(), "/")), "Hello, World!\n");
+}
+
+TEST(ServiceManager, NamedPassedSocketsStandForTheListenAddressesOfTheirNames) {
+  std::uint16_t http_port = 0, health_port = 0;
+  int http = passed_listener(http_port), health = passed_listener(health_port);
+  // Passed in the other order than the addresses are given: names decide, not places.
+  server_process server(as_service("LISTEN_FDS=2 LISTEN_FDNAMES=health:http",
+                                   {"--listen", "http=127.0.0.1:1", "--health-listen",
+                                    "health=127.0.0.1:1", "--threads", "1"}),
+                        10s, {health, http});
+  ::close(http);
+  ::close(health);
+  EXPECT_EQ(server.port(), http_port);  // reported first, as the plain address
+  EXPECT_EQ(body_of(get_once(http_port, "/")), "Hello, World!\n");
+  EXPECT_EQ(status_of(get_once(health_port, "/")), 404);  // the health endpoints alone
+  EXPECT_EQ(body_of(get_once(health_port, "/readyz")), "ready\n");
+}
+
+TEST(ServiceManager, ANamedAddressWithoutItsSocketIsBoundAndTheOthersAdopted) {
+  std::uint16_t http_port = 0;
+  int http = passed_listener(http_port);
+  server_process server(as_service("LISTEN_FDS=1 LISTEN_FDNAMES=http",
+                                   {"--listen", "http=127.0.0.1:1", "--health-listen",
+                                    "health=127.0.0.1:0", "--threads", "1"}),
+                        10s, {http});
+  ::close(http);
+  EXPECT_EQ(server.port(), http_port);
+  EXPECT_EQ(body_of(get_once(http_port, "/")), "Hello, World!\n");
+}
+
+TEST(ServiceManager, ASocketPassedWithANameNoAddressHasIsALineAndStatus2) {
+  // Refused before the socket is looked at: descriptor 3 can be anything.
+  auto r = run({"/bin/sh", "-c",
+                "exec 3</dev/null; LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=metrics exec \"$0\" "
+                "\"$@\"",
+                bin_path("lameduck-hello"), "--listen", "http=127.0.0.1:0"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("a socket was passed with the name \"metrics\", which no listen address "
+                       "has"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("lameduck-hello: cannot start: a socket passed with LISTEN_FDNAMES has a "
+                       "name that no listen address has\n"),
+            std::string::npos)
+      << r.err;
 }
 
 TEST(ServiceManager, APassedSocketThatIsNotListeningIsALineAndStatus2) {

@@ -161,24 +161,28 @@ const posix_spawnattr_t* spawn_attributes() {
 }  // namespace
 
 server_process::server_process(std::vector<std::string> argv,
-                               std::chrono::milliseconds ready_within, int passed_socket) {
+                               std::chrono::milliseconds ready_within,
+                               const std::vector<int>& passed_sockets) {
   int out[2];
   if (::pipe2(out, O_CLOEXEC) != 0) fail_errno("pipe");
   stderr_path_ = temp_path("stderr");
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  // dup2 onto the same number would keep close-on-exec: pass a copy from elsewhere then.
-  int passed_copy = passed_socket == 3 ? ::fcntl(passed_socket, F_DUPFD_CLOEXEC, 10) : -1;
-  if (passed_socket >= 0) {
-    posix_spawn_file_actions_adddup2(&actions, passed_copy >= 0 ? passed_copy : passed_socket, 3);
-  }
+  // Copies first, above the numbers they go to: a dup2 onto the same number would keep
+  // close-on-exec, and one socket's number may be another's destination.
+  std::vector<int> copies;
+  for (int fd : passed_sockets)
+    copies.push_back(::fcntl(fd, F_DUPFD_CLOEXEC, 100));
+  for (std::size_t i = 0; i < copies.size(); ++i)
+    posix_spawn_file_actions_adddup2(&actions, copies[i], 3 + static_cast<int>(i));
   posix_spawn_file_actions_adddup2(&actions, out[1], 1);
   posix_spawn_file_actions_addopen(&actions, 2, stderr_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
                                    0600);
   auto args = c_argv(argv);
   int rc = ::posix_spawn(&pid_, args[0], &actions, spawn_attributes(), args.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
-  if (passed_copy >= 0) ::close(passed_copy);
+  for (int fd : copies)
+    ::close(fd);
   ::close(out[1]);
   if (rc != 0) {
     ::close(out[0]);

@@ -36,10 +36,11 @@ std::string source_path(std::string_view relative);
 /// A server binary started for one test and stopped by its pid when the test ends.
 class server_process {
  public:
-  /// Starts argv and waits until it prints "listening on http://ADDRESS:PORT"; a
-  /// passed_socket of 0 or more becomes the program's descriptor 3 (as LISTEN_FDS passes it).
+  /// Starts argv and waits until it prints "listening on http://ADDRESS:PORT"; the passed
+  /// sockets become the program's descriptors 3, 4... (as LISTEN_FDS passes them).
   explicit server_process(std::vector<std::string> argv,
-                          std::chrono::milliseconds ready_within = 10s, int passed_socket = -1);
+                          std::chrono::milliseconds ready_within = 10s,
+                          const std::vector<int>& passed_sockets = {});
   ~server_process();
   server_process(const server_process&) = delete;
   server_process& operator=(const server_process&) = delete;

@@ -50,6 +50,15 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         bad_option{"timeouts.header is negative", [](auto& o) { o.timeouts.header = -1ms; }},
         bad_option{"timeouts.linger is negative", [](auto& o) { o.timeouts.linger = -5s; }},
+        bad_option{"listen address \"=127.0.0.1:0\" has an invalid name",
+                   [](auto& o) { o.listen = {"=127.0.0.1:0"}; }},
+        bad_option{"listen address \"a b=127.0.0.1:0\" has an invalid name",
+                   [](auto& o) { o.listen = {"a b=127.0.0.1:0"}; }},
+        bad_option{"the name \"http\" is given to two listen addresses",
+                   [](auto& o) {
+                     o.listen = {"http=127.0.0.1:0"};
+                     o.health = {"/readyz", "", {"http=127.0.0.1:0"}};
+                   }},
         bad_option{"timeouts.min_body_rate.grace is negative",
                    [](auto& o) { o.timeouts.min_body_rate.grace = -1s; }},
         bad_option{"timeouts.min_response_rate.grace is negative",

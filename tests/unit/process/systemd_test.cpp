@@ -56,7 +56,8 @@ TEST(PassedSockets, AreTakenOnlyWhenListenPidIsThisProcessAndOnlyOnce) {
   ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
   ::setenv("LISTEN_FDS", "2", 1);
   ::setenv("LISTEN_FDNAMES", "http:https", 1);
-  EXPECT_EQ(detail::take_passed_sockets(), (std::vector<int>{3, 4}));
+  EXPECT_EQ(detail::take_passed_sockets(),
+            (std::vector<detail::passed_socket>{{3, "http"}, {4, "https"}}));
   EXPECT_EQ(std::getenv("LISTEN_PID"), nullptr);
   EXPECT_EQ(std::getenv("LISTEN_FDNAMES"), nullptr);
   EXPECT_TRUE(detail::take_passed_sockets().empty());
@@ -66,6 +67,24 @@ TEST(PassedSockets, AreTakenOnlyWhenListenPidIsThisProcessAndOnlyOnce) {
     ::setenv("LISTEN_FDS", bad, 1);
     EXPECT_TRUE(detail::take_passed_sockets().empty()) << bad;
   }
+}
+
+TEST(PassedSockets, AreNamedOnlyWhenThereIsOneNamePerSocket) {
+  for (const char* names : {"http", "http:https:health", ""}) {
+    ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
+    ::setenv("LISTEN_FDS", "2", 1);
+    ::setenv("LISTEN_FDNAMES", names, 1);
+    EXPECT_EQ(detail::take_passed_sockets(), (std::vector<detail::passed_socket>{{3, ""}, {4, ""}}))
+        << names;
+  }
+  ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
+  ::setenv("LISTEN_FDS", "2", 1);  // and no LISTEN_FDNAMES at all
+  EXPECT_EQ(detail::take_passed_sockets(), (std::vector<detail::passed_socket>{{3, ""}, {4, ""}}));
+  ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
+  ::setenv("LISTEN_FDS", "2", 1);
+  ::setenv("LISTEN_FDNAMES", ":health", 1);  // an empty name is kept as one
+  EXPECT_EQ(detail::take_passed_sockets(),
+            (std::vector<detail::passed_socket>{{3, ""}, {4, "health"}}));
 }
 
 }  // namespace
