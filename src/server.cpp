@@ -12,6 +12,7 @@
 // stop with its report, at that moment, without polling.
 
 #include <lameduck/server.hpp>
+#include <lameduck/systemd.hpp>
 
 #include <unistd.h>
 
@@ -423,8 +424,14 @@ void server::impl::start(std::error_code& ec, std::string& why) {
     bound[k].fd = listen_fds[k];
   listeners = std::move(bound);
   listeners_handed_over = false;
-  for (auto& w : workers)
-    w->start();
+  if (const auto interval = detail::watchdog_interval(); interval.count() > 0) {
+    shared.watchdog = std::make_unique<detail::loop_watchdog>(
+        interval, n, detail::coarse_now_ns(), [] { notify_service_manager("WATCHDOG=1"); });
+  } else {
+    shared.watchdog.reset();
+  }
+  for (unsigned i = 0; i < n; ++i)
+    workers[i]->start(i);
   running = true;
   order = {};
   workers_listening = workers_running = n;

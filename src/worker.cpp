@@ -47,7 +47,8 @@ worker::worker(server_shared& shared, const system_calls& os)
                 timeout_list(loop_, shared.options.timeouts.idle, expire),
                 timeout_list(loop_, shared.options.timeouts.write, expire),
                 timeout_list(loop_, shared.options.timeouts.linger, expire)},
-      anchor_(std::make_shared<worker_anchor>()) {
+      anchor_(std::make_shared<worker_anchor>()),
+      watchdog_timer_(loop_) {
   anchor_->target = this;
 }
 
@@ -148,10 +149,19 @@ void worker::use_certificates(std::size_t i, std::shared_ptr<const certificate_s
   }
 }
 
-void worker::start() {
+void worker::start(unsigned index) {
   for (auto& a : acceptors_)
     loop_.post([a = a.get()] { a->start(); });
+  if (shared_.watchdog) {
+    // Beats from the loop's own timer: a loop stuck in a handler stops beating.
+    loop_.post([this, index] { beat_watchdog(index); });
+  }
   loop_.start_thread();
+}
+
+void worker::beat_watchdog(unsigned index) {
+  shared_.watchdog->beat(index, loop_.now_ns());
+  watchdog_timer_.start_after(shared_.watchdog->period(), [this, index] { beat_watchdog(index); });
 }
 
 void worker::close_listeners(bool accept_queued) {

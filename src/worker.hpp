@@ -18,6 +18,7 @@
 #include "connection_base.hpp"
 #include "net/event_loop.hpp"
 #include "net/listener.hpp"
+#include "process/watchdog.hpp"
 
 namespace lameduck::detail {
 
@@ -39,6 +40,8 @@ struct server_shared {
   std::atomic<std::uint64_t> next_connection_id{1};
   /// Called on a worker's thread when its last connection has closed.
   std::function<void(worker&)> on_registry_empty;
+  /// Set when the service manager asked for watchdog pings (WATCHDOG_USEC).
+  std::unique_ptr<loop_watchdog> watchdog;
 };
 
 /// Lets an exchange reach its worker from any thread for as long as the worker exists.
@@ -113,8 +116,9 @@ class worker {
   /// From now on, handshakes on the i-th TLS listener get these certificates; on the loop's
   /// thread (a reload posts it).
   void use_certificates(std::size_t i, std::shared_ptr<const certificate_set> certificates);
-  /// Starts the thread, which starts accepting.
-  void start();
+  /// Starts the thread, which starts accepting; the worker beats the server's watchdog, if it
+  /// has one, as its loop number `index`.
+  void start(unsigned index);
   /// Closes this worker's duplicates of the listeners; first accepts what the kernel has
   /// queued on them if accept_queued (else the queue waits for another server).
   void close_listeners(bool accept_queued);
@@ -140,6 +144,8 @@ class worker {
  private:
   template <class Stream>
   void admit(Stream stream, const socket_address& peer, socklen_t size, bool health_only);
+  // Beats the server's watchdog as loop `index`, now and every period from now on.
+  void beat_watchdog(unsigned index);
 
   // Indexed by timeout_kind; in place, since arm() runs several times per request.
   std::array<timeout_list, timeout_kind_count> timeouts_;
@@ -147,6 +153,7 @@ class worker {
   std::vector<std::unique_ptr<tls_endpoint>> tls_endpoints_;  // by tls_listen entry
   std::vector<exchange*> free_exchanges_;
   std::shared_ptr<worker_anchor> anchor_;
+  loop_timer watchdog_timer_;
 };
 
 }  // namespace lameduck::detail

@@ -81,5 +81,14 @@ std::vector<passed_socket> take_passed_sockets() {
   return sockets;
 }
 
+std::chrono::microseconds watchdog_interval() {
+  long usec = 0, pid = 0;
+  if (!parse_number(std::getenv("WATCHDOG_USEC"), usec) || usec <= 0) return {};
+  if (const char* p = std::getenv("WATCHDOG_PID")) {
+    if (!parse_number(p, pid) || pid != ::getpid()) return {};
+  }
+  return std::chrono::microseconds(usec);
+}
+
 }  // namespace detail
 }  // namespace lameduck

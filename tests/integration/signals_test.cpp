@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "harness.hpp"
@@ -233,6 +234,23 @@ TEST(ServiceManager, ASocketPassedWithANameNoAddressHasIsALineAndStatus2) {
                        "name that no listen address has\n"),
             std::string::npos)
       << r.err;
+}
+
+TEST(ServiceManager, WatchdogPingsComeWhileEveryLoopRunsAndStopWhileOneIsStuck) {
+  notify_socket manager;
+  server_process server({"/usr/bin/env", "NOTIFY_SOCKET=" + manager.name(), "WATCHDOG_USEC=400000",
+                         bin_path("lameduck-test-server"), "--listen", "127.0.0.1:0", "--threads",
+                         "2"});
+  for (int i = 0; i < 3; ++i)  // at least two per interval, as systemd asks
+    ASSERT_EQ(manager.receive(400ms), "WATCHDOG=1");
+  const auto blocked_at = clock::now();
+  std::thread stuck([&] { get_once(server.port(), "/block?ms=3000"); });
+  // Pings may go on for half an interval and a period after the loop stopped beating.
+  while (clock::now() - blocked_at < 1s)
+    manager.receive(100ms);
+  EXPECT_EQ(manager.receive(1500ms), "") << "a ping while a loop was stuck in a handler";
+  stuck.join();
+  EXPECT_EQ(manager.receive(2s), "WATCHDOG=1") << "no ping once the loop was back";
 }
 
 TEST(ServiceManager, APassedSocketThatIsNotListeningIsALineAndStatus2) {

@@ -87,5 +87,23 @@ TEST(PassedSockets, AreNamedOnlyWhenThereIsOneNamePerSocket) {
             (std::vector<detail::passed_socket>{{3, ""}, {4, "health"}}));
 }
 
+TEST(Watchdog, TheIntervalIsWatchdogUsecWhenWatchdogPidIsUnsetOrThisProcess) {
+  ::unsetenv("WATCHDOG_PID");
+  ::unsetenv("WATCHDOG_USEC");
+  EXPECT_EQ(detail::watchdog_interval().count(), 0);
+  ::setenv("WATCHDOG_USEC", "200000", 1);
+  EXPECT_EQ(detail::watchdog_interval(), std::chrono::milliseconds(200));
+  ::setenv("WATCHDOG_PID", std::to_string(::getpid()).c_str(), 1);
+  EXPECT_EQ(detail::watchdog_interval(), std::chrono::milliseconds(200));
+  ::setenv("WATCHDOG_PID", std::to_string(::getpid() + 1).c_str(), 1);
+  EXPECT_EQ(detail::watchdog_interval().count(), 0) << "meant for another process";
+  ::unsetenv("WATCHDOG_PID");
+  for (const char* bad : {"", "0", "-5", "12x"}) {
+    ::setenv("WATCHDOG_USEC", bad, 1);
+    EXPECT_EQ(detail::watchdog_interval().count(), 0) << bad;
+  }
+  ::unsetenv("WATCHDOG_USEC");
+}
+
 }  // namespace
 }  // namespace lameduck
