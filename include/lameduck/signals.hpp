@@ -25,7 +25,9 @@ inline constexpr int exit_forced = 3;
 class signal_shutdown {
  public:
   /// Installs the SIGTERM and SIGINT handlers (only one signal_shutdown may exist at a time:
-  /// std::logic_error otherwise); the first signal will drain with this deadline.
+  /// std::logic_error otherwise); the first signal will drain with this deadline. Takes the
+  /// lifeline the lameduck supervisor passes (LAMEDUCK_LIFELINE_FD: a descriptor that reaches
+  /// its end when the supervisor is gone, however it died), which run() treats as a SIGTERM.
   explicit signal_shutdown(std::chrono::steady_clock::duration drain_deadline);
   /// Restores the signal handlers that were there before.
   ~signal_shutdown();
@@ -36,8 +38,9 @@ class signal_shutdown {
   /// queue); hooks run in reverse order of registration, each given up on after its timeout.
   void add_cleanup(std::string name, std::function<void()> hook, std::chrono::milliseconds timeout);
 
-  /// Blocks until the server stops: the first SIGTERM or SIGINT starts shutdown(deadline),
-  /// a second one destroy(); a stop for any other reason (a handler's destroy()) ends it too.
+  /// Blocks until the server stops: the first SIGTERM or SIGINT (or the end of the lifeline)
+  /// starts shutdown(deadline), a second signal destroy(); a stop for any other reason (a
+  /// handler's destroy()) ends it too.
   /// Meanwhile each SIGHUP calls server::reload_certificates(), between RELOADING=1 (with
   /// MONOTONIC_USEC) and READY=1 to the service manager (NOTIFY_SOCKET), with a STATUS= line
   /// saying why when the new certificates were refused.
@@ -55,6 +58,7 @@ class signal_shutdown {
   std::chrono::steady_clock::duration drain_deadline_;
   std::vector<cleanup> cleanups_;
   std::shared_ptr<pipe_pair> pipe_;
+  int lifeline_ = -1;  // LAMEDUCK_LIFELINE_FD, taken; -1 once it has ended, or without one
   void reload(server& s);
   struct sigaction old_term_ {
   }, old_int_{}, old_hup_{};

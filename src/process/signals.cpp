@@ -12,7 +12,10 @@
 
 #include <atomic>
 #include <cerrno>
+#include <charconv>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <future>
 #include <memory>
@@ -20,6 +23,7 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <utility>
 
 namespace lameduck {
 
@@ -39,6 +43,22 @@ extern "C" void on_signal(int sig) {
 
 // Byte written to the pipe when the server has stopped (no signal has number 0).
 constexpr unsigned char stopped_byte = 0;
+// What read_byte() returns when the lifeline has ended (no signal has this number either).
+constexpr unsigned char lifeline_byte = 255;
+
+// Takes the lifeline a supervisor passed: a descriptor of ours, no longer inherited by children,
+// and no longer announced to them; -1 without one.
+int take_lifeline() {
+  const char* text = std::getenv("LAMEDUCK_LIFELINE_FD");
+  int fd = -1;
+  if (text) {
+    const char* end = text + std::strlen(text);
+    auto [p, err] = std::from_chars(text, end, fd);
+    if (err != std::errc{} || p != end || fd < 0 || ::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) fd = -1;
+  }
+  ::unsetenv("LAMEDUCK_LIFELINE_FD");
+  return fd;
+}
 
 }  // namespace
 
@@ -62,23 +82,34 @@ class signal_shutdown::pipe_pair {
 
 namespace {
 
-// Reads one byte, waiting for it; EINTR (a signal on this thread) just tries again.
-unsigned char read_byte(int fd) {
+// Reads one byte, waiting for it, or lifeline_byte once the lifeline (if not -1) has ended,
+// which closes it; EINTR (a signal on this thread) just tries again.
+unsigned char read_byte(int fd, int& lifeline) {
   for (;;) {
     unsigned char byte;
     if (::read(fd, &byte, 1) == 1) return byte;
     if (errno != EAGAIN && errno != EINTR) {
       throw std::system_error(errno, std::system_category(), "lameduck: read signal pipe");
     }
-    pollfd p{fd, POLLIN, 0};
-    ::poll(&p, 1, -1);
+    pollfd p[2] = {{fd, POLLIN, 0}, {lifeline, POLLIN, 0}};  // a negative fd is skipped
+    if (::poll(p, 2, -1) > 0 && p[1].revents != 0) {
+      // Anything but data is the end: a hang-up, an error, or a read of 0 bytes. Data (which a
+      // supervisor never writes) is read and dropped.
+      char discard[64];
+      if ((p[1].revents & POLLIN) == 0 || ::read(lifeline, discard, sizeof discard) <= 0) {
+        ::close(std::exchange(lifeline, -1));
+        return lifeline_byte;
+      }
+    }
   }
 }
 
 }  // namespace
 
 signal_shutdown::signal_shutdown(std::chrono::steady_clock::duration drain_deadline)
-    : drain_deadline_(drain_deadline), pipe_(std::make_shared<pipe_pair>()) {
+    : drain_deadline_(drain_deadline),
+      pipe_(std::make_shared<pipe_pair>()),
+      lifeline_(take_lifeline()) {
   int expected = -1;
   if (!signal_pipe_write.compare_exchange_strong(expected, pipe_->write_end())) {
     throw std::logic_error("lameduck: only one signal_shutdown may exist at a time");
@@ -111,6 +142,7 @@ signal_shutdown::~signal_shutdown() {
   ::sigaction(SIGHUP, &old_hup_, nullptr);
   pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr);
   signal_pipe_write.store(-1);
+  if (lifeline_ >= 0) ::close(lifeline_);
 }
 
 void signal_shutdown::add_cleanup(std::string name, std::function<void()> hook,
@@ -147,8 +179,15 @@ int signal_shutdown::run(server& s) {
   }
   int signals = 0, forcing_signal = 0;
   for (;;) {
-    unsigned char byte = read_byte(pipe_->read_end());
+    unsigned char byte = read_byte(pipe_->read_end(), lifeline_);
     if (byte == stopped_byte) break;
+    if (byte == lifeline_byte) {
+      // The supervisor is gone (even by SIGKILL): drain as at its SIGTERM, which may never
+      // come. A signal after it forces the stop as a second signal does.
+      if (signals > 0) continue;  // draining already
+      s.log("lameduck: the supervisor's lifeline ended; draining");
+      byte = SIGTERM;
+    }
     if (byte == SIGHUP) {
       if (signals == 0) reload(s);  // once stopping, there is nothing to reload for
       continue;

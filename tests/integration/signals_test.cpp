@@ -3,6 +3,7 @@
 // (lameduck-restart): real binaries, real sockets, signals sent to their pid.
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -261,6 +262,30 @@ TEST(ServiceManager, APassedSocketThatIsNotListeningIsALineAndStatus2) {
   EXPECT_EQ(r.err,
             "lameduck-hello: cannot start: a socket passed with LISTEN_FDS or listen_sockets is "
             "not a listening TCP socket\n");
+}
+
+// A supervisor's lifeline: a pipe whose write end only the supervisor holds, which ends however
+// it dies (SIGKILL included).
+TEST(Lifeline, ItsEndDrainsTheServerAsASigtermWouldAndExitsZero) {
+  int lifeline[2];
+  ASSERT_EQ(::pipe2(lifeline, O_CLOEXEC), 0);
+  server_process server({"/usr/bin/env", "LAMEDUCK_LIFELINE_FD=3", bin_path("lameduck-hello"),
+                         "--listen", "127.0.0.1:0", "--threads", "1"},
+                        10s, {lifeline[0]});
+  ::close(lifeline[0]);
+  ASSERT_EQ(::write(lifeline[1], "x", 1), 1);  // bytes on it are not its end
+  raw_client busy(server.port());
+  busy.send("GET /delay?ms=500 HTTP/1.1\r\nHost: t\r\n\r\n");
+  EXPECT_EQ(status_of(get_once(server.port(), "/")), 200) << "still serving";
+  ::close(lifeline[1]);           // the supervisor is gone
+  auto r = busy.read_response();  // the request in flight is answered completely
+  EXPECT_EQ(status_of(r), 200);
+  EXPECT_EQ(header_of(r, "Connection"), "close");
+  busy.shutdown_write();
+  EXPECT_EQ(server.wait_exit(5s), 0);
+  EXPECT_NE(server.error_output().find("the supervisor's lifeline ended; draining"),
+            std::string::npos)
+      << server.error_output();
 }
 
 TEST(Restart, TheNextGenerationAnswersAtOnceWhileAnIdleClientHoldsTheOldOne) {
