@@ -328,7 +328,7 @@ void server::impl::start(std::error_code& ec, std::string& why) {
     if (!handed.empty() || (!named && role == -1 && !passed.empty())) return;
     const auto [name, address] = detail::split_name(text);
     slot s{-1, address, role == -2, std::max(role, -1)};
-    for (std::size_t i = 0; named && i < passed.size(); ++i) {
+    for (std::size_t i = 0; named && !name.empty() && i < passed.size(); ++i) {
       if (!matched[i] && passed[i].name == name) {
         matched[i] = true;
         s.fd = passed[i].fd;
