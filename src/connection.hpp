@@ -376,6 +376,9 @@ class connection final : public connection_base {
     if (complete) ++requests;
     if (complete && !response_.close_after) {
       enter(phase::receiving);  // the response is still going out; then idle or the next one
+      // A pipelined request whose first bytes came with this one has begun: its head is
+      // bounded like any other (going idle replaces this with the idle timeout).
+      owner.arm(*this, timeout_kind::header);
     } else {
       begin_close();
     }

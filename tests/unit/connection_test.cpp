@@ -350,6 +350,19 @@ TEST_F(Connection, TheHandlerSeesTheRequestsHostAndPort) {
   EXPECT_EQ(port, 8080);
 }
 
+TEST_F(Connection, APipelinedRequestThatStopsHalfwayIsTimedOut) {
+  // Found by fuzz/connection_fuzz.cpp: the next request's first bytes came with the last one,
+  // and then nothing. Its head is bounded by the header timeout like any other.
+  options.timeouts.header = 50ms;
+  auto st = open();
+  arrive(*st, std::string(get) + "GET / HT");
+  EXPECT_EQ(w->requests_completed.load(), 1u);
+  ASSERT_EQ(state(), connection_state::active);
+  EXPECT_EQ(conn()->timeout, timeout_kind::header);
+  ASSERT_TRUE(run_until([&] { return st->output.find("HTTP/1.1 408") != std::string::npos; }, 2s));
+  EXPECT_EQ(state(), connection_state::closing);
+}
+
 TEST_F(Connection, ChunkExtensionsPastTheLimitAreAnswered413AndTheConnectionCloses) {
   options.limits.max_chunk_extension_bytes = 8;
   bool handled = false;
