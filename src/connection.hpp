@@ -119,6 +119,14 @@ class connection final : public connection_base {
         if (!response_.head_written) {
           write_head(streaming_framing(), ex.declared_length.value_or(0));
         }
+        if (response_.framing == http1::framing::content_length && response_.body_allowed &&
+            response_.body_written + data.size() > ex.declared_length.value_or(0)) {
+          // Bytes past the declared length would reach the client as the start of the next
+          // response: the body is cut off instead (the client sees it short), as Go refuses
+          // such a write.
+          finish_response(false);
+          break;
+        }
         if (response_.body_allowed) {
           if (response_.framing == http1::framing::chunked) {
             http1::write_chunk(ex.output, data);
