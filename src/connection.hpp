@@ -119,6 +119,14 @@ class connection final : public connection_base {
         if (!response_.head_written) {
           write_head(streaming_framing(), ex.declared_length.value_or(0));
         }
+        if (response_.framing == http1::framing::content_length && response_.body_allowed &&
+            response_.body_written + data.size() > ex.declared_length.value_or(0)) {
+          // Bytes past the declared length would reach the client as the start of the next
+          // response: the body is cut off instead (the client sees it short), as Go refuses
+          // such a write.
+          finish_response(false);
+          break;
+        }
         if (response_.body_allowed) {
           if (response_.framing == http1::framing::chunked) {
             http1::write_chunk(ex.output, data);
@@ -384,6 +392,9 @@ class connection final : public connection_base {
     if (complete) ++requests;
     if (complete && !response_.close_after) {
       enter(phase::receiving);  // the response is still going out; then idle or the next one
+      // A pipelined request whose first bytes came with this one has begun: its head is
+      // bounded like any other (going idle replaces this with the idle timeout).
+      owner.arm(*this, timeout_kind::header);
     } else {
       begin_close();
     }

@@ -350,6 +350,37 @@ TEST_F(Connection, TheHandlerSeesTheRequestsHostAndPort) {
   EXPECT_EQ(port, 8080);
 }
 
+TEST_F(Connection, APipelinedRequestThatStopsHalfwayIsTimedOut) {
+  // Found by fuzz/connection_fuzz.cpp: the next request's first bytes came with the last one,
+  // and then nothing. Its head is bounded by the header timeout like any other.
+  options.timeouts.header = 50ms;
+  auto st = open();
+  arrive(*st, std::string(get) + "GET / HT");
+  EXPECT_EQ(w->requests_completed.load(), 1u);
+  ASSERT_EQ(state(), connection_state::active);
+  EXPECT_EQ(conn()->timeout, timeout_kind::header);
+  ASSERT_TRUE(run_until([&] { return st->output.find("HTTP/1.1 408") != std::string::npos; }, 2s));
+  EXPECT_EQ(state(), connection_state::closing);
+}
+
+TEST_F(Connection, AStreamedBodyPastItsContentLengthIsCutOffNotSent) {
+  // Found by fuzz/connection_fuzz.cpp: bytes past the declared length would reach a client as
+  // the beginning of the next response.
+  hold = true;
+  auto st = open();
+  arrive(*st, get);
+  ASSERT_TRUE(held);
+  held->header("Content-Length", "5").write("abc");
+  EXPECT_NE(st->output.find("Content-Length: 5\r\n"), std::string::npos);
+  held->write("defgh");
+  EXPECT_EQ(st->output.find('d', st->output.find("abc")), std::string::npos) << st->output;
+  EXPECT_TRUE(st->shut_down);
+  EXPECT_EQ(state(), connection_state::closing);
+  EXPECT_EQ(w->requests_aborted.load(), 1u);
+  EXPECT_EQ(w->requests_completed.load(), 0u);
+  EXPECT_TRUE(stop.stop_requested()) << "the handler still holding the response is told";
+}
+
 TEST_F(Connection, ChunkExtensionsPastTheLimitAreAnswered413AndTheConnectionCloses) {
   options.limits.max_chunk_extension_bytes = 8;
   bool handled = false;
