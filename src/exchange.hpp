@@ -102,7 +102,10 @@ class exchange {
     ~posted_op() {
       if (e_) e_->release();
     }
-    void operator()() { e_->apply(op_, data_); }
+    void operator()() {
+      e_->posted_.fetch_sub(1, std::memory_order_relaxed);  // before: what it runs is not behind it
+      e_->apply(op_, data_);
+    }
 
    private:
     exchange* e_;
@@ -113,6 +116,7 @@ class exchange {
  private:
   void apply(response_op op, std::string& data);
   std::atomic<int> refs_{1};
+  std::atomic<unsigned> posted_{0};  // operations posted to the loop and not yet run
   std::shared_ptr<worker_anchor> anchor_;
 };
 

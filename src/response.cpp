@@ -70,10 +70,17 @@ void exchange::apply(response_op op, std::string& data) {
 }
 
 void exchange::commit(response_op op, std::string&& data) {
-  if (event_loop::current_serial() == owner_serial) return apply(op, data);
+  // On the loop's thread an operation is carried out at once, unless some posted from another
+  // thread are still to run: then it goes behind them, in the order the application made them
+  // (a write from a thread and then end() on the loop lost the write).
+  if (event_loop::current_serial() == owner_serial &&
+      posted_.load(std::memory_order_acquire) == 0) {
+    return apply(op, data);
+  }
   std::lock_guard lock(anchor_->mutex);
   if (!anchor_->target) return;  // the server is gone; so is anyone to send this to
   add_ref();
+  posted_.fetch_add(1, std::memory_order_release);
   anchor_->target->loop().post(posted_op(this, op, std::move(data)));
 }
 

@@ -37,6 +37,13 @@ TEST(Http, AnswersAPlainGetOverARawSocket) {
   EXPECT_EQ(header_of(r, "Connection"), "");
 }
 
+TEST(Http, SendsAWriteMadeOnAnotherThreadBeforeAnEndMadeAfterItOnTheLoop) {
+  auto server = start_test_server();
+  auto r = get_once(server.port(), "/write-there-end-here");
+  EXPECT_EQ(status_of(r), 200) << r;
+  EXPECT_EQ(body_of(r), "written on another thread\n") << r;
+}
+
 TEST(Http, KeepsAnHttp11ConnectionOpenForManyRequests) {
   auto server = start_test_server();
   raw_client c(server.port());

@@ -96,6 +96,13 @@ int main(int argc, char** argv) {
       res.end();
     }).detach();
   });
+  // Writes a piece from another thread, then ends the response on the loop's thread before the
+  // loop has run that write: they must go out in the order they were made.
+  routes.get("/write-there-end-here", [](const lameduck::request&, lameduck::response res) {
+    auto shared = std::make_shared<lameduck::response>(std::move(res));
+    std::thread([shared] { shared->write("written on another thread\n"); }).join();
+    shared->end();
+  });
   routes.post("/echo", [](const lameduck::request& req, lameduck::response res) {
     res.send(std::string(req.body()));
   });
