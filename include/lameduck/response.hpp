@@ -57,6 +57,11 @@ class upgraded_connection {
 /// from a thread other than the connection's are forwarded to it. A handle dropped before it
 /// was completed answers 500. Once the server has given up on the request (the client went
 /// away, destroy, a drain's deadline) everything sent through the handle is discarded safely.
+/// Operations take effect in the order they were made, whichever threads made them.
+///
+/// Completing a response on the connection's own thread (from a timer, say) may run the
+/// handler of the next pipelined request before send() or end() returns: do not store that
+/// request's response where the one being completed still lives.
 class response {
  public:
   // Inline: a handle is moved through every layer of handlers (router, middleware) on the way
