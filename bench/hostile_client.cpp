@@ -38,11 +38,12 @@
 // as "late"). A connection that fails (closed, reset, a non-200, no answer within 5 s) counts
 // an error and is opened again. Each request counts in the phase in which it was sent.
 //
-// Output: one JSON object on stdout; --events FILE: one line per slow connection that ended
-// (slow: "kind,start_ms,end_ms,how", ms after the attack began; "open" for those still open at
-// the end) or per probe (flood: "phase,start_ms,end_ms,outcome", ms after the flood began).
-// Everything is bounded by the phases' durations. Exit status 0 after a run whatever the
-// figures, 1 when the setup failed, 2 on usage.
+// Output: one JSON object on stdout; --healthy-events FILE: one line per healthy request
+// ("phase,sent_ms,latency_ms", ms after the attack or the flood began); --events FILE: one line per
+// slow connection that ended (slow: "kind,start_ms,end_ms,how", ms after the attack began; "open"
+// for those still open at the end) or per probe (flood: "phase,start_ms,end_ms,outcome", ms after
+// the flood began). Everything is bounded by the phases' durations. Exit status 0 after a run
+// whatever the figures, 1 when the setup failed, 2 on usage.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -83,7 +84,7 @@ i64 now_ns() {
 }
 
 struct options {
-  std::string mode, label, events, log, body_request = "POST /echo";
+  std::string mode, label, events, log, healthy_events, body_request = "POST /echo";
   int port = 0;
   double alone_s = 20, ramp_s = 5, attack_s = 80;
   int header_conns = 2000, body_conns = 500, byte_interval_ms = 5000, body_length = 1000;
@@ -249,6 +250,7 @@ int drain_socket(int fd, std::string* into, std::size_t keep) {
 
 struct latency_stats {
   std::vector<i64> ns;
+  std::vector<std::pair<i64, i64>> timed;  // (sent at, latency), in the order answered
   std::map<std::string, long> errors;
   long late = 0;
   std::string json() {
@@ -261,6 +263,20 @@ struct latency_stats {
            ",\"late\":" + std::to_string(late) + "}";
   }
 };
+
+// One line per healthy request: "phase,sent_ms,latency_ms", ms after t0, in the order answered.
+void write_healthy_events(const std::string& path, const std::vector<latency_stats>& by_phase,
+                          const std::vector<std::string>& names, i64 t0) {
+  if (path.empty()) return;
+  std::ofstream f(path);
+  f << "phase,sent_ms,latency_ms\n";
+  for (std::size_t p = 0; p < by_phase.size() && p < names.size(); ++p) {
+    if (names[p].empty()) continue;
+    for (const auto& [at, ns] : by_phase[p].timed)
+      f << names[p] << "," << fmt(double(at - t0) / ms_ns) << "," << fmt(double(ns) / ms_ns)
+        << "\n";
+  }
+}
 
 // HEALTHY keep-alive clients on a thread of their own; each request counts in the phase
 // (the value of `phase`) in which it was sent. Phase numbers index by_phase.
@@ -356,6 +372,7 @@ class healthy_clients {
       if (head.length > 0) {
         auto& stats = by_phase[std::size_t(c.sent_phase)];
         stats.ns.push_back(now - c.sent_at);
+        stats.timed.emplace_back(c.sent_at, now - c.sent_at);
         c.buf.erase(0, head.length);
         c.st = state::idle;
         if (head.status != 200) stats.errors["status " + std::to_string(head.status)]++;
@@ -672,6 +689,7 @@ int run_slow(const options& o) {
   phase = 4;
   const i64 t_end = now_ns();
   healthy.stop();
+  write_healthy_events(o.healthy_events, healthy.by_phase, {"", "alone", "ramp", "attack"}, t0);
 
   // What is still open: its age; then everything is closed.
   std::vector<i64> open_age[2];
@@ -914,6 +932,7 @@ int run_flood(const options& o) {
   flood.expire_probes(INT64_MAX);
   phase = 4;
   healthy.stop();
+  write_healthy_events(o.healthy_events, healthy.by_phase, {"", "before", "flood", "after"}, t0);
   std::vector<std::string> lines;
   const std::size_t log_after = count_lines(o.log, log_at_flood, &lines, 12);
 
@@ -985,6 +1004,7 @@ int main(int argc, char** argv) {
       {"--port", [&](const char* v) { o.port = std::atoi(v); }},
       {"--label", [&](const char* v) { o.label = v; }},
       {"--events", [&](const char* v) { o.events = v; }},
+      {"--healthy-events", [&](const char* v) { o.healthy_events = v; }},
       {"--log", [&](const char* v) { o.log = v; }},
       {"--alone-s", [&](const char* v) { o.alone_s = std::atof(v); }},
       {"--ramp-s", [&](const char* v) { o.ramp_s = std::atof(v); }},

@@ -57,7 +57,7 @@
 #   PYTHON [/usr/bin/python3]  SERVER_CPU [0]  CLIENT_CPU [1]  OUT_DIR [bench/out]
 #   LOCK [/tmp/lameduck-bench-lock]  LOCK_WAIT [3600]
 # Each run writes results.jsonl (one line per part, server and round: the client's figures),
-# events/ (per slow connection and per probe), the servers' logs and summary.md to
+# events/ (per slow connection, per probe and per healthy request), the servers' logs and summary.md to
 # OUT_DIR/slow-clients-<date>-<time>/; `bench/hostile_helper.py summarize DIR` prints the tables
 # again. Needs: g++, taskset, python3, nginx (skipped with a note when missing).
 set -euo pipefail
@@ -240,7 +240,8 @@ run_part() {
         --attack-s "$DURATION" --header-conns "$HEADER_CONNS" --body-conns "$BODY_CONNS" \
         --byte-interval-ms "$BYTE_INTERVAL_MS" --body-request "$(body_request "$name")" \
         --body-length "$BODY_LENGTH" --healthy "$HEALTHY" \
-        --healthy-interval-ms "$HEALTHY_INTERVAL_MS" --events "$events" 2>>"$run_dir/client.err") || line=
+        --healthy-interval-ms "$HEALTHY_INTERVAL_MS" --events "$events" \
+        --healthy-events "$run_dir/events/healthy-$part-$name-r$round.csv" 2>>"$run_dir/client.err") || line=
       ;;
     fdlimit | maxconn)
       local conns=$FD_FLOOD_CONNS
@@ -249,8 +250,8 @@ run_part() {
       line=$(timeout -k 5 $((BEFORE + FLOOD_SECONDS + AFTER + 60)) taskset -c "$CLIENT_CPU" "$client" flood \
         --port "${port[$name]}" --label "$label" --conns "$conns" --before-s "$BEFORE" \
         --flood-s "$FLOOD_SECONDS" --after-s "$AFTER" --log "${log[$name]}" \
-        --healthy "$HEALTHY" --healthy-interval-ms "$HEALTHY_INTERVAL_MS" \
-        --events "$events" 2>>"$run_dir/client.err") || line=
+        --healthy "$HEALTHY" --healthy-interval-ms "$HEALTHY_INTERVAL_MS" --events "$events" \
+        --healthy-events "$run_dir/events/healthy-$part-$name-r$round.csv" 2>>"$run_dir/client.err") || line=
       ;;
   esac
   alive=false
