@@ -122,6 +122,7 @@ void stream_chunks(timer_thread& timers, std::shared_ptr<lameduck::response> res
 int main(int argc, char** argv) {
   std::vector<std::string> listen, health_listen, tls_listen, tls_certs, tls_keys;
   unsigned threads = 0;
+  std::size_t max_connections = lameduck::limits{}.max_connections;
   double drain_timeout = 30, idle_grace = 0, lame_duck = 0, tls_watch = 0;
   bool kernel_tls = false;
   CLI::App app{
@@ -137,6 +138,10 @@ int main(int argc, char** argv) {
       "Serve /readyz and /livez only here, HOST:PORT (repeatable; default: on --listen)");
   app.add_option("--threads", threads, "Event-loop threads (default: one per core)")
       ->check(CLI::Range(0u, 1024u));
+  app.add_option("--max-connections", max_connections,
+                 "Open connections at most; past it a new connection gets a 503 and is closed")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{100'000'000}));
   app.add_option("--drain-timeout", drain_timeout,
                  "Seconds a graceful shutdown may take before what is left is closed")
       ->default_val(30)
@@ -215,6 +220,7 @@ int main(int argc, char** argv) {
   lameduck::server_options options;
   options.listen = listen;
   options.threads = threads;
+  options.limits.max_connections = max_connections;
   options.drain.idle_grace = seconds(idle_grace);
   options.drain.lame_duck_delay = seconds(lame_duck);
   options.health = {"/readyz", "/livez", health_listen};
