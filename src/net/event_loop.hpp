@@ -44,6 +44,8 @@ class loop_timer : list_link {
   void start_after(std::chrono::steady_clock::duration d, std::function<void()> f);
   /// Disarms the timer if it is armed; its function is not called.
   void cancel() noexcept;
+  /// Whether it is armed: started, and neither called nor cancelled since.
+  bool armed() const noexcept { return linked(); }
 
  private:
   friend class event_loop;

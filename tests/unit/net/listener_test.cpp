@@ -137,6 +137,26 @@ TEST_F(Acceptor, RetriesAfterRunningOutOfDescriptorsInsteadOfSpinning) {
   EXPECT_EQ(logged[1], "lameduck: accepting again");
 }
 
+TEST_F(Acceptor, ConnectionsArrivingWhileItWaitsToRetryDoNotMakeItTryEarlier) {
+  scripted_accept::answers = {EMFILE, 0, EAGAIN};
+  a.start();
+  connection_waits();
+  const auto first = std::chrono::steady_clock::now();
+  loop.run_once(1s);
+  ASSERT_EQ(scripted_accept::calls, 1u);
+  for (int i = 0; i < 3; ++i) {  // three more arrive: three edges on the listener
+    connection_waits();
+    loop.run_once(1s);
+  }
+  if (std::chrono::steady_clock::now() - first < acceptor::retry_after) {  // else the retry ran
+    EXPECT_EQ(scripted_accept::calls, 1u) << "an arrival made the acceptor try before its retry";
+  }
+  while (admitted.empty() && std::chrono::steady_clock::now() - first < 5s)
+    loop.run_once(5ms);
+  EXPECT_EQ(admitted.size(), 1u);
+  EXPECT_GE(std::chrono::steady_clock::now() - first, acceptor::retry_after - 10ms);
+}
+
 TEST_F(Acceptor, FailuresThatGoOnAreCountedNotEachLogged) {
   const unsigned failures = acceptor::failures_per_line + 3;  // 5.3 s of retries
   scripted_accept::answers.assign(failures, EMFILE);
