@@ -67,6 +67,12 @@ class exchange {
   static exchange& of(upgraded_connection& u) noexcept { return *u.exchange_; }
   /// Gets a pooled exchange ready for another connection.
   void reset_for_reuse();
+  /// Frees the buffers that one large message grew past what a pooled exchange keeps.
+  void release_large_buffers() noexcept;
+  /// A buffer larger than this is not kept in the pool: without a bound, each of a worker's
+  /// pooled exchanges held the largest body it ever carried (64 concurrent 1 MiB uploads kept
+  /// 64 MB after they ended).
+  static constexpr std::size_t pooled_buffer_bytes = 64 * 1024;
 
   // Worker-thread state.
   worker& owner;                     ///< only touched on the worker's thread, where it is alive

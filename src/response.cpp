@@ -24,6 +24,12 @@ exchange::exchange(worker& w, const limits& lim)
       input(new char[input_capacity]),
       anchor_(w.anchor()) {}
 
+void exchange::release_large_buffers() noexcept {
+  parser.release_buffers_over(pooled_buffer_bytes);
+  if (output.capacity() > pooled_buffer_bytes) std::string().swap(output);
+  if (fields.capacity() > pooled_buffer_bytes) std::string().swap(fields);
+}
+
 void exchange::reset_for_reuse() {
   refs_.store(1, std::memory_order_relaxed);
   conn = nullptr;

@@ -116,6 +116,7 @@ exchange* worker::acquire_exchange() {
 
 void worker::recycle_exchange(exchange* e) noexcept {
   if (free_exchanges_.size() < max_pooled_exchanges) {
+    e->release_large_buffers();
     free_exchanges_.push_back(e);
   } else {
     delete e;

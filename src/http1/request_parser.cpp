@@ -135,6 +135,16 @@ request_parser::request_parser(const limits& l) : limits_(l) {
   reset();
 }
 
+void request_parser::release_buffers_over(std::size_t keep) noexcept {
+  if (body_.capacity() > keep) std::string().swap(body_);
+  if (arena_.capacity() > keep) std::string().swap(arena_);
+  if (fields_.capacity() * sizeof(field_offsets) > keep) std::vector<field_offsets>().swap(fields_);
+}
+
+std::size_t request_parser::buffer_capacity() const noexcept {
+  return body_.capacity() + arena_.capacity() + fields_.capacity() * sizeof(field_offsets);
+}
+
 void request_parser::reset() {
   llhttp_reset(&parser_);
   parser_.data = this;

@@ -31,6 +31,10 @@ class request_parser {
 
   /// Forgets the last message and prepares for the next one; keeps buffer capacity.
   void reset();
+  /// Frees each buffer whose capacity is over `keep` bytes (call between messages).
+  void release_buffers_over(std::size_t keep) noexcept;
+  /// The bytes its buffers have allocated (body, head bytes, field offsets).
+  std::size_t buffer_capacity() const noexcept;
   /// Parses from data, stopping after a head with a body, after a message, or at an error;
   /// `consumed` is how many bytes were used.
   event feed(std::string_view data, std::size_t& consumed);

@@ -108,6 +108,21 @@ TEST_F(Connection, AnswersARequestThatArrivesInPiecesAndGoesIdle) {
   EXPECT_EQ(w->requests_completed.load(), 1u);
 }
 
+TEST_F(Connection, AnExchangeGoesBackToThePoolWithoutTheBuffersOfALargeMessage) {
+  options.limits.max_body_bytes = 2 << 20;
+  main = [](const request& req, response res) { res.send(std::string(req.body())); };
+  auto st = open();
+  const std::string body(1 << 20, 'x');
+  arrive(*st, "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(body.size()) +
+                  "\r\n\r\n" + body);
+  ASSERT_EQ(st->output.size(), st->output.find("\r\n\r\n") + 4 + body.size()) << "echoed";
+  ASSERT_EQ(state(), connection_state::idle);  // its exchange went back to the pool
+  exchange* pooled = w->acquire_exchange();
+  EXPECT_LE(pooled->output.capacity(), exchange::pooled_buffer_bytes);
+  EXPECT_LE(pooled->parser.buffer_capacity(), 3 * exchange::pooled_buffer_bytes);
+  w->recycle_exchange(pooled);
+}
+
 TEST_F(Connection, AnswersPipelinedRequestsInOrder) {
   auto st = open();
   arrive(*st, std::string(get) + std::string(get_close));
