@@ -85,7 +85,8 @@ mkdir -p "$run_dir"
 
 # The server program, rebuilt when its source or the library is newer.
 server_bin="$OUT_DIR/soak_server"
-if [[ ! -x $server_bin || $here/soak_server.cpp -nt $server_bin || $lib -nt $server_bin ]]; then
+if [[ ! -x $server_bin || $here/soak_server.cpp -nt $server_bin || $lib -nt $server_bin ||
+  $root/examples/timer_thread.hpp -nt $server_bin ]]; then
   g++ -O2 -std=c++20 -Wall -Wextra -I"$root/include" "$here/soak_server.cpp" "$lib" \
     -lssl -lcrypto -pthread -o "$server_bin"
 fi

@@ -66,6 +66,8 @@
 #include <openssl/ssl.h>
 #include <lameduck/lameduck.hpp>
 
+#include "../examples/timer_thread.hpp"
+
 namespace {
 
 using clock_type = std::chrono::steady_clock;
@@ -81,63 +83,6 @@ void say(const std::string& line) {
   std::lock_guard lock(output);
   std::cout << line << std::endl;
 }
-
-// Runs functions at given times on one thread of its own; it outlives every server.
-class timer_thread {
- public:
-  timer_thread() : thread_([this] { run(); }) {}
-  ~timer_thread() {
-    {
-      std::lock_guard lock(mutex_);
-      done_ = true;
-    }
-    wake_.notify_one();
-    thread_.join();
-  }
-  // Whether nothing is waiting to run.
-  bool empty() {
-    std::lock_guard lock(mutex_);
-    return queue_.empty();
-  }
-  void at(clock_type::time_point when, std::function<void()> f) {
-    {
-      std::lock_guard lock(mutex_);
-      queue_.push({when, seq_++, std::move(f)});
-    }
-    wake_.notify_one();
-  }
-
- private:
-  struct item {
-    clock_type::time_point when;
-    std::uint64_t seq;
-    std::function<void()> f;
-    bool operator>(const item& o) const { return std::tie(when, seq) > std::tie(o.when, o.seq); }
-  };
-  void run() {
-    std::unique_lock lock(mutex_);
-    while (!done_) {
-      if (queue_.empty()) {
-        wake_.wait(lock);
-      } else if (queue_.top().when > clock_type::now()) {
-        auto when = queue_.top().when;
-        wake_.wait_until(lock, when);
-      } else {
-        auto f = std::move(const_cast<item&>(queue_.top()).f);
-        queue_.pop();
-        lock.unlock();
-        f();
-        lock.lock();
-      }
-    }
-  }
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::priority_queue<item, std::vector<item>, std::greater<>> queue_;
-  std::uint64_t seq_ = 0;
-  bool done_ = false;
-  std::thread thread_;
-};
 
 long number(const lameduck::request& req, std::string_view name, long fallback, long max) {
   auto v = req.query_param(name);

@@ -17,70 +17,9 @@
 #include <CLI/CLI.hpp>
 #include <lameduck/lameduck.hpp>
 
+#include "timer_thread.hpp"
+
 namespace {
-
-// Runs functions at given times on one thread of its own.
-class timer_thread {
- public:
-  using clock = std::chrono::steady_clock;
-  // Started with the process's stop signals blocked, so that they reach the thread that waits
-  // for them (signal_shutdown::run) and never interrupt a timer.
-  timer_thread() {
-    sigset_t stop_signals, previous;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGTERM);
-    sigaddset(&stop_signals, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, &previous);
-    thread_ = std::thread([this] { run(); });
-    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-  }
-  ~timer_thread() {
-    {
-      std::lock_guard lock(mutex_);
-      done_ = true;
-    }
-    wake_.notify_one();
-    thread_.join();
-  }
-  void at(clock::time_point when, std::function<void()> f) {
-    {
-      std::lock_guard lock(mutex_);
-      queue_.push({when, seq_++, std::move(f)});
-    }
-    wake_.notify_one();
-  }
-
- private:
-  struct item {
-    clock::time_point when;
-    std::uint64_t seq;
-    std::function<void()> f;
-    bool operator>(const item& o) const { return std::tie(when, seq) > std::tie(o.when, o.seq); }
-  };
-  void run() {
-    std::unique_lock lock(mutex_);
-    while (!done_) {
-      if (queue_.empty()) {
-        wake_.wait(lock);
-      } else if (queue_.top().when > clock::now()) {
-        auto when = queue_.top().when;  // a copy: at() may reallocate the queue while we wait
-        wake_.wait_until(lock, when);
-      } else {
-        auto f = std::move(const_cast<item&>(queue_.top()).f);
-        queue_.pop();
-        lock.unlock();
-        f();
-        lock.lock();
-      }
-    }
-  }
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::priority_queue<item, std::vector<item>, std::greater<>> queue_;
-  std::uint64_t seq_ = 0;
-  bool done_ = false;
-  std::thread thread_;
-};
 
 // Reads a non-negative integer query parameter, or gives `fallback`; false when malformed.
 bool number_param(const lameduck::request& req, std::string_view name, long max, long fallback,
