@@ -1,0 +1,2 @@
+// The supervisor's state machine (being written).
+#include "config.hpp"

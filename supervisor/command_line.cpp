@@ -1,0 +1,2 @@
+// The command line and the TOML file (being written).
+#include "command_line.hpp"

@@ -1,0 +1,2 @@
+// The control protocol (being written).
+#include "control.hpp"
