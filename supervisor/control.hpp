@@ -95,6 +95,8 @@ std::string format_status_table(const supervisor_status& s);
 /// errc::... / a clear error) when a live supervisor answers there, replaces a stale socket,
 /// and leaves the socket 0600. Returns the listening descriptor (non-blocking, close-on-exec).
 int bind_control_socket(const std::string& path, std::error_code& ec);
+/// Whether the peer of a connected Unix socket runs as this process's user (or as root).
+bool peer_is_owner(int fd);
 /// Connects to the supervisor at path; -1 and ec when none answers.
 int connect_control_socket(const std::string& path, std::error_code& ec);
 
