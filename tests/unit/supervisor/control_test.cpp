@@ -1,5 +1,6 @@
 // The control protocol from memory (requests, answers, the status table) and its socket in a
-// temporary directory: permissions, a live or stale supervisor, other users.
+// temporary directory: permissions, a live or stale supervisor, other users, and the client
+// of the subcommands against a supervisor played by a thread.
 
 #include "control.hpp"
 
@@ -17,7 +18,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <sstream>
 #include <string>
+#include <thread>
+
+#include "client.hpp"
 
 // Designated initializers name the fields a test is about and leave the rest at their
 // defaults, which is what GCC 12's -Wextra warns of here (GCC 13 no longer does).
@@ -625,6 +630,143 @@ TEST_F(ControlSocket, PeerIsOwnerRefusesAnotherUser) {
   int server_side = keep(::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC));
   ASSERT_GE(server_side, 0);
   EXPECT_FALSE(peer_is_owner(server_side));
+}
+
+// A supervisor played by a thread: takes one connection, reads the request line, sends the
+// canned answer and closes.
+class ControlClient : public ControlSocket {
+ protected:
+  void serve(std::string answer) {
+    std::error_code ec;
+    int listener = keep(bind_control_socket(path_, ec));
+    ASSERT_GE(listener, 0) << ec.message();
+    command_.control = path_;
+    server_ = std::thread([this, listener, answer = std::move(answer)] {
+      int fd = accept_one(listener);
+      if (fd < 0) return;
+      char c;
+      while (::read(fd, &c, 1) == 1 && c != '\n')
+        received_ += c;
+      std::string_view rest = answer;
+      while (!rest.empty()) {
+        ssize_t n = ::send(fd, rest.data(), rest.size(), MSG_NOSIGNAL);
+        if (n <= 0) break;
+        rest.remove_prefix(static_cast<std::size_t>(n));
+      }
+      ::close(fd);
+    });
+  }
+  int run() {
+    int status = run_client(command_, out_, err_);
+    if (server_.joinable()) server_.join();
+    return status;
+  }
+  ~ControlClient() override {
+    if (server_.joinable()) server_.join();
+  }
+
+  parsed_command command_;
+  std::thread server_;
+  std::string received_;
+  std::ostringstream out_, err_;
+};
+
+TEST_F(ControlClient, StatusPrintsTheTable) {
+  supervisor_status status = sample_status();
+  command_.what = parsed_command::verb::status;
+  serve(encode_result(true, "", &status));
+  EXPECT_EQ(run(), 0);
+  EXPECT_EQ(received_ + '\n', encode_request({.what = request::verb::status}));
+  EXPECT_EQ(out_.str(), format_status_table(status));
+  EXPECT_EQ(err_.str(), "");
+}
+
+TEST_F(ControlClient, StatusJsonPrintsTheJsonAlone) {
+  supervisor_status status = sample_status();
+  command_.what = parsed_command::verb::status;
+  command_.json = true;
+  serve(encode_result(true, "all well", &status));
+  EXPECT_EQ(run(), 0);
+  EXPECT_EQ(out_.str(), format_status_json(status));
+}
+
+TEST_F(ControlClient, ReloadPrintsProgressThenTheRefusal) {
+  command_.what = parsed_command::verb::reload;
+  command_.wait = true;
+  command_.program = "web";
+  command_.lines = 5;  // not a field of reload: not sent
+  serve(encode_progress("starting worker 0 (generation 8)") + encode_progress("worker 0 ready") +
+        encode_result(false, "worker 1 was not ready within 30s: reload rolled back") +
+        encode_progress("after the result: not read"));
+  EXPECT_EQ(run(), 1);
+  EXPECT_EQ(received_, R"({"command":"reload","wait":true,"program":"web"})");
+  EXPECT_EQ(out_.str(), "starting worker 0 (generation 8)\nworker 0 ready\n");
+  EXPECT_EQ(err_.str(), "lameduck: worker 1 was not ready within 30s: reload rolled back\n");
+}
+
+TEST_F(ControlClient, LogsPrintsTheLinesRawThenTheMessage) {
+  command_.what = parsed_command::verb::logs;
+  command_.lines = 2;
+  command_.worker = 3;
+  serve(encode_log_line("[3] GET / 200") + encode_log_line("[3] \x1b[1mbold") +
+        encode_result(true, "2 lines"));
+  EXPECT_EQ(run(), 0);
+  EXPECT_EQ(received_, R"({"command":"logs","lines":2,"follow":false,"worker":3})");
+  EXPECT_EQ(out_.str(), "[3] GET / 200\n[3] \x1b[1mbold\n2 lines\n");
+}
+
+TEST_F(ControlClient, ScaleSendsTheInstances) {
+  command_.what = parsed_command::verb::scale;
+  command_.instances = 8;
+  serve(encode_result(true, "web: 8 instances"));
+  EXPECT_EQ(run(), 0);
+  EXPECT_EQ(received_, R"({"command":"scale","instances":8})");
+  EXPECT_EQ(out_.str(), "web: 8 instances\n");
+}
+
+TEST_F(ControlClient, AnEndWithoutAResultIsAnError) {
+  command_.what = parsed_command::verb::stop;
+  serve(encode_progress("stopping 4 workers"));
+  EXPECT_EQ(run(), 1);
+  EXPECT_EQ(out_.str(), "stopping 4 workers\n");
+  EXPECT_EQ(err_.str(), "lameduck: the supervisor closed the connection before answering\n");
+}
+
+TEST_F(ControlClient, AnAnswerItCannotReadIsAnError) {
+  command_.what = parsed_command::verb::upgrade;
+  serve("{\"type\":\"result\",\"ok\":\"yes\"}\n");
+  EXPECT_EQ(run(), 1);
+  EXPECT_EQ(received_, R"({"command":"upgrade"})");
+  EXPECT_NE(err_.str().find("does not understand"), std::string::npos) << err_.str();
+}
+
+TEST_F(ControlClient, SaysSoWhenNoSupervisorRuns) {
+  command_.what = parsed_command::verb::status;
+  command_.control = path_;
+  EXPECT_EQ(run(), 1);
+  EXPECT_EQ(out_.str(), "");
+  EXPECT_EQ(err_.str(),
+            "lameduck: no supervisor is running on " + path_ + " (start one with lameduck run)\n");
+}
+
+TEST_F(ControlClient, RunAndHelpAreNotSubcommands) {
+  command_.what = parsed_command::verb::run;
+  EXPECT_EQ(run(), 2);
+  command_.what = parsed_command::verb::help;
+  EXPECT_EQ(run(), 2);
+}
+
+TEST(ControlClientRequest, CarriesOnlyTheFieldsOfItsVerb) {
+  parsed_command c;
+  c.what = parsed_command::verb::stop;
+  c.program = "web";
+  c.wait = true;
+  EXPECT_EQ(make_request(c), (request{.what = request::verb::stop}));
+  c.what = parsed_command::verb::logs;
+  c.follow = true;
+  c.lines = 7;
+  EXPECT_EQ(make_request(c),
+            (request{.what = request::verb::logs, .follow = true, .lines = 7, .program = "web"}));
 }
 
 }  // namespace
