@@ -1,0 +1,1 @@
+// Placeholder: the command-line tests come from branch sup-cli.
