@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "config.hpp"
 
@@ -17,9 +18,9 @@ struct parsed_command {
   run_config run;
   /// The control socket of every verb (--control, or the default).
   std::string control;
-  bool json = false;    ///< status --json
-  bool wait = false;    ///< reload --wait: queue behind a running reload instead of refusing
-  bool follow = false;  ///< logs -f
+  bool json = false;          ///< status --json
+  bool wait = false;          ///< reload --wait: queue behind a running reload instead of refusing
+  bool follow = false;        ///< logs -f
   std::size_t lines = 100;    ///< logs -n
   std::optional<int> worker;  ///< logs --worker
   int instances = 0;          ///< scale N
@@ -35,6 +36,10 @@ parsed_command parse_command_line(int argc, const char* const* argv);
 /// Reads a TOML configuration file into run_config; throws config_error naming the file, the
 /// line when there is one, and the problem.
 run_config load_config_file(const std::string& path);
+
+/// Parses the text of a TOML configuration file (load_config_file reads the file, the fuzzer
+/// feeds memory); file_name is only for the messages. Throws config_error like the loader.
+run_config parse_config(std::string_view text, std::string_view file_name);
 
 /// Checks what no flag parser can (a program, instances ≥ 0, surge ≥ 1, addresses that parse,
 /// no two listeners with one name...); throws config_error. Fills defaults that depend on

@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
@@ -14,6 +15,13 @@
 #include <vector>
 
 namespace lameduck::supervisor {
+
+/// The longest request line a supervisor reads (without its '\n'); a longer one is refused.
+inline constexpr std::size_t max_request_bytes = 64 * 1024;
+/// The most workers one program may be scaled to.
+inline constexpr int max_instances = 1024;
+/// The most past log lines one `lameduck logs` may ask for.
+inline constexpr std::size_t max_log_lines = 1'000'000;
 
 /// A request that cannot be understood: what() says why (sent back as the result).
 class protocol_error : public std::runtime_error {
@@ -87,6 +95,10 @@ struct answer_line {
 /// Throws protocol_error on a line that is not an answer.
 answer_line decode_answer(std::string_view line);
 
+/// `lameduck status --json`: the status as indented JSON (the same fields as in a result line),
+/// ending in '\n'.
+std::string format_status_json(const supervisor_status& s);
+
 /// `lameduck status` as a table (slot, pid, generation, state, uptime, restarts, ready,
 /// memory, last exit), one block per program.
 std::string format_status_table(const supervisor_status& s);
@@ -95,7 +107,13 @@ std::string format_status_table(const supervisor_status& s);
 /// errc::... / a clear error) when a live supervisor answers there, replaces a stale socket,
 /// and leaves the socket 0600. Returns the listening descriptor (non-blocking, close-on-exec).
 int bind_control_socket(const std::string& path, std::error_code& ec);
+/// bind_control_socket, and on failure why: one line to print after "lameduck: " (for
+/// errc::address_in_use, "another supervisor is running on PATH").
+int bind_control_socket(const std::string& path, std::error_code& ec, std::string& why);
 /// Connects to the supervisor at path; -1 and ec when none answers.
 int connect_control_socket(const std::string& path, std::error_code& ec);
+/// Whether the process at the other end of a connected Unix socket runs as our effective user
+/// or as root (SO_PEERCRED); false when the kernel cannot say.
+bool peer_is_owner(int fd);
 
 }  // namespace lameduck::supervisor

@@ -1,0 +1,1064 @@
+// The supervisor's loop. One thread does everything, as nginx's master does: the signal
+// handler writes the signal's number to a pipe and the loop acts on it; readiness, output and
+// control requests arrive on descriptors in one epoll set; the clusters' deadlines set the
+// wait's timeout. Being single-threaded also keeps fork() safe and makes the parent-death
+// signal (sent when the forking *thread* ends) fire only when the supervisor itself ends.
+
+#include "daemon.hpp"
+
+#include <lameduck/systemd.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <dirent.h>
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <deque>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <sys/mman.h>
+#include <nlohmann/json.hpp>
+
+#include "cluster.hpp"
+#include "control.hpp"
+#include "net/address.hpp"
+#include "net/listener.hpp"
+#include "process/systemd.hpp"
+#include "spawner.hpp"
+
+namespace lameduck::supervisor {
+
+namespace {
+
+int signal_pipe_write = -1;
+
+extern "C" void on_signal(int sig) {
+  const int saved = errno;
+  const unsigned char byte = static_cast<unsigned char>(sig);
+  [[maybe_unused]] auto ignored = ::write(signal_pipe_write, &byte, 1);
+  errno = saved;
+}
+
+// "2026-12-01T22:40:00.123Z": UTC with milliseconds, as log shippers parse it.
+std::string timestamp() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  tm parts{};
+  ::gmtime_r(&ts.tv_sec, &parts);
+  char text[40];
+  const std::size_t n = std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &parts);
+  std::snprintf(text + n, sizeof text - n, ".%03ldZ", ts.tv_nsec / 1'000'000);
+  return text;
+}
+
+void write_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // standard output is gone: the lines are still kept for `logs`
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+// Longest line kept whole; longer output is cut into lines of this size.
+constexpr std::size_t max_line = 16 * 1024;
+// A control client that reads its answer slower than this much output is dropped.
+constexpr std::size_t max_client_backlog = 4 << 20;
+// The longest request line a client may send.
+constexpr std::size_t max_request = 64 * 1024;
+
+class daemon final : public os {
+ public:
+  explicit daemon(run_config c) : config_(std::move(c)) {}
+  ~daemon() override {
+    if (!control_path_.empty()) ::unlink(control_path_.c_str());
+  }
+
+  int run();
+  /// Binds, opens and starts everything; an exit status when that failed, else -1.
+  int start();
+  void catch_signals();
+  /// The loop, until every worker has stopped; the exit status.
+  int serve();
+
+  steady_time now() override { return std::chrono::steady_clock::now(); }
+  pid_t spawn(const program_config& p, const spawn_request& r, std::error_code& ec) override;
+  void signal_group(pid_t pgid, int sig) override {
+    if (pgid > 0) ::kill(-pgid, sig);
+  }
+  bool group_alive(pid_t pgid) override {
+    return pgid > 0 && (::kill(-pgid, 0) == 0 || errno == EPERM);
+  }
+  std::uint64_t resident_bytes(pid_t pgid) override;
+
+ private:
+  enum class kind { signals, control, client, output, errors, notify, ready };
+  struct channel {
+    channel(kind what, unique_fd f, std::size_t p = 0, int s = -1, pid_t worker = 0)
+        : k(what), fd(std::move(f)), program(p), slot(s), pid(worker) {}
+    kind k = kind::signals;
+    unique_fd fd;
+    std::size_t program = 0;
+    int slot = -1;
+    pid_t pid = 0;
+    std::string partial;  // output: the line not yet ended; client: the request so far
+    std::string out;      // client: the answer not yet written
+    bool close_when_written = false;
+    bool follow = false;
+    std::optional<int> follow_slot;
+    std::optional<std::size_t> follow_program;
+    bool waiting_for_stop = false;
+  };
+  struct logged_line {
+    int slot;
+    std::string text;
+  };
+  struct program_entry {
+    std::unique_ptr<cluster> c;
+    std::vector<shared_socket> sockets;
+    std::deque<logged_line> lines;
+    std::map<int, unique_fd> files;  // --log-dir: NAME.SLOT.log by slot, opened at first use
+  };
+
+  program_entry make_entry(const program_config& p);
+  bool open_sockets();
+  std::uint64_t add_channel(channel ch, std::uint32_t events = EPOLLIN);
+  void close_channel(std::uint64_t id);
+  void close_worker_channels(pid_t pid);
+  void on_event(std::uint64_t id, std::uint32_t events);
+  void on_signals();
+  void reap();
+  void on_output(std::uint64_t id, channel& ch);
+  void on_notify(channel& ch);
+  void on_ready_pipe(std::uint64_t id, channel& ch);
+  void on_control();
+  void on_client(std::uint64_t id, channel& ch, std::uint32_t events);
+  void handle_request(std::uint64_t id, std::string_view line);
+  void send(std::uint64_t id, std::string_view line, bool last = false);
+  void flush(std::uint64_t id, channel& ch);
+
+  void worker_line(std::size_t program, int slot, pid_t pid, std::string_view text);
+  void say(std::string_view text);
+  void after_events();
+  void reload(std::vector<std::size_t> programs, bool wait, std::uint64_t client);
+  void stop(cluster::order o);
+  supervisor_status status();
+  bool finished() const;
+  int exit_status() const;
+  void upgrade(std::uint64_t client);
+  bool take_over(int state_fd);
+  bool take_over(const nlohmann::json& state);
+
+  run_config config_;
+  std::string control_path_;
+  std::vector<program_entry> programs_;
+  unique_fd epoll_, signal_write_, lifeline_read_, lifeline_write_;
+  std::unordered_map<std::uint64_t, channel> channels_;
+  std::uint64_t next_channel_ = 1;
+  std::uint64_t next_notify_ = 1;
+  steady_time started_{};
+  bool announced_ready_ = false;
+  bool stop_asked_ = false;
+  int reloads_running_ = 0;
+  // The binary to execute on upgrade: the path this one was started from, so that a new
+  // file installed there (by rename, as package managers do) is what runs next.
+  std::string binary_;
+};
+
+std::uint64_t daemon::add_channel(channel ch, std::uint32_t events) {
+  const std::uint64_t id = next_channel_++;
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.u64 = id;  // by serial, not descriptor: a closed descriptor's number is reused at once
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, ch.fd.get(), &ev);
+  channels_.emplace(id, std::move(ch));
+  return id;
+}
+
+void daemon::close_channel(std::uint64_t id) {
+  auto it = channels_.find(id);
+  if (it == channels_.end()) return;
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second.fd.get(), nullptr);
+  channels_.erase(it);
+}
+
+void daemon::close_worker_channels(pid_t pid) {
+  std::vector<std::uint64_t> ids;
+  for (auto& [id, ch] : channels_)
+    if (ch.pid == pid && (ch.k == kind::notify || ch.k == kind::ready)) ids.push_back(id);
+  for (auto id : ids)
+    close_channel(id);
+}
+
+void daemon::say(std::string_view text) {
+  std::string line = timestamp() + " lameduck: ";
+  line += text;
+  line += '\n';
+  write_all(STDOUT_FILENO, line);
+}
+
+void daemon::worker_line(std::size_t program, int slot, pid_t pid, std::string_view text) {
+  auto& p = programs_[program];
+  std::string line = timestamp() + " " + p.c->program().name + "." + std::to_string(slot) + "[" +
+                     std::to_string(pid) + "]: ";
+  line += text;
+  write_all(STDOUT_FILENO, line + "\n");
+  if (const std::string& dir = p.c->program().log_dir; !dir.empty()) {
+    unique_fd& file = p.files[slot];
+    if (!file) {
+      const std::string path =
+          dir + "/" + p.c->program().name + "." + std::to_string(slot) + ".log";
+      file.reset(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
+      if (!file) say("cannot open " + path + ": " + std::strerror(errno));
+    }
+    if (file) write_all(file.get(), line + "\n");
+  }
+  p.lines.push_back({slot, line});
+  while (p.lines.size() > p.c->program().log_lines)
+    p.lines.pop_front();
+  std::vector<std::uint64_t> followers;
+  for (auto& [id, ch] : channels_) {
+    if (ch.k != kind::client || !ch.follow) continue;
+    if (ch.follow_program && *ch.follow_program != program) continue;
+    if (ch.follow_slot && *ch.follow_slot != slot) continue;
+    followers.push_back(id);
+  }
+  for (auto id : followers)
+    send(id, encode_log_line(line));
+}
+
+pid_t daemon::spawn(const program_config& p, const spawn_request& r, std::error_code& ec) {
+  std::size_t index = 0;
+  while (index < programs_.size() && &programs_[index].c->program() != &p)
+    ++index;
+  spawn_context c;
+  c.sockets = programs_.at(index).sockets;
+  c.lifeline = lifeline_read_.get();
+  c.slot = r.slot;
+  c.generation = r.generation;
+  c.notify_name = "lameduck/" + std::to_string(::getpid()) + "/" + std::to_string(next_notify_++);
+  spawned_worker w = spawn_worker(p, c, ec);
+  if (w.pid <= 0) return -1;
+  add_channel(channel(kind::output, std::move(w.output), index, r.slot, w.pid));
+  add_channel(channel(kind::errors, std::move(w.errors), index, r.slot, w.pid));
+  add_channel(channel(kind::notify, std::move(w.notify), index, r.slot, w.pid));
+  if (w.ready) {
+    add_channel(channel(kind::ready, std::move(w.ready), index, r.slot, w.pid));
+  }
+  return w.pid;
+}
+
+std::uint64_t daemon::resident_bytes(pid_t pgid) {
+  // Every process of the group: a wrapper's program is what holds the memory.
+  static const long page = ::sysconf(_SC_PAGESIZE);
+  std::uint64_t total = 0;
+  DIR* proc = ::opendir("/proc");
+  if (!proc) return 0;
+  while (dirent* e = ::readdir(proc)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    std::ifstream stat(std::string("/proc/") + e->d_name + "/stat");
+    std::string text;
+    std::getline(stat, text);
+    const auto close = text.rfind(')');
+    if (close == std::string::npos) continue;
+    // Fields after the command: state ppid pgrp ... (rss is the 24th field overall).
+    std::istringstream fields(text.substr(close + 2));
+    std::string field;
+    long pgrp = 0;
+    std::uint64_t rss = 0;
+    for (int i = 3; fields >> field; ++i) {
+      if (i == 5) pgrp = std::atol(field.c_str());
+      if (i == 24) {
+        rss = std::strtoull(field.c_str(), nullptr, 10);
+        break;
+      }
+    }
+    if (pgrp == pgid) total += rss * static_cast<std::uint64_t>(page);
+  }
+  ::closedir(proc);
+  return total;
+}
+
+daemon::program_entry daemon::make_entry(const program_config& p) {
+  program_entry entry;
+  entry.c = std::make_unique<cluster>(p, *this, [this, name = p.name](std::string_view line) {
+    say(name + ": " + std::string(line));
+  });
+  return entry;
+}
+
+bool daemon::open_sockets() {
+  // Sockets the supervisor itself was given (systemd socket activation) are passed on, matched
+  // by name, or in order for listeners without one; the rest are bound here.
+  std::vector<detail::passed_socket> passed = detail::take_passed_sockets();
+  std::vector<bool> used(passed.size(), false);
+  for (auto& entry : programs_) {
+    const program_config& p = entry.c->program();
+    if (p.listen.empty()) {
+      for (std::size_t i = 0; i < passed.size(); ++i) {
+        used[i] = true;
+        entry.sockets.push_back({passed[i].fd, passed[i].name});
+      }
+      continue;
+    }
+    for (const listen_spec& spec : p.listen) {
+      int fd = -1;
+      for (std::size_t i = 0; i < passed.size() && fd < 0; ++i) {
+        if (used[i] || (!spec.name.empty() && passed[i].name != spec.name)) continue;
+        used[i] = true;
+        fd = passed[i].fd;
+      }
+      std::string shown = spec.address;
+      if (fd < 0 && (spec.address.starts_with('/') || spec.address.starts_with('.'))) {
+        fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_un address{};
+        address.sun_family = AF_UNIX;
+        std::strncpy(address.sun_path, spec.address.c_str(), sizeof address.sun_path - 1);
+        struct stat st {};
+        if (::stat(spec.address.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
+          // A socket left by an earlier run: replaced only when nothing answers on it.
+          int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+          if (::connect(probe, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0)
+            ::unlink(spec.address.c_str());
+          ::close(probe);
+        }
+        if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+            ::listen(fd, 4096) != 0) {
+          std::fprintf(stderr, "lameduck: cannot listen on %s: %s\n", spec.address.c_str(),
+                       std::strerror(errno));
+          ::close(fd);
+          return false;
+        }
+        shown = "unix:" + spec.address;
+      } else if (fd < 0) {
+        std::error_code ec;
+        detail::socket_address address = detail::parse_listen_address(spec.address, ec);
+        if (!ec) fd = detail::open_listener(address, {}, ec);
+        if (ec) {
+          std::fprintf(stderr, "lameduck: cannot listen on %s: %s\n", spec.address.c_str(),
+                       ec.message().c_str());
+          return false;
+        }
+        shown = "http://" + detail::format_address(&address.any);
+      }
+      // Workers get the socket as it is: blocking, as systemd passes them (a Python server
+      // that calls accept() expects to block); the supervisor itself never accepts.
+      ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+      entry.sockets.push_back({fd, spec.name});
+      say("listening on " + shown + (spec.name.empty() ? "" : " (" + spec.name + ")"));
+    }
+  }
+  return true;
+}
+
+int daemon::run() {
+  started_ = now();
+  // Every descendant that loses its parent comes to us, so nothing escapes reaping.
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+
+  char self[4096];
+  const ssize_t self_length = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (self_length > 0) binary_.assign(self, static_cast<std::size_t>(self_length));
+  if (binary_.ends_with(" (deleted)")) binary_.resize(binary_.size() - 10);
+
+  if (const char* handed = std::getenv("LAMEDUCK_UPGRADE_FD")) {
+    const int fd = std::atoi(handed);
+    ::unsetenv("LAMEDUCK_UPGRADE_FD");
+    if (!take_over(fd)) return 1;
+  } else {
+    const int status = start();
+    if (status >= 0) return status;
+  }
+  return serve();
+}
+
+int daemon::start() {
+  std::error_code ec;
+  control_path_ = config_.control;
+  int control = bind_control_socket(control_path_, ec);
+  if (control < 0) {
+    const std::string path = control_path_;
+    control_path_.clear();  // not ours to remove
+    if (ec == std::errc::address_in_use) {
+      std::fprintf(stderr, "lameduck: another supervisor is running on %s\n", path.c_str());
+    } else {
+      std::fprintf(stderr, "lameduck: cannot open the control socket %s: %s\n", path.c_str(),
+                   ec.message().c_str());
+    }
+    return 1;
+  }
+  epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
+  add_channel(channel(kind::control, unique_fd(control)));
+
+  for (const auto& p : config_.programs)
+    programs_.push_back(make_entry(p));
+  if (!open_sockets()) return 1;
+
+  int lifeline[2];
+  if (::pipe2(lifeline, O_CLOEXEC) != 0) return 1;
+  lifeline_read_.reset(lifeline[0]);
+  lifeline_write_.reset(lifeline[1]);
+
+  catch_signals();
+
+  for (auto& entry : programs_)
+    entry.c->start();
+  return -1;
+}
+
+void daemon::catch_signals() {
+  int signals[2];
+  if (::pipe2(signals, O_CLOEXEC | O_NONBLOCK) != 0)
+    throw std::system_error(errno, std::system_category(), "pipe2");
+  signal_pipe_write = signals[1];
+  signal_write_.reset(signals[1]);
+  add_channel(channel(kind::signals, unique_fd(signals[0])));
+  struct sigaction action {};
+  action.sa_handler = on_signal;
+  action.sa_flags = SA_RESTART;
+  ::sigemptyset(&action.sa_mask);
+  for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2})
+    ::sigaction(sig, &action, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+}
+
+int daemon::serve() {
+  std::vector<epoll_event> events(64);
+  while (!finished()) {
+    steady_time next = steady_time::max();
+    for (auto& entry : programs_)
+      next = std::min(next, entry.c->next_deadline());
+    int timeout = -1;
+    if (next != steady_time::max()) {
+      const auto wait = std::chrono::ceil<std::chrono::milliseconds>(next - now()).count();
+      timeout = static_cast<int>(std::clamp<long long>(wait, 0, 60'000));
+    }
+    const int n =
+        ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), timeout);
+    for (int i = 0; i < n; ++i)
+      on_event(events[static_cast<std::size_t>(i)].data.u64,
+               events[static_cast<std::size_t>(i)].events);
+    const steady_time t = now();
+    for (auto& entry : programs_)
+      if (t >= entry.c->next_deadline()) entry.c->on_time();
+    after_events();
+  }
+  // Answer whoever asked for the stop, then go.
+  for (auto& [id, ch] : channels_) {
+    if (ch.k != kind::client || !ch.waiting_for_stop) continue;
+    ch.out += encode_result(
+        exit_status() == 0,
+        exit_status() == 0 ? "stopped" : "stopped; some workers had to be killed or failed");
+    ::fcntl(ch.fd.get(), F_SETFL, ::fcntl(ch.fd.get(), F_GETFL) & ~O_NONBLOCK);
+    write_all(ch.fd.get(), ch.out);
+  }
+  say(exit_status() == 0 ? "stopped" : "stopped; some workers had to be killed or failed");
+  return exit_status();
+}
+
+bool daemon::finished() const {
+  return std::all_of(programs_.begin(), programs_.end(),
+                     [](const program_entry& e) { return e.c->finished(); });
+}
+
+int daemon::exit_status() const {
+  int status = 0;
+  for (const auto& e : programs_)
+    status = std::max(status, e.c->exit_status());
+  return status;
+}
+
+void daemon::after_events() {
+  const bool ready = std::all_of(programs_.begin(), programs_.end(),
+                                 [](const program_entry& e) { return e.c->all_ready(); });
+  if (ready && !announced_ready_) {
+    announced_ready_ = true;
+    say("every worker is ready");
+    notify_service_manager("READY=1\nSTATUS=every worker is ready");
+  }
+}
+
+void daemon::on_event(std::uint64_t id, std::uint32_t events) {
+  auto it = channels_.find(id);
+  if (it == channels_.end()) return;
+  channel& ch = it->second;
+  switch (ch.k) {
+    case kind::signals:
+      on_signals();
+      break;
+    case kind::control:
+      on_control();
+      break;
+    case kind::client:
+      on_client(id, ch, events);
+      break;
+    case kind::output:
+    case kind::errors:
+      on_output(id, ch);
+      break;
+    case kind::notify:
+      on_notify(ch);
+      break;
+    case kind::ready:
+      on_ready_pipe(id, ch);
+      break;
+  }
+}
+
+void daemon::on_signals() {
+  unsigned char bytes[64];
+  ssize_t n;
+  auto it = std::find_if(channels_.begin(), channels_.end(),
+                         [](const auto& e) { return e.second.k == kind::signals; });
+  const int fd = it->second.fd.get();
+  while ((n = ::read(fd, bytes, sizeof bytes)) > 0) {
+    for (ssize_t i = 0; i < n; ++i) {
+      switch (bytes[i]) {
+        case SIGCHLD:
+          reap();
+          break;
+        case SIGTERM:
+        case SIGINT:
+          if (!stop_asked_) {
+            say(std::string("stopping (") + (bytes[i] == SIGTERM ? "SIGTERM" : "SIGINT") +
+                "): every worker drains; a second signal kills them");
+          }
+          stop(stop_asked_ ? cluster::order::kill : cluster::order::stop);
+          break;
+        case SIGHUP: {
+          std::vector<std::size_t> all(programs_.size());
+          for (std::size_t p = 0; p < all.size(); ++p)
+            all[p] = p;
+          reload(all, true, 0);
+          break;
+        }
+        case SIGUSR1:
+          // Log rotation: the files are reopened (created anew) at their next line.
+          for (auto& entry : programs_)
+            entry.files.clear();
+          say("SIGUSR1: log files reopened");
+          break;
+        case SIGUSR2:
+          upgrade(0);
+          break;
+        default:
+          break;
+      }
+    }
+  }
+}
+
+void daemon::reap() {
+  for (;;) {
+    int status = 0;
+    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    if (pid <= 0) break;
+    for (auto& entry : programs_) {
+      if (entry.c->on_exit(pid, status)) {
+        close_worker_channels(pid);
+        break;
+      }
+    }
+  }
+  for (auto& entry : programs_)
+    entry.c->check_groups();
+}
+
+void daemon::stop(cluster::order o) {
+  if (!stop_asked_) notify_service_manager("STOPPING=1\nSTATUS=stopping: workers drain");
+  stop_asked_ = true;
+  for (auto& entry : programs_)
+    entry.c->stop(o);
+}
+
+void daemon::on_output(std::uint64_t id, channel& ch) {
+  char buffer[64 * 1024];
+  const ssize_t n = ::read(ch.fd.get(), buffer, sizeof buffer);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (n <= 0) {
+    if (!ch.partial.empty()) worker_line(ch.program, ch.slot, ch.pid, ch.partial);
+    close_channel(id);
+    return;
+  }
+  ch.partial.append(buffer, static_cast<std::size_t>(n));
+  std::size_t start = 0;
+  for (;;) {
+    const auto end = ch.partial.find('\n', start);
+    if (end == std::string::npos) break;
+    worker_line(ch.program, ch.slot, ch.pid,
+                std::string_view(ch.partial).substr(start, end - start));
+    start = end + 1;
+  }
+  ch.partial.erase(0, start);
+  while (ch.partial.size() >= max_line) {
+    worker_line(ch.program, ch.slot, ch.pid, std::string_view(ch.partial).substr(0, max_line));
+    ch.partial.erase(0, max_line);
+  }
+}
+
+void daemon::on_notify(channel& ch) {
+  for (;;) {
+    char data[4096];
+    iovec iov{data, sizeof data - 1};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    const ssize_t n = ::recvmsg(ch.fd.get(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0) return;
+    const ucred* cred = nullptr;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS)
+        cred = reinterpret_cast<const ucred*>(CMSG_DATA(c));
+    // Only the worker's own processes speak for it: its first process, or one of its process
+    // group (the program a wrapper such as `sh -c` or `npm start` started).
+    if (!cred || (cred->pid != ch.pid && ::getpgid(cred->pid) != ch.pid)) continue;
+    std::string_view text(data, static_cast<std::size_t>(n));
+    cluster& c = *programs_[ch.program].c;
+    while (!text.empty()) {
+      const auto end = text.find('\n');
+      const std::string_view field = text.substr(0, end);
+      if (field == "READY=1") c.on_ready(ch.pid);
+      if (field == "WATCHDOG=1") c.on_watchdog(ch.pid);
+      if (end == std::string_view::npos) break;
+      text.remove_prefix(end + 1);
+    }
+  }
+}
+
+void daemon::on_ready_pipe(std::uint64_t id, channel& ch) {
+  char data[512];
+  const ssize_t n = ::read(ch.fd.get(), data, sizeof data);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (n > 0 && std::memchr(data, '\n', static_cast<std::size_t>(n))) {
+    programs_[ch.program].c->on_ready(ch.pid);
+    close_channel(id);  // said once; a closed pipe is not an error for the worker
+    return;
+  }
+  if (n <= 0) close_channel(id);
+}
+
+void daemon::on_control() {
+  auto it = std::find_if(channels_.begin(), channels_.end(),
+                         [](const auto& e) { return e.second.k == kind::control; });
+  const int listener = it->second.fd.get();
+  for (;;) {
+    const int fd = ::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) return;
+    if (!peer_is_owner(fd)) {
+      ::close(fd);  // the socket's permissions keep others out; this is a second lock
+      continue;
+    }
+    add_channel(channel(kind::client, unique_fd(fd)));
+  }
+}
+
+void daemon::on_client(std::uint64_t id, channel& ch, std::uint32_t events) {
+  if (events & EPOLLOUT) {
+    flush(id, ch);
+    if (!channels_.count(id)) return;
+  }
+  if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) return;
+  char data[4096];
+  const ssize_t n = ::read(ch.fd.get(), data, sizeof data);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (n <= 0) {
+    close_channel(id);  // the client went away; a reload it asked for goes on
+    return;
+  }
+  if (ch.close_when_written || ch.follow || ch.waiting_for_stop) return;  // one request each
+  ch.partial.append(data, static_cast<std::size_t>(n));
+  const auto end = ch.partial.find('\n');
+  if (end == std::string::npos) {
+    if (ch.partial.size() > max_request) send(id, encode_result(false, "request too long"), true);
+    return;
+  }
+  const std::string line = ch.partial.substr(0, end);
+  ch.partial.clear();
+  ch.close_when_written = false;
+  handle_request(id, line);
+}
+
+void daemon::send(std::uint64_t id, std::string_view line, bool last) {
+  auto it = channels_.find(id);
+  if (it == channels_.end()) return;
+  channel& ch = it->second;
+  ch.out += line;
+  if (last) ch.close_when_written = true;
+  if (ch.out.size() > max_client_backlog) {
+    close_channel(id);
+    return;
+  }
+  flush(id, ch);
+}
+
+void daemon::flush(std::uint64_t id, channel& ch) {
+  while (!ch.out.empty()) {
+    const ssize_t n = ::send(ch.fd.get(), ch.out.data(), ch.out.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    if (n <= 0) {
+      close_channel(id);
+      return;
+    }
+    ch.out.erase(0, static_cast<std::size_t>(n));
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN | (ch.out.empty() ? 0u : static_cast<std::uint32_t>(EPOLLOUT));
+  ev.data.u64 = id;
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, ch.fd.get(), &ev);
+  if (ch.out.empty() && ch.close_when_written) close_channel(id);
+}
+
+void daemon::handle_request(std::uint64_t id, std::string_view line) {
+  request r;
+  try {
+    r = decode_request(line);
+  } catch (const protocol_error& e) {
+    send(id, encode_result(false, e.what()), true);
+    return;
+  }
+  std::vector<std::size_t> chosen;
+  for (std::size_t p = 0; p < programs_.size(); ++p)
+    if (r.program.empty() || programs_[p].c->program().name == r.program) chosen.push_back(p);
+  if (chosen.empty()) {
+    send(id, encode_result(false, "no program named \"" + r.program + "\""), true);
+    return;
+  }
+  switch (r.what) {
+    case request::verb::status: {
+      const supervisor_status s = status();
+      send(id, encode_result(true, "", &s), true);
+      break;
+    }
+    case request::verb::reload:
+      if (stop_asked_) {
+        send(id, encode_result(false, "the supervisor is stopping"), true);
+        break;
+      }
+      reload(chosen, r.wait, id);
+      break;
+    case request::verb::stop:
+    case request::verb::kill:
+      channels_.at(id).waiting_for_stop = true;
+      if (!stop_asked_)
+        say(r.what == request::verb::stop ? "stopping (lameduck stop)"
+                                          : "killing (lameduck stop --kill)");
+      stop(r.what == request::verb::stop ? cluster::order::stop : cluster::order::kill);
+      break;
+    case request::verb::scale: {
+      if (chosen.size() != 1) {
+        send(id, encode_result(false, "several programs run: name one with --program"), true);
+        break;
+      }
+      const std::string error = programs_[chosen[0]].c->scale(r.instances);
+      send(id,
+           encode_result(
+               error.empty(),
+               error.empty() ? "scaling to " + std::to_string(r.instances) + " workers" : error),
+           true);
+      break;
+    }
+    case request::verb::upgrade:
+      upgrade(id);
+      break;
+    case request::verb::logs: {
+      // The last lines of the chosen programs, in the order they were written.
+      std::vector<const logged_line*> lines;
+      for (std::size_t p : chosen)
+        for (const auto& l : programs_[p].lines)
+          if (!r.worker || *r.worker == l.slot) lines.push_back(&l);
+      std::stable_sort(lines.begin(), lines.end(), [](const logged_line* a, const logged_line* b) {
+        return a->text.compare(0, 24, b->text, 0, 24) < 0;  // by time stamp
+      });
+      const std::size_t skip = lines.size() > r.lines ? lines.size() - r.lines : 0;
+      for (std::size_t i = skip; i < lines.size(); ++i)
+        send(id, encode_log_line(lines[i]->text));
+      if (!channels_.count(id)) break;
+      if (r.follow) {
+        channel& ch = channels_.at(id);
+        ch.follow = true;
+        ch.follow_slot = r.worker;
+        if (!r.program.empty()) ch.follow_program = chosen[0];
+      } else {
+        send(id, encode_result(true, ""), true);
+      }
+      break;
+    }
+  }
+}
+
+void daemon::reload(std::vector<std::size_t> programs, bool wait, std::uint64_t client) {
+  if (programs.empty()) return;
+  // Programs reload one after the other; the first one's start announces it to systemd.
+  if (reloads_running_++ == 0) {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    notify_service_manager("RELOADING=1\nSTATUS=reloading\nMONOTONIC_USEC=" +
+                           std::to_string(ts.tv_sec * 1'000'000LL + ts.tv_nsec / 1000));
+  }
+  const std::size_t first = programs.front();
+  programs.erase(programs.begin());
+  auto progress = [this, client](std::string_view line) {
+    if (client) send(client, encode_progress(line));
+  };
+  auto done = [this, client, rest = std::move(programs), wait](const reload_result& r) mutable {
+    if (r.ok && !rest.empty()) {
+      --reloads_running_;
+      reload(std::move(rest), wait, client);
+      return;
+    }
+    if (client) send(client, encode_result(r.ok, r.message), true);
+    if (--reloads_running_ == 0 && !stop_asked_)
+      notify_service_manager(r.ok ? "READY=1\nSTATUS=reloaded"
+                                  : "READY=1\nSTATUS=reload failed: " + r.message);
+  };
+  programs_[first].c->reload(wait, progress, done);
+}
+
+// `lameduck upgrade`: the supervisor executes its binary again, in the same process, so that
+// the workers stay its children. Everything that must live on (the listeners, the control
+// socket, the lifeline, each worker's pipes and notification socket) is inherited; the rest
+// of the state travels as JSON in a memory file. A worker is not disturbed: its sockets are
+// never closed, and its parent-death signal stays unsent, as no thread of the supervisor ends.
+void daemon::upgrade(std::uint64_t client) {
+  auto refuse = [&](const std::string& why) {
+    say("upgrade refused: " + why);
+    if (client) send(client, encode_result(false, why), true);
+  };
+  if (stop_asked_) return refuse("the supervisor is stopping");
+  if (reloads_running_) return refuse("a reload is running; upgrade once it has finished");
+  if (binary_.empty()) return refuse("cannot find the supervisor's own binary");
+  using nlohmann::json;
+  std::vector<int> kept;
+  json state;
+  state["version"] = 1;
+  state["control"] = {{"path", control_path_}};
+  state["lifeline"] = {lifeline_read_.get(), lifeline_write_.get()};
+  kept.push_back(lifeline_read_.get());
+  kept.push_back(lifeline_write_.get());
+  state["announced_ready"] = announced_ready_;
+  state["next_notify"] = next_notify_;  // the names of live workers' sockets stay taken
+  state["started"] = started_.time_since_epoch().count();
+  state["answer"] = -1;
+  json channels = json::array();
+  for (auto& [id, ch] : channels_) {
+    if (ch.k == kind::control) {
+      state["control"]["fd"] = ch.fd.get();
+    } else if (ch.k == kind::client) {
+      if (id != client) continue;  // other clients' connections end with this binary
+      state["answer"] = ch.fd.get();
+    } else if (ch.k != kind::signals) {
+      channels.push_back({{"kind", static_cast<int>(ch.k)},
+                          {"fd", ch.fd.get()},
+                          {"program", ch.program},
+                          {"slot", ch.slot},
+                          {"pid", ch.pid},
+                          {"partial", ch.partial}});
+    } else {
+      continue;
+    }
+    kept.push_back(ch.fd.get());
+  }
+  state["channels"] = std::move(channels);
+  json programs = json::array();
+  for (auto& entry : programs_) {
+    json sockets = json::array();
+    for (const auto& sock : entry.sockets) {
+      sockets.push_back({{"fd", sock.fd}, {"name", sock.name}});
+      kept.push_back(sock.fd);
+    }
+    const cluster_state c = entry.c->hand_over();
+    json workers = json::array(), slots = json::array();
+    for (const auto& w : c.workers) {
+      workers.push_back({w.id, w.pid, w.slot, w.generation, w.role, w.state, w.started, w.ready_at,
+                         w.stop_sent, w.deadline, w.ready_after, w.leader_alive, w.killed, w.why});
+    }
+    for (const auto& sl : c.slots) {
+      slots.push_back({sl.serving, sl.replacement, sl.crashes, sl.restarts, sl.restart_pending,
+                       sl.restart_at, sl.last_exit});
+    }
+    json lines = json::array();
+    for (const auto& l : entry.lines)
+      lines.push_back({l.slot, l.text});
+    programs.push_back({{"name", entry.c->program().name},
+                        {"sockets", std::move(sockets)},
+                        {"generation", c.generation},
+                        {"next_id", c.next_id},
+                        {"started", c.started},
+                        {"unclean", c.unclean},
+                        {"workers", std::move(workers)},
+                        {"slots", std::move(slots)},
+                        {"lines", std::move(lines)}});
+  }
+  state["programs"] = std::move(programs);
+
+  const std::string text = state.dump(-1, ' ', false, json::error_handler_t::replace);
+  unique_fd memory(::memfd_create("lameduck-upgrade", 0));  // inherited: no MFD_CLOEXEC
+  if (!memory) return refuse(std::string("memfd_create: ") + std::strerror(errno));
+  write_all(memory.get(), text);
+  ::lseek(memory.get(), 0, SEEK_SET);
+
+  // The same command line, read back from the kernel.
+  std::string cmdline;
+  {
+    std::ifstream in("/proc/self/cmdline", std::ios::binary);
+    cmdline.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  std::vector<std::string> args;
+  for (std::size_t start = 0; start < cmdline.size();) {
+    const std::size_t end = cmdline.find('\0', start);
+    args.push_back(cmdline.substr(start, end - start));
+    start = end == std::string::npos ? cmdline.size() : end + 1;
+  }
+  std::vector<char*> argv;
+  for (auto& a : args)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  say("upgrading: executing " + binary_);
+  for (int fd : kept)
+    ::fcntl(fd, F_SETFD, 0);
+  ::setenv("LAMEDUCK_UPGRADE_FD", std::to_string(memory.get()).c_str(), 1);
+  ::execv(binary_.c_str(), argv.data());
+  const int error = errno;
+  // Still here: nothing changed; the descriptors go back to being this binary's alone.
+  ::unsetenv("LAMEDUCK_UPGRADE_FD");
+  for (int fd : kept)
+    ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+  refuse("cannot execute " + binary_ + ": " + std::strerror(error));
+}
+
+bool daemon::take_over(int state_fd) {
+  using nlohmann::json;
+  std::string text;
+  {
+    char buffer[65536];
+    ssize_t n;
+    while ((n = ::read(state_fd, buffer, sizeof buffer)) > 0)
+      text.append(buffer, static_cast<std::size_t>(n));
+    ::close(state_fd);
+  }
+  try {
+    return take_over(json::parse(text));
+  } catch (const json::exception& e) {
+    // The workers notice this process's end (parent-death signal, lifeline) and drain.
+    std::fprintf(stderr, "lameduck: upgrade: the state handed over is not readable: %s\n",
+                 e.what());
+    return false;
+  }
+}
+
+bool daemon::take_over(const nlohmann::json& state) {
+  using nlohmann::json;
+  auto own = [](int fd) {
+    ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    return fd;
+  };
+  epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
+  control_path_ = state["control"]["path"].get<std::string>();
+  add_channel(channel(kind::control, unique_fd(own(state["control"]["fd"].get<int>()))));
+  lifeline_read_.reset(own(state["lifeline"][0].get<int>()));
+  lifeline_write_.reset(own(state["lifeline"][1].get<int>()));
+  announced_ready_ = state["announced_ready"].get<bool>();
+  next_notify_ = state["next_notify"].get<std::uint64_t>();
+  started_ = steady_time(steady_time::duration(state["started"].get<std::int64_t>()));
+  std::vector<std::size_t> index_of;  // the state's program index → programs_ index
+  for (const json& p : state["programs"]) {
+    const std::string name = p["name"].get<std::string>();
+    auto config = std::find_if(config_.programs.begin(), config_.programs.end(),
+                               [&](const program_config& c) { return c.name == name; });
+    program_config program;
+    if (config != config_.programs.end()) {
+      program = *config;
+    } else {
+      // Gone from the configuration: its workers are stopped, gracefully.
+      program.name = name;
+      program.command = {"true"};
+    }
+    program_entry entry = make_entry(program);
+    for (const json& sock : p["sockets"])
+      entry.sockets.push_back({own(sock["fd"].get<int>()), sock["name"].get<std::string>()});
+    cluster_state c;
+    c.generation = p["generation"].get<std::uint64_t>();
+    c.next_id = p["next_id"].get<std::uint64_t>();
+    c.started = p["started"].get<std::int64_t>();
+    c.unclean = p["unclean"].get<bool>();
+    for (const json& w : p["workers"]) {
+      c.workers.push_back(
+          {w[0].get<std::uint64_t>(), w[1].get<pid_t>(), w[2].get<int>(), w[3].get<std::uint64_t>(),
+           w[4].get<int>(), w[5].get<int>(), w[6].get<std::int64_t>(), w[7].get<std::int64_t>(),
+           w[8].get<std::int64_t>(), w[9].get<std::int64_t>(), w[10].get<std::int64_t>(),
+           w[11].get<bool>(), w[12].get<bool>(), w[13].get<std::string>()});
+    }
+    for (const json& sl : p["slots"]) {
+      c.slots.push_back({sl[0].get<std::uint64_t>(), sl[1].get<std::uint64_t>(), sl[2].get<int>(),
+                         sl[3].get<int>(), sl[4].get<bool>(), sl[5].get<std::int64_t>(),
+                         sl[6].get<std::string>()});
+    }
+    for (const json& l : p["lines"])
+      entry.lines.push_back({l[0].get<int>(), l[1].get<std::string>()});
+    entry.c->take_over(c);
+    if (config == config_.programs.end()) {
+      say(name + ": no longer in the configuration; stopping its workers");
+      entry.c->stop(cluster::order::stop);
+    }
+    index_of.push_back(programs_.size());
+    programs_.push_back(std::move(entry));
+  }
+  for (const json& ch : state["channels"]) {
+    channel c(static_cast<kind>(ch["kind"].get<int>()), unique_fd(own(ch["fd"].get<int>())),
+              index_of.at(ch["program"].get<std::size_t>()), ch["slot"].get<int>(),
+              ch["pid"].get<pid_t>());
+    c.partial = ch["partial"].get<std::string>();
+    add_channel(std::move(c));
+  }
+  catch_signals();
+  const int answer = state["answer"].get<int>();
+  const std::string done = "upgraded: pid " + std::to_string(::getpid()) + " runs " + binary_ +
+                           " with " + std::to_string(state["channels"].size()) + " worker channels";
+  say(done);
+  if (answer >= 0) {
+    const std::uint64_t id = add_channel(channel(kind::client, unique_fd(own(answer))));
+    send(id, encode_result(true, done), true);
+  }
+  reap();  // whatever exited while the binary was being replaced
+  return true;
+}
+
+supervisor_status daemon::status() {
+  supervisor_status s;
+  s.pid = ::getpid();
+  s.uptime_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now() - started_).count();
+  s.state = stop_asked_ ? "stopping" : "running";
+  for (auto& entry : programs_)
+    s.programs.push_back(entry.c->status());
+  return s;
+}
+
+}  // namespace
+
+int run_supervisor(run_config config) {
+  daemon d(std::move(config));
+  return d.run();
+}
+
+}  // namespace lameduck::supervisor

@@ -1,0 +1,701 @@
+// The `lameduck` supervisor with real processes: the real seam (fork/exec, process groups,
+// signals, waitpid, readiness over NOTIFY_SOCKET and pipes) against what the unit tests of the
+// state machine assume, and the promises of `lameduck run`/`reload`/`stop` end to end.
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "harness.hpp"
+
+extern char** environ;
+
+namespace lameduck::testing {
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+// A directory of the test's own (control socket, scripts), removed with it.
+class temp_dir {
+ public:
+  temp_dir() {
+    char name[] = "/tmp/lameduck-sup-XXXXXX";
+    if (!::mkdtemp(name)) throw std::runtime_error("mkdtemp");
+    path_ = name;
+  }
+  ~temp_dir() { [[maybe_unused]] int r = std::system(("rm -rf '" + path_ + "'").c_str()); }
+  const std::string& path() const { return path_; }
+  std::string file(std::string_view name) const { return path_ + "/" + std::string(name); }
+
+ private:
+  std::string path_;
+};
+
+// `lameduck run ...` started for one test; its standard output is read as it comes, so that
+// a test waits for the line that says what it waits for.
+class supervisor {
+ public:
+  supervisor(const temp_dir& dir, std::vector<std::string> options,
+             std::vector<std::string> program)
+      : control_(dir.file("control.sock")) {
+    std::vector<std::string> argv{bin_path("lameduck"), "run", "--control", control_};
+    argv.insert(argv.end(), options.begin(), options.end());
+    argv.push_back("--");
+    argv.insert(argv.end(), program.begin(), program.end());
+    int out[2];
+    if (::pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+    posix_spawn_file_actions_adddup2(&actions, out[1], 2);
+    std::vector<char*> args;
+    for (auto& a : argv)
+      args.push_back(a.data());
+    args.push_back(nullptr);
+    const int rc = ::posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(out[1]);
+    if (rc != 0) throw std::runtime_error("posix_spawn lameduck");
+    reader_ = std::thread([this, fd = out[0]] { read_lines(fd); });
+  }
+  ~supervisor() {
+    if (pid_ > 0 && status_ < 0) {
+      ::kill(pid_, SIGKILL);
+      int status;
+      ::waitpid(pid_, &status, 0);
+    }
+    reader_.join();
+  }
+
+  pid_t pid() const { return pid_; }
+  const std::string& control() const { return control_; }
+
+  /// Waits for an output line (from now on, or from the start with from_start) containing
+  /// text; the line, or "" at the deadline.
+  std::string wait_for(std::string_view text, std::chrono::milliseconds within = 10s,
+                       bool from_start = true) {
+    std::unique_lock lock(mutex_);
+    std::size_t i = from_start ? 0 : lines_.size();
+    const auto deadline = clock::now() + within;
+    for (;;) {
+      for (; i < lines_.size(); ++i)
+        if (lines_[i].find(text) != std::string::npos) return lines_[i];
+      if (ended_ || cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
+        for (; i < lines_.size(); ++i)
+          if (lines_[i].find(text) != std::string::npos) return lines_[i];
+        return {};
+      }
+    }
+  }
+  /// How many lines so far contain text.
+  std::size_t count(std::string_view text) {
+    std::lock_guard lock(mutex_);
+    return static_cast<std::size_t>(std::count_if(lines_.begin(), lines_.end(), [&](const auto& l) {
+      return l.find(text) != std::string::npos;
+    }));
+  }
+  std::vector<std::string> lines() {
+    std::lock_guard lock(mutex_);
+    return lines_;
+  }
+  std::string output() {
+    std::string all;
+    for (const auto& l : lines())
+      all += l + "\n";
+    return all;
+  }
+  /// The port of the first TCP listener ("listening on http://127.0.0.1:PORT").
+  std::uint16_t port() {
+    const std::string line = wait_for("listening on http://127.0.0.1:");
+    if (line.empty()) return 0;
+    return static_cast<std::uint16_t>(std::stoi(line.substr(line.rfind(':') + 1)));
+  }
+  /// Waits until every worker is ready (the supervisor says so once).
+  bool ready(std::chrono::milliseconds within = 10s) {
+    return !wait_for("every worker is ready", within).empty();
+  }
+  /// Runs `lameduck VERB ARGS --control PATH`.
+  command_result ctl(std::vector<std::string> args, std::chrono::milliseconds within = 30s) {
+    std::vector<std::string> argv{bin_path("lameduck")};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.push_back("--control");
+    argv.push_back(control_);
+    return run(argv, within);
+  }
+  void signal(int sig) { ::kill(pid_, sig); }
+  /// Waits for the supervisor to exit; its exit status (128+n for signal n), -1 at the deadline.
+  int wait_exit(std::chrono::milliseconds within = 20s) {
+    const auto deadline = clock::now() + within;
+    for (;;) {
+      int status = 0;
+      const pid_t r = ::waitpid(pid_, &status, WNOHANG);
+      if (r == pid_) {
+        status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        return status_;
+      }
+      if (clock::now() >= deadline) return -1;
+      std::this_thread::sleep_for(5ms);  // no event for a child's exit but SIGCHLD
+    }
+  }
+
+ private:
+  void read_lines(int fd) {
+    std::string partial;
+    char buffer[4096];
+    for (;;) {
+      const ssize_t n = ::read(fd, buffer, sizeof buffer);
+      if (n <= 0) break;
+      partial.append(buffer, static_cast<std::size_t>(n));
+      std::lock_guard lock(mutex_);
+      std::size_t start = 0, end;
+      while ((end = partial.find('\n', start)) != std::string::npos) {
+        lines_.push_back(partial.substr(start, end - start));
+        start = end + 1;
+      }
+      partial.erase(0, start);
+      cv_.notify_all();
+    }
+    ::close(fd);
+    std::lock_guard lock(mutex_);
+    ended_ = true;
+    cv_.notify_all();
+  }
+
+  std::string control_;
+  pid_t pid_ = -1;
+  int status_ = -1;
+  std::thread reader_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<std::string> lines_;
+  bool ended_ = false;
+};
+
+// A shell script in dir, executable; its path.
+std::string script(const temp_dir& dir, std::string_view name, std::string_view body) {
+  const std::string path = dir.file(name);
+  std::ofstream(path) << "#!/bin/sh\n" << body << "\n";
+  ::chmod(path.c_str(), 0755);
+  return path;
+}
+
+std::vector<std::string> hello(std::vector<std::string> extra = {}) {
+  std::vector<std::string> argv{bin_path("lameduck-hello"), "--threads", "1", "--idle-grace", "2"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return argv;
+}
+
+// The pids of the supervisor's workers in the given state, from `lameduck status --json`.
+std::vector<int> worker_pids(supervisor& s, std::string_view state = "ready") {
+  const command_result r = s.ctl({"status", "--json"});
+  std::vector<int> pids;
+  // Each worker object has "pid":N ... "state":"..." (in either order); a small scan suffices.
+  std::regex object(R"(\{[^{}]*\})");
+  for (auto it = std::sregex_iterator(r.out.begin(), r.out.end(), object);
+       it != std::sregex_iterator(); ++it) {
+    const std::string o = it->str();
+    std::smatch pid, st;
+    if (std::regex_search(o, pid, std::regex(R"("pid"\s*:\s*(\d+))")) &&
+        std::regex_search(o, st, std::regex(R"("state"\s*:\s*"([^"]*)")")) && st[1] == state)
+      pids.push_back(std::stoi(pid[1]));
+  }
+  std::sort(pids.begin(), pids.end());
+  return pids;
+}
+
+bool process_exists(pid_t pid) {
+  return ::kill(pid, 0) == 0 || errno == EPERM;
+}
+
+// Children of pid that are zombies (exited, not reaped).
+int zombies_of(pid_t pid) {
+  int count = 0;
+  DIR* proc = ::opendir("/proc");
+  while (dirent* e = ::readdir(proc)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    std::ifstream stat(std::string("/proc/") + e->d_name + "/stat");
+    std::string text;
+    std::getline(stat, text);
+    const auto close = text.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream fields(text.substr(close + 2));
+    char state;
+    int ppid;
+    fields >> state >> ppid;
+    if (ppid == pid && state == 'Z') ++count;
+  }
+  ::closedir(proc);
+  return count;
+}
+
+// Requests on new connections and on keep-alive connections while something happens; every
+// failure (connect error, reset, end of stream without a response, non-2xx) is counted.
+class load {
+ public:
+  explicit load(std::uint16_t port, int clients = 8) {
+    for (int i = 0; i < clients; ++i)
+      threads_.emplace_back([this, port, keep_alive = i % 2 == 0] { run(port, keep_alive); });
+  }
+  ~load() { stop(); }
+  void stop() {
+    stop_ = true;
+    for (auto& t : threads_)
+      if (t.joinable()) t.join();
+  }
+  int ok() const { return ok_; }
+  std::string failures() {
+    std::lock_guard lock(mutex_);
+    return failures_;
+  }
+
+ private:
+  void run(std::uint16_t port, bool keep_alive) {
+    // Bounded: at most 20,000 requests per client, and the test stops it long before.
+    for (int i = 0; i < 20'000 && !stop_; ++i) {
+      try {
+        raw_client c(port);
+        for (int j = 0; j < (keep_alive ? 50 : 1) && !stop_; ++j) {
+          c.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+          const std::string r = c.read_response(5s);
+          const int status = status_of(r);
+          if (status < 200 || status > 299)
+            throw std::runtime_error("status " + std::to_string(status));
+          ++ok_;
+          // The server ends the connection after this response: it says so, or it is HTTP/1.0.
+          if (header_of(r, "Connection") == "close" || r.starts_with("HTTP/1.0")) break;
+        }
+      } catch (const std::exception& e) {
+        std::lock_guard lock(mutex_);
+        failures_ += std::string(e.what()) + "\n";
+      }
+    }
+  }
+  std::atomic<bool> stop_{false};
+  std::atomic<int> ok_{0};
+  std::mutex mutex_;
+  std::string failures_;
+  std::vector<std::thread> threads_;
+};
+
+TEST(SupervisorRun, Step1RunsEveryWorkerOnTheSharedSocketAndReportsThemReady) {
+  temp_dir dir;
+  supervisor s(dir, {"--instances", "2", "--listen", "127.0.0.1:0"}, hello());
+  const std::uint16_t port = s.port();
+  ASSERT_NE(port, 0) << s.output();
+  ASSERT_TRUE(s.ready()) << s.output();
+  EXPECT_EQ(status_of(get_once(port)), 200);
+  const auto pids = worker_pids(s);
+  ASSERT_EQ(pids.size(), 2u) << s.ctl({"status", "--json"}).out;
+  const command_result table = s.ctl({"status"});
+  EXPECT_EQ(table.exit_code, 0);
+  EXPECT_NE(table.out.find(std::to_string(pids[0])), std::string::npos) << table.out;
+  // Each worker is its own process group.
+  for (int pid : pids)
+    EXPECT_EQ(::getpgid(pid), pid);
+  s.signal(SIGTERM);
+  EXPECT_EQ(s.wait_exit(), 0) << s.output();
+  for (int pid : pids)
+    EXPECT_FALSE(process_exists(pid));
+}
+
+TEST(SupervisorRun, Step1EachWorkerGetsItsSlotGenerationAndTheSocketsByName) {
+  temp_dir dir;
+  const std::string out = dir.file("env");
+  const std::string worker =
+      script(dir, "env.sh",
+             "echo \"$LAMEDUCK_WORKER $LAMEDUCK_GENERATION $LISTEN_FDS $LISTEN_FDNAMES "
+             "$LISTEN_PID $$\" >> " +
+                 out +
+                 "\n"
+                 "echo > /dev/fd/$LAMEDUCK_READY_FD\nexec sleep 600");
+  supervisor s(dir,
+               {"--instances", "2", "--listen", "web=127.0.0.1:0", "--listen", "health=127.0.0.1:0",
+                "--ready-fd", "5"},
+               {worker});
+  ASSERT_TRUE(s.ready()) << s.output();
+  std::ifstream in(out);
+  std::vector<std::string> seen;
+  for (std::string line; std::getline(in, line);)
+    seen.push_back(line);
+  std::sort(seen.begin(), seen.end());
+  ASSERT_EQ(seen.size(), 2u);
+  for (int slot = 0; slot < 2; ++slot) {
+    std::istringstream fields(seen[static_cast<std::size_t>(slot)]);
+    std::string worker_slot, generation, fds, names, listen_pid, pid;
+    fields >> worker_slot >> generation >> fds >> names >> listen_pid >> pid;
+    EXPECT_EQ(worker_slot, std::to_string(slot));
+    EXPECT_EQ(generation, "1");
+    EXPECT_EQ(fds, "2");
+    EXPECT_EQ(names, "web:health");
+    EXPECT_EQ(listen_pid, pid) << "LISTEN_PID is the worker's own pid";
+  }
+}
+
+TEST(SupervisorReload, Step2ReplacesEveryWorkerUnderLoadWithoutAFailedRequest) {
+  temp_dir dir;
+  supervisor s(dir, {"--instances", "2", "--listen", "127.0.0.1:0"}, hello());
+  const std::uint16_t port = s.port();
+  ASSERT_TRUE(s.ready()) << s.output();
+  const auto before = worker_pids(s);
+  load traffic(port);
+  for (int i = 0; i < 3; ++i) {
+    const command_result r = s.ctl({"reload"});
+    ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+    const std::string said = r.out + r.err;
+    EXPECT_NE(said.find("reloaded 2 workers to generation " + std::to_string(i + 2)),
+              std::string::npos)
+        << said;
+    EXPECT_NE(said.find("drained in"), std::string::npos) << said;
+  }
+  traffic.stop();
+  EXPECT_EQ(traffic.failures(), "");
+  EXPECT_GT(traffic.ok(), 0);
+  const auto after = worker_pids(s);
+  ASSERT_EQ(after.size(), 2u);
+  for (int pid : before)
+    EXPECT_FALSE(process_exists(pid)) << "old worker " << pid << " is gone";
+}
+
+TEST(SupervisorReload, Step2AReplacementThatNeverGetsReadyFailsAndTheOldWorkersServeOn) {
+  temp_dir dir;
+  // Generation 1 is lameduck-hello; later generations never say they are ready.
+  const std::string worker = script(dir, "worker.sh",
+                                    "[ \"$LAMEDUCK_GENERATION\" = 1 ] || exec sleep 600\nexec " +
+                                        bin_path("lameduck-hello") + " --threads 1 --idle-grace 2");
+  supervisor s(dir, {"--instances", "2", "--listen", "127.0.0.1:0", "--ready-timeout", "1s"},
+               {worker});
+  const std::uint16_t port = s.port();
+  ASSERT_TRUE(s.ready()) << s.output();
+  const auto before = worker_pids(s);
+  load traffic(port);
+  const auto start = clock::now();
+  const command_result r = s.ctl({"reload"});
+  const auto took = clock::now() - start;
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE((r.out + r.err).find("not ready within 1.00s"), std::string::npos) << r.out << r.err;
+  EXPECT_LT(took, 3s);
+  traffic.stop();
+  EXPECT_EQ(traffic.failures(), "");
+  EXPECT_EQ(worker_pids(s), before) << "the old workers are untouched";
+  EXPECT_EQ(s.ctl({"status"}).exit_code, 0);
+}
+
+TEST(SupervisorReload, Step2AReplacementThatCrashesAtStartFailsTheReload) {
+  temp_dir dir;
+  const std::string worker = script(dir, "worker.sh",
+                                    "[ \"$LAMEDUCK_GENERATION\" = 1 ] || exit 3\nexec " +
+                                        bin_path("lameduck-hello") + " --threads 1");
+  supervisor s(dir, {"--instances", "2", "--listen", "127.0.0.1:0"}, {worker});
+  ASSERT_TRUE(s.ready()) << s.output();
+  const auto before = worker_pids(s);
+  const command_result r = s.ctl({"reload"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE((r.out + r.err).find("exit 3"), std::string::npos) << r.out << r.err;
+  EXPECT_EQ(worker_pids(s), before);
+}
+
+TEST(SupervisorReload, Step3AReloadWhileOneRunsIsRefusedOrWithWaitQueued) {
+  temp_dir dir;
+  supervisor s(
+      dir,
+      {"--instances", "1", "--listen", "127.0.0.1:0", "--ready", "after", "--ready-after", "700ms"},
+      hello());
+  ASSERT_TRUE(s.ready()) << s.output();
+  std::thread first([&] { EXPECT_EQ(s.ctl({"reload"}).exit_code, 0); });
+  ASSERT_FALSE(s.wait_for("reloading 1 workers to generation 2").empty());
+  const command_result refused = s.ctl({"reload"});
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE((refused.out + refused.err).find("already running"), std::string::npos)
+      << refused.out << refused.err;
+  const command_result queued = s.ctl({"reload", "--wait"});
+  first.join();
+  EXPECT_EQ(queued.exit_code, 0) << queued.out << queued.err;
+  EXPECT_NE((queued.out + queued.err).find("generation 3"), std::string::npos) << queued.out;
+}
+
+TEST(SupervisorCrash, Step4ACrashedWorkerIsRestartedWithBackoffWithinTenPercent) {
+  temp_dir dir;
+  supervisor s(dir,
+               {"--instances", "1", "--ready", "after", "--ready-after", "10s", "--restart-delay",
+                "100ms", "--restart-factor", "2", "--restart-max", "400ms"},
+               {"/bin/sh", "-c", "exit 1"});
+  // Exits at 0, then restarts 100, 200, 400, 400 ms after each exit.
+  ASSERT_FALSE(s.wait_for("crash 5 in a row", 10s).empty()) << s.output();
+  std::vector<std::pair<std::string, clock::duration>> events;
+  auto stamp = [](const std::string& line) {
+    // 2026-12-01T22:40:22.052Z: seconds of the day are enough here.
+    const int h = std::stoi(line.substr(11, 2)), m = std::stoi(line.substr(14, 2));
+    const double sec = std::stod(line.substr(17, 6));
+    return std::chrono::duration_cast<clock::duration>(
+        std::chrono::duration<double>(h * 3600 + m * 60 + sec));
+  };
+  clock::duration exited{};
+  std::vector<double> delays;
+  for (const auto& line : s.lines()) {
+    if (line.find("restarting in") != std::string::npos) exited = stamp(line);
+    if (line.find("started (generation 1, restart)") != std::string::npos && exited.count())
+      delays.push_back(std::chrono::duration<double, std::milli>(stamp(line) - exited).count());
+  }
+  ASSERT_GE(delays.size(), 4u) << s.output();
+  const double expected[] = {100, 200, 400, 400};
+  for (std::size_t i = 0; i < 4; ++i) {
+    EXPECT_NEAR(delays[i], expected[i], expected[i] / 10) << "restart " << i + 1;
+  }
+  const command_result status = s.ctl({"status", "--json"});
+  EXPECT_NE(status.out.find("restarting"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("exit 1"), std::string::npos) << status.out;
+}
+
+TEST(SupervisorCrash, Step4NoZombieAfterAThousandCrashRestarts) {
+  temp_dir dir;
+  supervisor s(dir,
+               {"--instances", "2", "--ready", "after", "--ready-after", "10s", "--restart-delay",
+                "1ms", "--restart-factor", "1", "--restart-max", "1ms"},
+               {"/bin/sh", "-c", "sleep 0 & exit 1"});  // a grandchild too, for the subreaper
+  ASSERT_TRUE(eventually([&] { return s.count("restarting in") >= 1000; }, 60s))
+      << s.count("restarting in");
+  EXPECT_EQ(zombies_of(s.pid()), 0);
+  s.signal(SIGTERM);
+  s.wait_exit();
+}
+
+TEST(SupervisorStop, Step5StopLetsRequestsInFlightFinishAndExitsZero) {
+  temp_dir dir;
+  supervisor s(dir, {"--instances", "2", "--listen", "127.0.0.1:0"}, hello());
+  const std::uint16_t port = s.port();
+  ASSERT_TRUE(s.ready()) << s.output();
+  raw_client busy(port);
+  busy.send("GET /delay?ms=700 HTTP/1.1\r\nHost: t\r\n\r\n");
+  ASSERT_FALSE(busy.readable_within(100ms));
+  const command_result r = s.ctl({"stop"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(status_of(busy.read_response()), 200);
+  EXPECT_EQ(s.wait_exit(), 0) << s.output();
+}
+
+TEST(SupervisorStop, Step5AWorkerThatIgnoresItsStopSignalIsKilledWithItsGroup) {
+  temp_dir dir;
+  const std::string pids = dir.file("pids");
+  const std::string worker = script(dir, "stubborn.sh",
+                                    "trap '' TERM\nsleep 600 &\necho $! >> " + pids +
+                                        "\n"
+                                        "echo > /dev/fd/$LAMEDUCK_READY_FD\nwait");
+  supervisor s(dir, {"--instances", "1", "--ready-fd", "3", "--kill-timeout", "500ms"}, {worker});
+  ASSERT_TRUE(s.ready()) << s.output();
+  std::ifstream in(pids);
+  int grandchild = 0;
+  in >> grandchild;
+  ASSERT_GT(grandchild, 0);
+  const auto start = clock::now();
+  s.signal(SIGTERM);
+  EXPECT_EQ(s.wait_exit(), 1) << "a worker had to be killed: " << s.output();
+  EXPECT_GE(clock::now() - start, 500ms);
+  EXPECT_LT(clock::now() - start, 5s);
+  EXPECT_FALSE(process_exists(grandchild)) << "its grandchild died with its group";
+  EXPECT_NE(s.output().find("killing its process group"), std::string::npos);
+}
+
+TEST(SupervisorStop, Step5ASecondSignalKillsAtOnce) {
+  temp_dir dir;
+  const std::string worker =
+      script(dir, "stubborn.sh",
+             "trap '' TERM\necho > /dev/fd/$LAMEDUCK_READY_FD\nwhile :; do sleep 1; done");
+  supervisor s(dir, {"--instances", "1", "--ready-fd", "3", "--kill-timeout", "60s"}, {worker});
+  ASSERT_TRUE(s.ready()) << s.output();
+  s.signal(SIGTERM);
+  ASSERT_FALSE(s.wait_for("a second signal kills them").empty());
+  s.signal(SIGTERM);
+  EXPECT_EQ(s.wait_exit(5s), 1) << s.output();
+}
+
+TEST(SupervisorProcess, Step6AWrapperWorkersReadinessIsAttributedThroughTheShell) {
+  temp_dir dir;
+  // sh -c without exec: the shell is the worker's first process, lameduck-hello its child
+  // sends READY=1 from another pid of the same process group.
+  const std::string command = bin_path("lameduck-hello") + " --threads 1; true";
+  supervisor s(dir, {"--instances", "1", "--listen", "127.0.0.1:0"}, {"/bin/sh", "-c", command});
+  const std::uint16_t port = s.port();
+  ASSERT_TRUE(s.ready()) << s.output();
+  EXPECT_EQ(status_of(get_once(port)), 200);
+  s.signal(SIGTERM);
+  EXPECT_EQ(s.wait_exit(), 0) << s.output();
+}
+
+TEST(SupervisorProcess, Step6WhenTheSupervisorIsKilledWorkersDrainAndThePortIsFree) {
+  temp_dir dir;
+  // A port of the kernel's choosing that a second supervisor binds again.
+  std::uint16_t port = 0;
+  std::vector<int> pids;
+  {
+    supervisor s(dir, {"--instances", "2", "--listen", "127.0.0.1:0"}, hello());
+    port = s.port();
+    ASSERT_TRUE(s.ready()) << s.output();
+    pids = worker_pids(s);
+    s.signal(SIGKILL);
+    s.wait_exit();
+  }
+  ASSERT_EQ(pids.size(), 2u);
+  for (int pid : pids)
+    EXPECT_TRUE(eventually([&] { return !process_exists(pid); }, 5s)) << "worker " << pid;
+  temp_dir again;
+  const auto start = clock::now();
+  supervisor s(again, {"--instances", "1", "--listen", "127.0.0.1:" + std::to_string(port)},
+               hello());
+  ASSERT_TRUE(s.ready()) << s.output();
+  EXPECT_EQ(status_of(get_once(port)), 200);
+  EXPECT_LT(clock::now() - start, 1s);
+}
+
+TEST(SupervisorProcess, Step7AHungWorkerIsReplacedByTheWatchdogNewOneFirst) {
+  temp_dir dir;
+  // Pings twice, then hangs (a loop stuck in a handler).
+  const std::string worker = dir.file("hang.py");
+  std::ofstream(worker) << "import os, socket, time\n"
+                           "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+                           "addr = '\\0' + os.environ['NOTIFY_SOCKET'][1:]\n"
+                           "s.sendto(b'READY=1', addr)\n"
+                           "for _ in range(2):\n"
+                           "    time.sleep(0.1)\n"
+                           "    s.sendto(b'WATCHDOG=1', addr)\n"
+                           "if os.environ['LAMEDUCK_GENERATION'] == '1':\n"
+                           "    time.sleep(600)\n"
+                           "while True:\n"
+                           "    time.sleep(0.1)\n"
+                           "    s.sendto(b'WATCHDOG=1', addr)\n";
+  supervisor s(dir, {"--instances", "1", "--watchdog", "500ms", "--kill-timeout", "300ms"},
+               {"/usr/bin/python3", worker});
+  ASSERT_TRUE(s.ready()) << s.output();
+  ASSERT_FALSE(s.wait_for("no watchdog ping for 0.50s; replacing it", 5s).empty()) << s.output();
+  ASSERT_FALSE(s.wait_for("ready in", 5s, false).empty()) << s.output();
+  ASSERT_FALSE(s.wait_for("killing its process group", 5s).empty()) << s.output();
+}
+
+TEST(SupervisorProcess, Step7AWorkerOverItsMemoryLimitIsReplaced) {
+  temp_dir dir;
+  const std::string worker = dir.file("grow.py");
+  std::ofstream(worker) << "import os, time\n"
+                           "fd = int(os.environ['LAMEDUCK_READY_FD'])\n"
+                           "os.write(fd, b'\\n')\n"
+                           "if os.environ['LAMEDUCK_GENERATION'] == '1':\n"
+                           "    hog = bytearray(80 << 20)\n"
+                           "time.sleep(600)\n";
+  supervisor s(dir, {"--instances", "1", "--ready-fd", "3", "--max-memory", "50M"},
+               {"/usr/bin/python3", worker});
+  ASSERT_TRUE(s.ready()) << s.output();
+  ASSERT_FALSE(s.wait_for("exceeds 50 MiB; replacing it", 5s).empty()) << s.output();
+  ASSERT_FALSE(s.wait_for("drained in", 5s).empty()) << s.output();
+}
+
+TEST(SupervisorWorkers, Step10ThePythonWorkerOfTheGuideReloadsWithoutAFailedRequest) {
+  temp_dir dir;
+  supervisor s(dir, {"--instances", "2", "--listen", "127.0.0.1:0", "--ready-fd", "3"},
+               {"/usr/bin/python3", source_path("../../examples/python/worker.py")});
+  const std::uint16_t port = s.port();
+  ASSERT_TRUE(s.ready()) << s.output();
+  EXPECT_NE(get_once(port).find("Hello from Python"), std::string::npos);
+  load traffic(port, 4);
+  for (int i = 0; i < 2; ++i) {
+    const command_result r = s.ctl({"reload"});
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  }
+  traffic.stop();
+  EXPECT_EQ(traffic.failures(), "");
+  EXPECT_GT(traffic.ok(), 0);
+  s.signal(SIGTERM);
+  EXPECT_EQ(s.wait_exit(), 0) << s.output();
+}
+
+TEST(SupervisorUpgrade, Step9TheSupervisorReplacesItsBinaryUnderLoadKeepingItsWorkers) {
+  temp_dir dir;
+  supervisor s(dir, {"--instances", "2", "--listen", "127.0.0.1:0"}, hello());
+  const std::uint16_t port = s.port();
+  ASSERT_TRUE(s.ready()) << s.output();
+  const auto workers = worker_pids(s);
+  load traffic(port);
+  const command_result r = s.ctl({"upgrade"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE((r.out + r.err).find("upgraded: pid " + std::to_string(s.pid())), std::string::npos)
+      << r.out << r.err;
+  EXPECT_EQ(worker_pids(s), workers) << "the workers kept serving, as its children";
+  // The worker table came along: a reload replaces those very workers, the exit is reaped.
+  const command_result reload = s.ctl({"reload"});
+  EXPECT_EQ(reload.exit_code, 0) << reload.out << reload.err;
+  s.signal(SIGUSR2);  // the signal does the same
+  ASSERT_FALSE(s.wait_for("upgraded: pid", 10s, false).empty()) << s.output();
+  traffic.stop();
+  EXPECT_EQ(traffic.failures(), "");
+  for (int pid : workers)
+    EXPECT_FALSE(process_exists(pid));
+  s.signal(SIGTERM);
+  EXPECT_EQ(s.wait_exit(), 0) << s.output();
+}
+
+TEST(SupervisorControl, Step8ASecondSupervisorOnTheSameControlSocketRefusesToStart) {
+  temp_dir dir;
+  supervisor first(dir, {"--instances", "1", "--listen", "127.0.0.1:0"}, hello());
+  ASSERT_TRUE(first.ready()) << first.output();
+  supervisor second(dir, {"--instances", "1", "--listen", "127.0.0.1:0"}, hello());
+  EXPECT_EQ(second.wait_exit(), 1);
+  EXPECT_NE(second.output().find("another supervisor is running on"), std::string::npos)
+      << second.output();
+  EXPECT_EQ(first.ctl({"status"}).exit_code, 0) << "the first one is undisturbed";
+}
+
+TEST(SupervisorControl, Step8LogsKeepsTheWorkersLastLinesBySlot) {
+  temp_dir dir;
+  const std::string worker = script(dir, "talk.sh",
+                                    "echo \"hello from $LAMEDUCK_WORKER\"\necho oops >&2\n"
+                                    "echo > /dev/fd/$LAMEDUCK_READY_FD\nexec sleep 600");
+  supervisor s(dir, {"--instances", "2", "--ready-fd", "3"}, {worker});
+  ASSERT_TRUE(s.ready()) << s.output();
+  ASSERT_FALSE(s.wait_for("hello from 1").empty());
+  const command_result one = s.ctl({"logs", "--worker", "1"});
+  EXPECT_EQ(one.exit_code, 0) << one.err;
+  EXPECT_NE(one.out.find("hello from 1"), std::string::npos) << one.out;
+  EXPECT_EQ(one.out.find("hello from 0"), std::string::npos) << one.out;
+  EXPECT_NE(one.out.find("oops"), std::string::npos) << one.out;
+  // Each line: time stamp, program.slot[pid].
+  EXPECT_TRUE(std::regex_search(
+      one.out, std::regex(R"(\d{4}-\d\d-\d\dT[0-9:.]+Z app\.1\[\d+\]: hello from 1)")))
+      << one.out;
+}
+
+TEST(SupervisorCommandLine, Step8BadFlagsAreOneLineAndExitTwo) {
+  for (const std::vector<std::string>& argv :
+       std::vector<std::vector<std::string>>{{"run", "--instances", "x", "--", "true"},
+                                             {"run", "--ready-timeout", "5", "--", "true"},
+                                             {"run", "--listen", "nowhere", "--", "true"},
+                                             {"run"},
+                                             {"frobnicate"}}) {
+    std::vector<std::string> full{bin_path("lameduck")};
+    full.insert(full.end(), argv.begin(), argv.end());
+    const command_result r = run(full);
+    EXPECT_EQ(r.exit_code, 2) << argv[0] << " " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_EQ(r.out, "");
+  }
+}
+
+}  // namespace
+}  // namespace lameduck::testing
