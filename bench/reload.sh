@@ -19,7 +19,8 @@
 # after the other (`lameduck reload`, which returns when the reload is over, or `pm2 reload`),
 # then TAIL s, and stop everything by pid (PM2 with its own `pm2 kill`, its PM2_HOME in a temp
 # dir). Then COMPARE: the same keep-alive load for DURATION s against 2 lameduck-hello workers
-# under the supervisor and against one lameduck-hello with --threads 2 started alone.
+# under the supervisor and against one lameduck-hello with --threads 2 started alone,
+# COMPARE_RUNS times each, with the server side's CPU time per request.
 # bench/README.md explains every column.
 #
 # Run from anywhere:   bench/reload.sh                     (about 12 minutes with the defaults)
@@ -30,7 +31,8 @@
 #   RELOADS [20]  INSTANCES [4]  CONNECTIONS [64]  DURATION [10] (steady window, s)
 #   WARMUP [2]  TAIL [2]  TIMEOUT_MS [5000] (per request)  RETRY_MS [10] (after a failure)
 #   IDLE_GRACE [5] (s)  DRAIN_TIMEOUT [20] (s, the workers')  KILL_TIMEOUT [30s] (supervisor)
-#   RELOAD_TIMEOUT [120] (s, bounds one reload command)  COMPARE [1]  CHECK [1] (check the
+#   RELOAD_TIMEOUT [120] (s, bounds one reload command)  COMPARE [1]  COMPARE_RUNS [4] (pairs
+#   of measurements, DURATION s each, the order alternating)  CHECK [1] (check the
 #   client's counting against raw misbehaving servers first, about 15 s)
 #   LAMEDUCK, LAMEDUCK_HELLO [bin/lameduck, bin/lameduck-hello of build/release, else build/dev]
 #   NODE [node]  PYTHON [python3]  SERVER_CPUS [0]  CLIENT_CPU [1]  OUT_DIR [bench/out]
@@ -70,6 +72,7 @@ DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-20}
 KILL_TIMEOUT=${KILL_TIMEOUT:-30s}
 RELOAD_TIMEOUT=${RELOAD_TIMEOUT:-120}
 COMPARE=${COMPARE:-1}
+COMPARE_RUNS=${COMPARE_RUNS:-4}
 CHECK=${CHECK:-1}
 LAMEDUCK=${LAMEDUCK:-$(find_bin lameduck)}
 LAMEDUCK_HELLO=${LAMEDUCK_HELLO:-$(find_bin lameduck-hello)}
@@ -94,7 +97,7 @@ fi
 for tool in g++ taskset "$PYTHON"; do
   command -v "$tool" >/dev/null 2>&1 || { note "needs $tool"; exit 2; }
 done
-for n in RELOADS INSTANCES CONNECTIONS DURATION WARMUP TAIL TIMEOUT_MS RETRY_MS ROUNDS RELOAD_TIMEOUT; do
+for n in RELOADS INSTANCES CONNECTIONS DURATION WARMUP TAIL TIMEOUT_MS RETRY_MS ROUNDS RELOAD_TIMEOUT COMPARE_RUNS; do
   [[ ${!n} =~ ^[0-9]+$ ]] || { note "$n must be a whole number"; exit 2; }
 done
 ((WARMUP >= 1)) || { note "WARMUP must be 1 s or more (the client must be up before the first phase mark)"; exit 2; }
@@ -364,7 +367,7 @@ EOF
 # compare_run WAY ROUND: the same keep-alive load against 2 workers under the supervisor or one
 # server with 2 threads; WARMUP s discarded, then DURATION s measured.
 compare_run() {
-  local way=$1 round=$2 port log cj
+  local way=$1 round=$2 port log cj before after i
   port=$(helper freeport)
   log="$run_dir/servers/compare-$way-r$round.log"
   cj="$run_dir/client/compare-$way-r$round.json"
@@ -381,8 +384,10 @@ compare_run() {
   esac
   taskset -c "$CLIENT_CPU" "$client" --port "$port" --connections "$CONNECTIONS" --max-s "$WARMUP" \
     --timeout-ms "$TIMEOUT_MS" >/dev/null 2>&1 || true
+  before=$(helper treeticks "$sup_pid")
   taskset -c "$CLIENT_CPU" "$client" --port "$port" --connections "$CONNECTIONS" --max-s "$DURATION" \
     --timeout-ms "$TIMEOUT_MS" --phases measured >"$cj" 2>/dev/null || true
+  after=$(helper treeticks "$sup_pid")
   if [[ $sup_kind == alone ]]; then
     kill -TERM "$sup_pid" 2>/dev/null || true
     for ((i = 0; i < 100; i++)); do kill -0 "$sup_pid" 2>/dev/null || break; sleep 0.1; done
@@ -393,8 +398,8 @@ compare_run() {
     stop_cluster
     [[ -z $left ]] || note "compare: left running after the stop: $left"
   fi
-  helper compare-record "$way" "$round" "$cj" >>"$run_dir/compare.jsonl"
-  note "compare $way r$round: $("$PYTHON" -c 'import json, sys; t = json.load(open(sys.argv[1]))["total"]; print(f"{t["rps"]:,.0f} req/s, p99 {t["p99_ms"]:.2f} ms, {t["failed"]} failed")' "$cj" 2>/dev/null || echo 'no result')"
+  helper compare-record "$way" "$round" "$cj" "$before" "$after" "$clk_tck" >>"$run_dir/compare.jsonl"
+  note "compare $way r$round: $(helper brief "$cj")"
 }
 
 # ------------------------------------------------------------------------------ the rounds
@@ -407,11 +412,14 @@ for ((round = 1; round <= ROUNDS; round++)); do
     c=${cases[$(((k + round - 1) % n))]}
     for mode in $MODES; do run_case "$c" "$mode" "$round"; done
   done
-  if ((COMPARE)); then
-    if ((round % 2)); then ways="alone-2-threads supervisor-2-workers"; else ways="supervisor-2-workers alone-2-threads"; fi
-    for way in $ways; do compare_run "$way" "$round"; done
-  fi
 done
+# COMPARE_RUNS pairs, the order alternating from pair to pair.
+if ((COMPARE)); then
+  for ((r = 1; r <= COMPARE_RUNS; r++)); do
+    if ((r % 2)); then ways="alone-2-threads supervisor-2-workers"; else ways="supervisor-2-workers alone-2-threads"; fi
+    for way in $ways; do compare_run "$way" "$r"; done
+  done
+fi
 
 echo
 helper summarize "$run_dir"

@@ -4,11 +4,13 @@
     reload_helper.py freeport
     reload_helper.py wait-port PORT PID SECONDS        0 once 127.0.0.1:PORT accepts, 1 if PID died
     reload_helper.py ownticks PID                      utime+stime of PID itself, in clock ticks
+    reload_helper.py treeticks PID                     the same summed over PID and its descendants
     reload_helper.py tree PID                          PID and its descendants, one line
+    reload_helper.py brief CLIENT_JSON                 one line from a client's summary
     reload_helper.py ready-workers                     (stdin: lameduck status --json) ready workers
     reload_helper.py pm2-pids                          (stdin: pm2 jlist) pids of the apps, one line
     reload_helper.py record ARGS...                    one results.jsonl line (see reload.sh)
-    reload_helper.py compare-record ARGS...            one compare.jsonl line
+    reload_helper.py compare-record ARGS...            one compare.jsonl line (see reload.sh)
     reload_helper.py summarize RUN_DIR                 the tables (also to RUN_DIR/summary.md)
 """
 import json
@@ -33,6 +35,11 @@ def own_ticks(pid):
     except OSError:
         return -1
     return int(rest[11]) + int(rest[12])
+
+
+def tree_ticks(pid):
+    """utime + stime of PID and of its live descendants, each its own (no cutime/cstime)."""
+    return sum(max(own_ticks(p), 0) for p in process_tree(pid))
 
 
 def process_tree(pid):
@@ -128,13 +135,24 @@ def record(args):
 
 
 def compare_record(args):
-    """compare-record WAY ROUND CLIENT_JSON_FILE"""
-    way, rnd, client_file = args
+    """compare-record WAY ROUND CLIENT_JSON_FILE TICKS_BEFORE TICKS_AFTER CLK_TCK"""
+    way, rnd, client_file, before, after, clk_tck = args
     try:
         client = json.load(open(client_file))
     except (OSError, ValueError):
         client = None
-    print(json.dumps({"way": way, "round": int(rnd), "client": client}))
+    ok = (client or {}).get("total", {}).get("ok", 0)
+    cpu_us = (int(after) - int(before)) * 1e6 / float(clk_tck) / ok if ok else None
+    print(json.dumps({"way": way, "round": int(rnd), "client": client, "server_cpu_us_per_req": cpu_us}))
+
+
+def brief(path):
+    """One line from a client's JSON summary."""
+    try:
+        t = json.load(open(path))["total"]
+    except (OSError, ValueError, KeyError):
+        return "no result"
+    return f"{t['rps']:,.0f} req/s, p99 {t['p99_ms']:.2f} ms, {t['failed']} failed"
 
 
 # ---------------------------------------------------------------------------- tables
@@ -266,7 +284,8 @@ def summarize(run_dir):
                             "the stop were abandoned")
         if bits:
             notes.append(f"- {case} {mode}: " + "; ".join(bits))
-    lines += _table(head, table)
+    if rows:
+        lines += _table(head, table)
     lines.append("")
     lines.append("Throughput and p99 latency (medians over rounds), steady window against the "
                  "reloads; the supervisor's own CPU time (utime+stime of its process)")
@@ -292,10 +311,13 @@ def summarize(run_dir):
                       _fmt(_median([p["p99_ms"] for p in rl if p]), 2),
                       _fmt(_median([p["max_ms"] for p in rl if p]), 1),
                       _fmt(cpu_steady, 1), _fmt(cpu_reload, 1)])
-    lines += _table(head, table)
+    if rows:
+        lines += _table(head, table)
     if notes:
         lines.append("")
         lines += notes
+    if not rows:
+        lines = []
     if os.path.exists(f"{run_dir}/compare.jsonl"):
         comp = [json.loads(l) for l in open(f"{run_dir}/compare.jsonl") if l.strip()]
         ways = []
@@ -303,21 +325,28 @@ def summarize(run_dir):
             if c["way"] not in ways:
                 ways.append(c["way"])
         if ways:
-            lines.append("")
+            if lines:
+                lines.append("")
             lines.append("Nothing in the data path: the same keep-alive load against 2 workers under "
-                         "the supervisor and against one server with 2 threads (medians over rounds)")
+                         "the supervisor and against one server with 2 threads (medians over runs; "
+                         "server CPU: the supervisor's and the workers' own, or the server's)")
             lines.append("")
-            head = ["way", "rounds", "req/s", "p99 ms", "failed", "req/s ÷ alone"]
-            base = _median([(c["client"] or {}).get("total", {}).get("rps") for c in comp
-                            if c["way"] == "alone-2-threads"])
+            head = ["way", "runs", "req/s", "p99 ms", "failed", "server CPU µs/req",
+                    "req/s ÷ alone", "CPU/req ÷ alone"]
+            alone = [c for c in comp if c["way"] == "alone-2-threads"]
+            base = _median([(c["client"] or {}).get("total", {}).get("rps") for c in alone])
+            base_cpu = _median([c.get("server_cpu_us_per_req") for c in alone])
             table = []
             for w in ways:
                 cs = [c for c in comp if c["way"] == w]
                 rps = _median([(c["client"] or {}).get("total", {}).get("rps") for c in cs])
+                cpu = _median([c.get("server_cpu_us_per_req") for c in cs])
                 table.append([w, str(len(cs)), _fmt(rps),
                               _fmt(_median([(c["client"] or {}).get("total", {}).get("p99_ms") for c in cs]), 2),
                               f"{sum((c['client'] or {}).get('total', {}).get('failed', 0) for c in cs):,}",
-                              _fmt(rps / base if base and rps is not None else None, 3)])
+                              _fmt(cpu, 2),
+                              _fmt(rps / base if base and rps is not None else None, 3),
+                              _fmt(cpu / base_cpu if base_cpu and cpu is not None else None, 3)])
             lines += _table(head, table)
     text = "\n".join(lines) + "\n"
     with open(f"{run_dir}/summary.md", "w") as f:
@@ -333,6 +362,10 @@ def main(argv):
         return 0 if wait_port(int(argv[2]), int(argv[3]), float(argv[4])) else 1
     elif cmd == "ownticks":
         print(own_ticks(int(argv[2])))
+    elif cmd == "treeticks":
+        print(tree_ticks(int(argv[2])))
+    elif cmd == "brief":
+        print(brief(argv[2]))
     elif cmd == "tree":
         print(" ".join(str(p) for p in process_tree(int(argv[2])) if alive(p)))
     elif cmd == "ready-workers":
