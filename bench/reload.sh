@@ -344,9 +344,11 @@ run_case() {
     ((ready == INSTANCES)) || problem+="${problem:+; }$ready of $INSTANCES workers ready after the reloads"
   elif [[ $sup_kind == pm2 ]]; then
     pm2 jlist >"$run_dir/servers/$tag.status.json" 2>/dev/null || true
+    # The daemon's log and the instances' output, before pm2 kill and the temp dir go.
+    mkdir -p "$run_dir/servers/$tag.pm2"
+    cp -r "$pm2_home/pm2.log" "$pm2_home/logs" "$run_dir/servers/$tag.pm2/" 2>/dev/null || true
   fi
   stop_cluster
-  if [[ $case == pm2 && -d $tmp ]]; then :; fi
   helper record "$case" "$mode" "$round" "$cj" "$reloads_file" "$cpu_file" "$clk_tck" \
     "$("$PYTHON" -c 'import json, sys; print(json.dumps({"problem": sys.argv[1], "left_running": sys.argv[2], "supervisor_exit": sys.argv[3]}))' \
       "$problem" "$left" "$sup_exit")" >>"$run_dir/results.jsonl"
