@@ -626,6 +626,66 @@ TEST(SupervisorWorkers, Step10ThePythonWorkerOfTheGuideReloadsWithoutAFailedRequ
   EXPECT_EQ(s.wait_exit(), 0) << s.output();
 }
 
+// The Node.js worker of the guide (examples/node/worker.js), when Node.js is installed
+// (scripts/setup installs it).
+std::vector<std::string> node_worker(std::string idle_grace) {
+  return {"/usr/bin/node", source_path("../../examples/node/worker.js"), "--idle-grace",
+          std::move(idle_grace)};
+}
+
+TEST(SupervisorWorkers, Step10TheNodeWorkerOfTheGuideReloadsWithoutAFailedRequest) {
+  if (::access("/usr/bin/node", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/node";
+  temp_dir dir;
+  supervisor s(dir, {"--instances", "2", "--listen", "127.0.0.1:0", "--ready-fd", "4"},
+               node_worker("2"));
+  const std::uint16_t port = s.port();
+  ASSERT_TRUE(s.ready(20s)) << s.output();
+  EXPECT_NE(get_once(port).find("Hello, World!"), std::string::npos);
+  load traffic(port, 4);
+  for (int i = 0; i < 2; ++i) {
+    const command_result r = s.ctl({"reload"});
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  }
+  traffic.stop();
+  EXPECT_EQ(traffic.failures(), "");
+  EXPECT_GT(traffic.ok(), 0);
+  s.signal(SIGTERM);
+  EXPECT_EQ(s.wait_exit(), 0) << s.output();
+}
+
+TEST(SupervisorWorkers, TheNodeWorkerKeepsAnIdleConnectionForItsNextRequestWhileItDrains) {
+  if (::access("/usr/bin/node", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/node";
+  temp_dir dir;
+  supervisor s(dir, {"--instances", "1", "--listen", "127.0.0.1:0", "--ready-fd", "4"},
+               node_worker("10"));
+  const std::uint16_t port = s.port();
+  ASSERT_TRUE(s.ready(20s)) << s.output();
+  raw_client idle(port);
+  idle.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+  std::string r = idle.read_response(5s);
+  ASSERT_EQ(status_of(r), 200) << r;
+  ASSERT_NE(header_of(r, "Connection"), "close") << r;
+  // The reload stops the worker that holds the idle connection once its replacement is ready.
+  command_result reloaded;
+  std::thread reload([&] { reloaded = s.ctl({"reload"}); });
+  const bool draining = !s.wait_for("draining 1 connections (1 idle)", 20s).empty();
+  EXPECT_TRUE(draining) << s.output();
+  // The idle connection was left open: the request sent on it is answered, with
+  // Connection: close, and then the connection ends, before the 10 s idle grace.
+  EXPECT_FALSE(idle.closed_within(200ms));
+  idle.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+  r = idle.read_response(5s);
+  EXPECT_EQ(status_of(r), 200) << r;
+  EXPECT_EQ(header_of(r, "Connection"), "close") << r;
+  EXPECT_TRUE(idle.closed_within(2s));
+  EXPECT_FALSE(idle.was_reset());
+  reload.join();
+  EXPECT_EQ(reloaded.exit_code, 0) << reloaded.out << reloaded.err;
+  EXPECT_FALSE(s.wait_for("drained in", 5s).empty()) << s.output();
+  s.signal(SIGTERM);
+  EXPECT_EQ(s.wait_exit(), 0) << s.output();
+}
+
 TEST(SupervisorUpgrade, Step9TheSupervisorReplacesItsBinaryUnderLoadKeepingItsWorkers) {
   temp_dir dir;
   supervisor s(dir, {"--instances", "2", "--listen", "127.0.0.1:0"}, hello());
