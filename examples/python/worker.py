@@ -37,7 +37,12 @@ class Hello(http.server.BaseHTTPRequestHandler):
 def passed_socket():
     if os.environ.get("LISTEN_PID") != str(os.getpid()) or int(os.environ.get("LISTEN_FDS", "0")) < 1:
         sys.exit("worker.py: no socket passed (run it under lameduck run --listen ...)")
-    return socket.socket(fileno=3)
+    listener = socket.socket(fileno=3)
+    # Every worker waits on the same socket: after select() says a connection is there, another
+    # worker may take it first, and a blocking accept() would then wait for the next one, deaf
+    # to shutdown(). Non-blocking, socketserver just goes back to waiting.
+    listener.setblocking(False)
+    return listener
 
 
 def say_ready():
