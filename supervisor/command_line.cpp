@@ -584,7 +584,7 @@ parsed_command parse_command_line(int argc, const char* const* argv) {
     }
 
     program_config& p = config.programs.front();
-    auto apply = [&p](const std::string& name, auto&& set) {
+    auto apply = [](const std::string& name, auto&& set) {
       try {
         set();
       } catch (const bad_value& e) {
