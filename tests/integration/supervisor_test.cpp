@@ -468,15 +468,24 @@ TEST(SupervisorCrash, Step4ACrashedWorkerIsRestartedWithBackoffWithinTenPercent)
 
 TEST(SupervisorCrash, Step4NoZombieAfterAThousandCrashRestarts) {
   temp_dir dir;
+  // Each of two slots crashes 500 times (leaving a grandchild each time, for the subreaper to
+  // reap), then stays up.
+  const std::string worker =
+      script(dir, "crash.sh",
+             "count=" + dir.file("count") +
+                 ".$LAMEDUCK_WORKER\n"
+                 "n=$(cat $count 2>/dev/null || echo 0)\necho $((n + 1)) > $count\n"
+                 "[ $n -ge 500 ] && exec sleep 600\nsleep 0 &\nexit 1");
   supervisor s(dir,
                {"--instances", "2", "--ready", "after", "--ready-after", "10s", "--restart-delay",
                 "1ms", "--restart-factor", "1", "--restart-max", "1ms"},
-               {"/bin/sh", "-c", "sleep 0 & exit 1"});  // a grandchild too, for the subreaper
+               {worker});
   ASSERT_TRUE(eventually([&] { return s.count("restarting in") >= 1000; }, 60s))
       << s.count("restarting in");
-  EXPECT_EQ(zombies_of(s.pid()), 0);
+  EXPECT_TRUE(eventually([&] { return zombies_of(s.pid()) == 0; }, 5s)) << zombies_of(s.pid());
+  EXPECT_EQ(s.count("restarting in"), 1000u);
   s.signal(SIGTERM);
-  s.wait_exit();
+  EXPECT_EQ(s.wait_exit(), 0) << s.output().substr(0, 2000);
 }
 
 TEST(SupervisorStop, Step5StopLetsRequestsInFlightFinishAndExitsZero) {
@@ -569,6 +578,28 @@ TEST(SupervisorProcess, Step6WhenTheSupervisorIsKilledWorkersDrainAndThePortIsFr
   EXPECT_LT(clock::now() - start, 1s);
 }
 
+TEST(SupervisorProcess, Step6AnyWorkerGetsItsStopSignalWhenTheSupervisorIsKilled) {
+  temp_dir dir;
+  // Not a lameduck server: no lifeline is watched, only the kernel's parent-death signal.
+  const std::string pids = dir.file("pids");
+  const std::string worker =
+      script(dir, "plain.sh",
+             "echo $$ >> " + pids + "\necho > /dev/fd/$LAMEDUCK_READY_FD\nexec sleep 600");
+  std::vector<int> workers;
+  {
+    supervisor s(dir, {"--instances", "2", "--ready", "fd"}, {worker});
+    ASSERT_TRUE(s.ready()) << s.output();
+    std::ifstream in(pids);
+    for (int pid; in >> pid;)
+      workers.push_back(pid);
+    s.signal(SIGKILL);
+    s.wait_exit();
+  }
+  ASSERT_EQ(workers.size(), 2u);
+  for (int pid : workers)
+    EXPECT_TRUE(eventually([&] { return !process_exists(pid); }, 5s)) << "worker " << pid;
+}
+
 TEST(SupervisorProcess, Step7AHungWorkerIsReplacedByTheWatchdogNewOneFirst) {
   temp_dir dir;
   // The first worker pings twice, then hangs and ignores SIGTERM (a loop stuck in a
@@ -578,8 +609,12 @@ TEST(SupervisorProcess, Step7AHungWorkerIsReplacedByTheWatchdogNewOneFirst) {
                            "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
                            "addr = '\\0' + os.environ['NOTIFY_SOCKET'][1:]\n"
                            "s.sendto(b'READY=1', addr)\n"
-                           "first = not os.path.exists('" << dir.file("started") << "')\n"
-                           "open('" << dir.file("started") << "', 'w').close()\n"
+                           "first = not os.path.exists('"
+                        << dir.file("started")
+                        << "')\n"
+                           "open('"
+                        << dir.file("started")
+                        << "', 'w').close()\n"
                            "for _ in range(2):\n"
                            "    time.sleep(0.1)\n"
                            "    s.sendto(b'WATCHDOG=1', addr)\n"
@@ -594,10 +629,13 @@ TEST(SupervisorProcess, Step7AHungWorkerIsReplacedByTheWatchdogNewOneFirst) {
   ASSERT_TRUE(s.ready()) << s.output();
   const std::string hung = s.wait_for("no watchdog ping for 0.50s; replacing it", 5s);
   ASSERT_FALSE(hung.empty()) << s.output();
-  const std::string pid = hung.substr(hung.find(" pid ") + 5, hung.find(':', hung.find(" pid ")) - hung.find(" pid ") - 5);
+  const std::string pid = hung.substr(hung.find(" pid ") + 5,
+                                      hung.find(':', hung.find(" pid ")) - hung.find(" pid ") - 5);
   const std::string replaced = s.wait_for("; pid " + pid + " stopping", 5s);
-  EXPECT_FALSE(replaced.empty()) << "a new worker is ready before the hung one is stopped: " << s.output();
-  EXPECT_FALSE(s.wait_for("pid " + pid + ": still running 0.30s after SIGTERM; killing", 5s).empty())
+  EXPECT_FALSE(replaced.empty()) << "a new worker is ready before the hung one is stopped: "
+                                 << s.output();
+  EXPECT_FALSE(
+      s.wait_for("pid " + pid + ": still running 0.30s after SIGTERM; killing", 5s).empty())
       << s.output();
   EXPECT_FALSE(s.wait_for("pid " + pid + ": killed by SIGKILL", 5s).empty()) << s.output();
   // The replacement pings: it is not replaced in turn.
@@ -611,8 +649,12 @@ TEST(SupervisorProcess, Step7AWorkerOverItsMemoryLimitIsReplaced) {
   std::ofstream(worker) << "import os, time\n"
                            "fd = int(os.environ['LAMEDUCK_READY_FD'])\n"
                            "os.write(fd, b'\\n')\n"
-                           "if not os.path.exists('" << dir.file("started") << "'):\n"
-                           "    open('" << dir.file("started") << "', 'w').close()\n"
+                           "if not os.path.exists('"
+                        << dir.file("started")
+                        << "'):\n"
+                           "    open('"
+                        << dir.file("started")
+                        << "', 'w').close()\n"
                            "    hog = bytearray(80 << 20)\n"
                            "time.sleep(600)\n";
   supervisor s(dir, {"--instances", "1", "--ready", "fd", "--max-memory", "50M"},
