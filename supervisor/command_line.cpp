@@ -295,7 +295,7 @@ std::vector<program_flag> make_program_flags() {
       [](program_config& p, const std::string& v) { p.max_memory = parse_size(v); });
   add("--surge", "N", "Replacements a reload starts at once (default: 1)",
       count(&program_config::surge));
-  add("--max-unavailable", "N", "Old workers a reload stops at once (default: 1)",
+  add("--max-unavailable", "N", "Old workers a reload stops at once; each replacement counts from its start, as it stops one when ready, so this also caps --surge (default: 1)",
       count(&program_config::max_unavailable));
   add("--restart-delay", "DURATION",
       "The first delay before restarting a crashed worker (default: 100ms)",
@@ -584,7 +584,7 @@ parsed_command parse_command_line(int argc, const char* const* argv) {
     }
 
     program_config& p = config.programs.front();
-    auto apply = [&p](const std::string& name, auto&& set) {
+    auto apply = [](const std::string& name, auto&& set) {
       try {
         set();
       } catch (const bad_value& e) {

@@ -391,16 +391,11 @@ int daemon::run() {
 int daemon::start() {
   std::error_code ec;
   control_path_ = config_.control;
-  int control = bind_control_socket(control_path_, ec);
+  std::string why;
+  int control = bind_control_socket(control_path_, ec, why);
   if (control < 0) {
-    const std::string path = control_path_;
     control_path_.clear();  // not ours to remove
-    if (ec == std::errc::address_in_use) {
-      std::fprintf(stderr, "lameduck: another supervisor is running on %s\n", path.c_str());
-    } else {
-      std::fprintf(stderr, "lameduck: cannot open the control socket %s: %s\n", path.c_str(),
-                   ec.message().c_str());
-    }
+    std::fprintf(stderr, "lameduck: %s\n", why.c_str());
     return 1;
   }
   epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
@@ -636,7 +631,9 @@ void daemon::on_notify(channel& ch) {
     while (!text.empty()) {
       const auto end = text.find('\n');
       const std::string_view field = text.substr(0, end);
-      if (field == "READY=1") c.on_ready(ch.pid);
+      // READY=1 counts only where it is the configured way: with --ready fd or --ready-after,
+      // the pipe or the timer says it (NOTIFY_SOCKET is still there for WATCHDOG=1).
+      if (field == "READY=1" && c.program().readiness == readiness_mode::notify) c.on_ready(ch.pid);
       if (field == "WATCHDOG=1") c.on_watchdog(ch.pid);
       if (end == std::string_view::npos) break;
       text.remove_prefix(end + 1);

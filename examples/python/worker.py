@@ -37,7 +37,12 @@ class Hello(http.server.BaseHTTPRequestHandler):
 def passed_socket():
     if os.environ.get("LISTEN_PID") != str(os.getpid()) or int(os.environ.get("LISTEN_FDS", "0")) < 1:
         sys.exit("worker.py: no socket passed (run it under lameduck run --listen ...)")
-    return socket.socket(fileno=3)
+    listener = socket.socket(fileno=3)
+    # Every worker waits on the same socket: after select() says a connection is there, another
+    # worker may take it first, and a blocking accept() would then wait for the next one, deaf
+    # to shutdown(). Non-blocking, socketserver just goes back to waiting.
+    listener.setblocking(False)
+    return listener
 
 
 def say_ready():
@@ -58,13 +63,15 @@ def main():
     server.socket = passed_socket()
     # Requests being answered finish before the process exits (server_close() joins them).
     server.daemon_threads = False
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    # The stop signals are blocked before any thread starts (threads inherit the mask) and
+    # taken with sigwait: a Python handler runs only when the signal lands on the main thread,
+    # and a main thread asleep in Event.wait() never learnt of one that landed elsewhere.
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     serving.start()
     say_ready()
-    stop.wait()
+    signal.sigwait(stop_signals)
     # Stop accepting: the connections still queued on the shared socket go to other workers.
     server.shutdown()
     serving.join()
