@@ -2,12 +2,12 @@
 // supervisor passes, says when it is ready, and on SIGTERM drains without failing a request.
 // Plain Node.js (18 or later), no dependency.
 //
-//   lameduck run --instances 4 --listen 127.0.0.1:8080 --ready fd --ready-fd 3... \
-//     -- node examples/node/worker.js
+//   lameduck run --instances 4 --listen 127.0.0.1:8080 --ready fd -- node examples/node/worker.js
 //   node examples/node/worker.js --port 8080      # alone, without a supervisor
 //
-// Options: --ready-fd N (or the environment's LAMEDUCK_READY_FD), --drain-timeout SECONDS (30),
-// --idle-grace SECONDS (5), --port PORT (only without LISTEN_FDS; 127.0.0.1).
+// Options: --ready-fd N (the ready pipe's descriptor; by default the environment's
+// LAMEDUCK_READY_FD, which the supervisor sets), --drain-timeout SECONDS (30), --idle-grace
+// SECONDS (5), --port PORT (only without LISTEN_FDS; 127.0.0.1).
 // GET / answers "Hello, World!\n" as lameduck-hello does; GET /delay?ms=N answers after N ms.
 //
 // Sockets. The supervisor binds the listening sockets once and passes them to every worker of
@@ -17,10 +17,11 @@
 // worker comes first, and one that stops accepting leaves the queue to the others: nothing
 // queued is lost when a worker goes.
 //
-// Readiness. With `--ready-fd N` the supervisor gives the worker the write end of a pipe as
-// descriptor N (and says N in LAMEDUCK_READY_FD); one write of "\n" once every socket is
-// listening tells it the worker is ready, and closing the descriptor is enough afterwards
-// (s6's convention). The supervisor stops an old worker only after its replacement is ready.
+// Readiness. With `--ready fd` the supervisor gives the worker the write end of a pipe as the
+// first descriptor after the sockets (4 with one socket; `--ready-fd N` chooses it) and says
+// which in LAMEDUCK_READY_FD; one write of "\n" once every socket is listening tells it the
+// worker is ready (s6's convention), and the descriptor is closed after it. The supervisor stops
+// an old worker only after its replacement is ready.
 //
 // Draining on SIGTERM (or SIGINT; a second one stops at once, exit 1):
 //   1. Stop accepting: the listening socket is closed in this process only; the supervisor and

@@ -694,7 +694,7 @@ std::vector<std::string> node_worker(std::string idle_grace) {
 TEST(SupervisorWorkers, Step10TheNodeWorkerOfTheGuideReloadsWithoutAFailedRequest) {
   if (::access("/usr/bin/node", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/node";
   temp_dir dir;
-  supervisor s(dir, {"--instances", "2", "--listen", "127.0.0.1:0", "--ready-fd", "4"},
+  supervisor s(dir, {"--instances", "2", "--listen", "127.0.0.1:0", "--ready", "fd"},
                node_worker("2"));
   const std::uint16_t port = s.port();
   ASSERT_TRUE(s.ready(20s)) << s.output();
@@ -714,7 +714,7 @@ TEST(SupervisorWorkers, Step10TheNodeWorkerOfTheGuideReloadsWithoutAFailedReques
 TEST(SupervisorWorkers, TheNodeWorkerKeepsAnIdleConnectionForItsNextRequestWhileItDrains) {
   if (::access("/usr/bin/node", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/node";
   temp_dir dir;
-  supervisor s(dir, {"--instances", "1", "--listen", "127.0.0.1:0", "--ready-fd", "4"},
+  supervisor s(dir, {"--instances", "1", "--listen", "127.0.0.1:0", "--ready", "fd"},
                node_worker("10"));
   const std::uint16_t port = s.port();
   ASSERT_TRUE(s.ready(20s)) << s.output();
