@@ -29,7 +29,8 @@
 //   timeout    no complete answer within TIMEOUT ms of the request's start (the detail says
 //              whether it was connecting or waiting for the answer)
 //   status     a complete answer whose status is not 2xx (the detail has the status)
-//   bad        an answer that cannot be parsed
+//   bad        an answer that cannot be parsed, or an error other than a reset while sending or
+//              reading (the detail names it)
 //
 // After a failure the slot waits RETRY ms before its next request (so that a closed port costs
 // about CONNECTIONS * 1000 / RETRY attempts a second, not millions), on a new connection.

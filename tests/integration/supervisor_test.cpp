@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <future>
 #include <mutex>
 #include <regex>
 #include <sstream>
@@ -724,8 +725,9 @@ TEST(SupervisorWorkers, TheNodeWorkerKeepsAnIdleConnectionForItsNextRequestWhile
   ASSERT_EQ(status_of(r), 200) << r;
   ASSERT_NE(header_of(r, "Connection"), "close") << r;
   // The reload stops the worker that holds the idle connection once its replacement is ready.
-  command_result reloaded;
-  std::thread reload([&] { reloaded = s.ctl({"reload"}); });
+  // (A future, not a thread: a failure that throws below waits for it instead of terminating
+  // the test program, which would leave the supervisor running.)
+  auto reload = std::async(std::launch::async, [&] { return s.ctl({"reload"}); });
   const bool draining = !s.wait_for("draining 1 connections (1 idle)", 20s).empty();
   EXPECT_TRUE(draining) << s.output();
   // The idle connection was left open: the request sent on it is answered, with
@@ -737,7 +739,7 @@ TEST(SupervisorWorkers, TheNodeWorkerKeepsAnIdleConnectionForItsNextRequestWhile
   EXPECT_EQ(header_of(r, "Connection"), "close") << r;
   EXPECT_TRUE(idle.closed_within(2s));
   EXPECT_FALSE(idle.was_reset());
-  reload.join();
+  const command_result reloaded = reload.get();
   EXPECT_EQ(reloaded.exit_code, 0) << reloaded.out << reloaded.err;
   EXPECT_FALSE(s.wait_for("drained in", 5s).empty()) << s.output();
   s.signal(SIGTERM);
