@@ -23,7 +23,7 @@
 # COMPARE_RUNS times each, with the server side's CPU time per request.
 # bench/README.md explains every column.
 #
-# Run from anywhere:   bench/reload.sh                     (about 12 minutes with the defaults)
+# Run from anywhere:   bench/reload.sh                     (about 8 minutes with the defaults)
 # Quick look:          RELOADS=3 DURATION=3 bench/reload.sh
 # Tables again:        bench/reload.sh summarize OUT_DIR/reload-<date>-<time>
 # Environment (defaults in brackets):
