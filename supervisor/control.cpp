@@ -133,15 +133,17 @@ const json& field(const json& object, const char* key, std::string_view context)
 
 std::string string_field(const json& object, const char* key, std::string_view context) {
   const json& v = field(object, key, context);
-  if (!v.is_string())
+  if (!v.is_string()) {
     refuse(std::string("\"") + key + "\" is not a string in " + std::string(context));
+  }
   return v.get<std::string>();
 }
 
 bool bool_field(const json& object, const char* key, std::string_view context) {
   const json& v = field(object, key, context);
-  if (!v.is_boolean())
+  if (!v.is_boolean()) {
     refuse(std::string("\"") + key + "\" is not true or false in " + std::string(context));
+  }
   return v.get<bool>();
 }
 
@@ -205,8 +207,9 @@ json to_json(const supervisor_status& s) {
 
 const json& array_field(const json& object, const char* key, std::string_view context) {
   const json& v = field(object, key, context);
-  if (!v.is_array())
+  if (!v.is_array()) {
     refuse(std::string("\"") + key + "\" is not an array in " + std::string(context));
+  }
   return v;
 }
 
@@ -504,29 +507,38 @@ bool private_directory(const std::string& dir, std::error_code& ec, std::string&
   if (::mkdir(dir.c_str(), 0700) == 0) {
     // The umask may have taken the owner's bits away; exactly 0700 is what we mean.
     if (::chmod(dir.c_str(), 0700) != 0) {
-      return fail_errno(ec, why, "cannot make the directory " + dir + " private") == 0;
+      fail_errno(ec, why, "cannot make the directory " + dir + " private");
+      return false;
     }
     return true;
   }
-  if (errno != EEXIST) return fail_errno(ec, why, "cannot create the directory " + dir) == 0;
+  if (errno != EEXIST) {
+    fail_errno(ec, why, "cannot create the directory " + dir);
+    return false;
+  }
   struct stat st {};
-  if (::lstat(dir.c_str(), &st) != 0) return fail_errno(ec, why, "cannot inspect " + dir) == 0;
+  if (::lstat(dir.c_str(), &st) != 0) {
+    fail_errno(ec, why, "cannot inspect " + dir);
+    return false;
+  }
   if (!S_ISDIR(st.st_mode)) {
-    return fail(ec, why, std::make_error_code(std::errc::not_a_directory),
-                dir + " is not a directory") == 0;
+    fail(ec, why, std::make_error_code(std::errc::not_a_directory), dir + " is not a directory");
+    return false;
   }
   if (st.st_uid != ::geteuid()) {
-    return fail(ec, why, std::make_error_code(std::errc::permission_denied),
-                "the directory " + dir + " belongs to another user (uid " +
-                    std::to_string(st.st_uid) + ")") == 0;
+    fail(ec, why, std::make_error_code(std::errc::permission_denied),
+         "the directory " + dir + " belongs to another user (uid " + std::to_string(st.st_uid) +
+             ")");
+    return false;
   }
   if ((st.st_mode & 077) != 0) {
     // Not chmod-ed silently: the directory may be shared on purpose, and the user decides.
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    return fail(ec, why, std::make_error_code(std::errc::permission_denied),
-                "the directory " + dir + " is open to other users (mode " + mode +
-                    "): make it 0700 or choose another control socket") == 0;
+    fail(ec, why, std::make_error_code(std::errc::permission_denied),
+         "the directory " + dir + " is open to other users (mode " + mode +
+             "): make it 0700 or choose another control socket");
+    return false;
   }
   return true;
 }

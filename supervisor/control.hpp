@@ -106,6 +106,10 @@ std::string format_status_table(const supervisor_status& s);
 /// Binds the control socket at path: creates its directory (0700) if missing, refuses (with
 /// errc::... / a clear error) when a live supervisor answers there, replaces a stale socket,
 /// and leaves the socket 0600. Returns the listening descriptor (non-blocking, close-on-exec).
+/// Errors: address_in_use (a supervisor answers there), permission_denied (the directory is
+/// open to others or not ours), not_a_directory, file_exists (a file that is no socket),
+/// filename_too_long (108 bytes or more), or the system's. Sets the umask for a moment: call it
+/// before starting threads that create files.
 int bind_control_socket(const std::string& path, std::error_code& ec);
 /// bind_control_socket, and on failure why: one line to print after "lameduck: " (for
 /// errc::address_in_use, "another supervisor is running on PATH").

@@ -324,6 +324,7 @@ bool daemon::open_sockets() {
         used[i] = true;
         fd = passed[i].fd;
       }
+      const bool passed_fd = fd >= 0;
       std::string shown = spec.address;
       if (fd < 0 && (spec.address.starts_with('/') || spec.address.starts_with('.'))) {
         fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -356,6 +357,18 @@ bool daemon::open_sockets() {
           return false;
         }
         shown = "http://" + detail::format_address(&address.any);
+      }
+      if (passed_fd) {
+        // Adopted: what it is bound to, as the kernel says.
+        sockaddr_storage bound{};
+        socklen_t size = sizeof bound;
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &size);
+        if (bound.ss_family == AF_UNIX) {
+          shown = std::string("unix:") + reinterpret_cast<sockaddr_un*>(&bound)->sun_path;
+        } else {
+          shown = "http://" + detail::format_address(reinterpret_cast<sockaddr*>(&bound));
+        }
+        shown += ", passed";
       }
       // Workers get the socket as it is: blocking, as systemd passes them (a Python server
       // that calls accept() expects to block); the supervisor itself never accepts.

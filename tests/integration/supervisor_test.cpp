@@ -2,8 +2,10 @@
 // signals, waitpid, readiness over NOTIFY_SOCKET and pipes) against what the unit tests of the
 // state machine assume, and the promises of `lameduck run`/`reload`/`stop` end to end.
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -54,28 +56,54 @@ class temp_dir {
   std::string path_;
 };
 
+/// How a test starts the supervisor, besides its arguments.
+struct launch {
+  /// Extra environment variables, NAME=VALUE.
+  std::vector<std::string> environment;
+  /// A listening socket passed as descriptor 3 by the service manager's protocol
+  /// (LISTEN_FDS=1, LISTEN_PID set to the supervisor's pid), named socket_name.
+  int passed_socket = -1;
+  std::string socket_name;
+};
+
 // `lameduck run ...` started for one test; its standard output is read as it comes, so that
 // a test waits for the line that says what it waits for.
 class supervisor {
  public:
   supervisor(const temp_dir& dir, std::vector<std::string> options,
-             std::vector<std::string> program)
+             std::vector<std::string> program, const launch& how = {})
       : control_(dir.file("control.sock")) {
     std::vector<std::string> argv{bin_path("lameduck"), "run", "--control", control_};
     argv.insert(argv.end(), options.begin(), options.end());
     argv.push_back("--");
     argv.insert(argv.end(), program.begin(), program.end());
+    if (how.passed_socket >= 0) {
+      // The shell's pid is the supervisor's once it execs: what LISTEN_PID must say.
+      argv.insert(
+          argv.begin(),
+          {"/bin/sh", "-c",
+           "LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=" + how.socket_name + " exec \"$@\"", "sh"});
+    }
+    std::vector<std::string> env;
+    for (char** e = environ; *e; ++e)
+      env.emplace_back(*e);
+    env.insert(env.end(), how.environment.begin(), how.environment.end());
+    std::vector<char*> envp;
+    for (auto& e : env)
+      envp.push_back(e.data());
+    envp.push_back(nullptr);
     int out[2];
     if (::pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, out[1], 1);
     posix_spawn_file_actions_adddup2(&actions, out[1], 2);
+    if (how.passed_socket >= 0) posix_spawn_file_actions_adddup2(&actions, how.passed_socket, 3);
     std::vector<char*> args;
     for (auto& a : argv)
       args.push_back(a.data());
     args.push_back(nullptr);
-    const int rc = ::posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
+    const int rc = ::posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), envp.data());
     posix_spawn_file_actions_destroy(&actions);
     ::close(out[1]);
     if (rc != 0) throw std::runtime_error("posix_spawn lameduck");
@@ -350,6 +378,50 @@ TEST(SupervisorRun, Step1EachWorkerGetsItsSlotGenerationAndTheSocketsByName) {
     EXPECT_EQ(names, "web:health");
     EXPECT_EQ(listen_pid, pid) << "LISTEN_PID is the worker's own pid";
   }
+}
+
+TEST(SupervisorRun, Step1SocketsPassedToTheSupervisorArePassedOnByName) {
+  temp_dir dir;
+  // A socket bound by "systemd": the supervisor binds nothing for --listen web=...
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::listen(fd, 128), 0);
+  socklen_t size = sizeof address;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size);
+  const std::uint16_t port = ntohs(address.sin_port);
+  launch how;
+  how.passed_socket = fd;
+  how.socket_name = "web";
+  supervisor s(dir, {"--instances", "2", "--listen", "web=127.0.0.1:1"}, hello(), how);
+  ::close(fd);
+  ASSERT_TRUE(s.ready()) << s.output();
+  EXPECT_EQ(status_of(get_once(port)), 200) << s.output();
+  EXPECT_NE(s.output().find("listening on http://127.0.0.1:" + std::to_string(port) + ", passed (web)"),
+            std::string::npos)
+      << s.output();
+}
+
+TEST(SupervisorRun, Step1UnderSystemdItSaysReadyReloadingAndStopping) {
+  temp_dir dir;
+  notify_socket manager;
+  launch how;
+  how.environment = {"NOTIFY_SOCKET=" + manager.name()};
+  supervisor s(dir, {"--instances", "2", "--listen", "127.0.0.1:0"}, hello(), how);
+  const std::string ready = manager.receive(10s);
+  EXPECT_NE(ready.find("READY=1"), std::string::npos) << ready;
+  EXPECT_EQ(worker_pids(s).size(), 2u) << "READY=1 only once every worker is ready";
+  std::thread reload([&] { EXPECT_EQ(s.ctl({"reload"}).exit_code, 0); });
+  const std::string reloading = manager.receive(10s);
+  reload.join();
+  EXPECT_NE(reloading.find("RELOADING=1"), std::string::npos) << reloading;
+  EXPECT_NE(reloading.find("MONOTONIC_USEC="), std::string::npos) << reloading;
+  EXPECT_NE(manager.receive(10s).find("READY=1"), std::string::npos);
+  s.signal(SIGTERM);
+  EXPECT_NE(manager.receive(10s).find("STOPPING=1"), std::string::npos);
+  EXPECT_EQ(s.wait_exit(), 0);
 }
 
 TEST(SupervisorReload, Step2ReplacesEveryWorkerUnderLoadWithoutAFailedRequest) {
@@ -799,6 +871,47 @@ TEST(SupervisorControl, Step8LogsKeepsTheWorkersLastLinesBySlot) {
   EXPECT_TRUE(std::regex_search(
       one.out, std::regex(R"(\d{4}-\d\d-\d\dT[0-9:.]+Z app\.1\[\d+\]: hello from 1)")))
       << one.out;
+}
+
+TEST(SupervisorControl, Step8LogFilesPerSlotAreReopenedOnSigusr1) {
+  temp_dir dir;
+  const std::string worker =
+      script(dir, "talk.sh",
+             "echo \"first from $LAMEDUCK_WORKER\"\necho > /dev/fd/$LAMEDUCK_READY_FD\n"
+             "trap 'echo \"second from $LAMEDUCK_WORKER\"' USR2\nwhile :; do sleep 0.05; done");
+  supervisor s(dir, {"--name", "web", "--instances", "2", "--ready", "fd", "--log-dir", dir.path()},
+               {worker});
+  ASSERT_TRUE(s.ready()) << s.output();
+  ASSERT_FALSE(s.wait_for("first from 1").empty());
+  ASSERT_FALSE(s.wait_for("first from 0").empty());
+  auto read = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  EXPECT_NE(read(dir.file("web.1.log")).find("web.1["), std::string::npos);
+  EXPECT_NE(read(dir.file("web.1.log")).find("first from 1"), std::string::npos);
+  EXPECT_EQ(read(dir.file("web.1.log")).find("first from 0"), std::string::npos);
+  // Rotation: the file is moved away, SIGUSR1, and the next line goes to a new file.
+  ASSERT_EQ(::rename(dir.file("web.1.log").c_str(), dir.file("web.1.log.old").c_str()), 0);
+  s.signal(SIGUSR1);
+  ASSERT_FALSE(s.wait_for("log files reopened").empty());
+  for (int pid : worker_pids(s))
+    ::kill(pid, SIGUSR2);
+  ASSERT_FALSE(s.wait_for("second from 1").empty());
+  EXPECT_NE(read(dir.file("web.1.log")).find("second from 1"), std::string::npos);
+  EXPECT_EQ(read(dir.file("web.1.log.old")).find("second from 1"), std::string::npos);
+}
+
+TEST(SupervisorControl, Step8ScaleAddsAndRemovesWorkers) {
+  temp_dir dir;
+  supervisor s(dir, {"--instances", "1", "--listen", "127.0.0.1:0"}, hello());
+  ASSERT_TRUE(s.ready()) << s.output();
+  EXPECT_EQ(s.ctl({"scale", "3"}).exit_code, 0);
+  EXPECT_TRUE(eventually([&] { return worker_pids(s).size() == 3; })) << s.output();
+  const auto three = worker_pids(s);
+  EXPECT_EQ(s.ctl({"scale", "1"}).exit_code, 0);
+  EXPECT_TRUE(eventually([&] { return worker_pids(s).size() == 1; })) << s.output();
+  EXPECT_EQ(s.ctl({"status", "--json"}).out.find("\"slot\": 2"), std::string::npos);
 }
 
 TEST(SupervisorCommandLine, Step8BadFlagsAreOneLineAndExitTwo) {

@@ -479,6 +479,16 @@ TEST_F(ControlSocket, CreatesA0700DirectoryAndA0600SocketWhateverTheUmask) {
   EXPECT_FALSE(peer_is_owner(-1));
 }
 
+TEST_F(ControlSocket, MakesTheDirectory0700EvenWhenTheUmaskTakesTheOwnersBits) {
+  mode_t old_mask = ::umask(0277);  // mkdir alone would leave it 0500: no bind for non-root
+  std::error_code ec;
+  int fd = keep(bind_control_socket(path_, ec));
+  ::umask(old_mask);
+  ASSERT_GE(fd, 0) << ec.message();
+  EXPECT_EQ(mode_of(dir_) & 07777, 0700u);
+  EXPECT_EQ(mode_of(path_) & 07777, 0600u);
+}
+
 TEST_F(ControlSocket, UsesAnExistingPrivateDirectory) {
   ASSERT_EQ(::mkdir(dir_.c_str(), 0700), 0);
   std::error_code ec;
