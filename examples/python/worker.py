@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A Python worker for the lameduck supervisor, with the standard library only.
 
-    lameduck run --listen 127.0.0.1:8080 --ready-fd 3 -- python3 examples/python/worker.py
+    lameduck run --listen 127.0.0.1:8080 --ready fd -- python3 examples/python/worker.py
 
 It serves on the socket the supervisor passes (LISTEN_FDS: descriptor 3), says it is ready with
 one newline on the ready pipe (LAMEDUCK_READY_FD; or READY=1 on NOTIFY_SOCKET when there is no
