@@ -399,8 +399,9 @@ TEST(SupervisorRun, Step1SocketsPassedToTheSupervisorArePassedOnByName) {
   ::close(fd);
   ASSERT_TRUE(s.ready()) << s.output();
   EXPECT_EQ(status_of(get_once(port)), 200) << s.output();
-  EXPECT_NE(s.output().find("listening on http://127.0.0.1:" + std::to_string(port) + ", passed (web)"),
-            std::string::npos)
+  EXPECT_NE(
+      s.output().find("listening on http://127.0.0.1:" + std::to_string(port) + ", passed (web)"),
+      std::string::npos)
       << s.output();
 }
 
@@ -682,12 +683,8 @@ TEST(SupervisorProcess, Step7AHungWorkerIsReplacedByTheWatchdogNewOneFirst) {
                            "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
                            "addr = '\\0' + os.environ['NOTIFY_SOCKET'][1:]\n"
                            "s.sendto(b'READY=1', addr)\n"
-                           "first = not os.path.exists('"
-                        << dir.file("started")
-                        << "')\n"
-                           "open('"
-                        << dir.file("started")
-                        << "', 'w').close()\n"
+                           "first = not os.path.exists(os.environ['MARKER'])\n"
+                           "open(os.environ['MARKER'], 'w').close()\n"
                            "for _ in range(2):\n"
                            "    time.sleep(0.1)\n"
                            "    s.sendto(b'WATCHDOG=1', addr)\n"
@@ -697,7 +694,9 @@ TEST(SupervisorProcess, Step7AHungWorkerIsReplacedByTheWatchdogNewOneFirst) {
                            "while True:\n"
                            "    time.sleep(0.1)\n"
                            "    s.sendto(b'WATCHDOG=1', addr)\n";
-  supervisor s(dir, {"--instances", "1", "--watchdog", "500ms", "--kill-timeout", "300ms"},
+  supervisor s(dir,
+               {"--instances", "1", "--watchdog", "500ms", "--kill-timeout", "300ms", "--env",
+                "MARKER=" + dir.file("started")},
                {"/usr/bin/python3", worker});
   ASSERT_TRUE(s.ready()) << s.output();
   const std::string hung = s.wait_for("no watchdog ping for 0.50s; replacing it", 5s);
@@ -722,15 +721,13 @@ TEST(SupervisorProcess, Step7AWorkerOverItsMemoryLimitIsReplaced) {
   std::ofstream(worker) << "import os, time\n"
                            "fd = int(os.environ['LAMEDUCK_READY_FD'])\n"
                            "os.write(fd, b'\\n')\n"
-                           "if not os.path.exists('"
-                        << dir.file("started")
-                        << "'):\n"
-                           "    open('"
-                        << dir.file("started")
-                        << "', 'w').close()\n"
+                           "if not os.path.exists(os.environ['MARKER']):\n"
+                           "    open(os.environ['MARKER'], 'w').close()\n"
                            "    hog = bytearray(80 << 20)\n"
                            "time.sleep(600)\n";
-  supervisor s(dir, {"--instances", "1", "--ready", "fd", "--max-memory", "50M"},
+  supervisor s(dir,
+               {"--instances", "1", "--ready", "fd", "--max-memory", "50M", "--env",
+                "MARKER=" + dir.file("started")},
                {"/usr/bin/python3", worker});
   ASSERT_TRUE(s.ready()) << s.output();
   ASSERT_FALSE(s.wait_for("exceeds 50 MiB; replacing it", 5s).empty()) << s.output();
