@@ -319,14 +319,28 @@ void cluster::crashed(int slot, const worker& w, std::string exit) {
     say(line + "; its replacement is starting");
     return;
   }
+  say(line + schedule_restart(slot));
+}
+
+std::string cluster::schedule_restart(int slot) {
+  auto& s = slots_[static_cast<std::size_t>(slot)];
   double delay_ms = static_cast<double>(program_.restart.initial.count()) *
                     std::pow(program_.restart.factor, s.crashes - 1);
   delay_ms = std::min(delay_ms, static_cast<double>(program_.restart.max.count()));
   const milliseconds delay{static_cast<milliseconds::rep>(delay_ms)};
   s.restart_pending = true;
-  s.restart_at = now + delay;
-  say(line + "; restarting in " + seconds(delay) +
-      (s.crashes > 1 ? " (crash " + std::to_string(s.crashes) + " in a row)" : ""));
+  s.restart_at = os_.now() + delay;
+  return "; restarting in " + seconds(delay) +
+         (s.crashes > 1 ? " (crash " + std::to_string(s.crashes) + " in a row)" : "");
+}
+
+void cluster::keep_slot_filled(int slot) {
+  if (order_ != order::run || slot >= static_cast<int>(slots_.size())) return;
+  auto& s = slots_[static_cast<std::size_t>(slot)];
+  if (s.serving || s.replacement || s.restart_pending) return;
+  // Its worker crashed while a replacement was starting, and the replacement failed too.
+  ++s.crashes;
+  say("slot " + std::to_string(slot) + ": no worker left" + schedule_restart(slot));
 }
 
 void cluster::replacement_failed(worker& w, std::string why) {
@@ -340,6 +354,7 @@ void cluster::replacement_failed(worker& w, std::string why) {
   const std::string line = name(w) + ": the replacement " + why;
   if (reload_ && w.reload_id == reload_->id) {
     finish_reload(false, line + "; the old workers keep serving");
+    keep_slot_filled(w.slot);
     return;
   }
   // A watchdog or memory replacement: the worker it was to replace still serves, and is
@@ -349,6 +364,7 @@ void cluster::replacement_failed(worker& w, std::string why) {
     if (old->s == state::ready && program_.watchdog.count())
       old->deadline = std::min(old->deadline, os_.now() + program_.watchdog);
   }
+  keep_slot_filled(w.slot);
 }
 
 void cluster::replace(int slot, std::string why) {
@@ -540,6 +556,7 @@ void cluster::finish_reload(bool ok, std::string message) {
       if (s.replacement == id) s.replacement = 0;
       w.r = role::retiring;
       kill_now(w);
+      keep_slot_filled(w.slot);
     }
     message = "reload to generation " + std::to_string(r.generation) + " failed: " + message;
   }

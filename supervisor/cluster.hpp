@@ -213,6 +213,10 @@ class cluster {
   void leader_exited(worker& w, int wait_status);
   void worker_gone(std::uint64_t id);
   void crashed(int slot, const worker& w, std::string exit);
+  // Arms the slot's restart after its crash count's delay; the words saying so, for the log.
+  std::string schedule_restart(int slot);
+  // Restarts a slot left with no worker at all (no serving one, no replacement, no restart).
+  void keep_slot_filled(int slot);
   void replacement_failed(worker& w, std::string why);
   void replace(int slot, std::string why);
 

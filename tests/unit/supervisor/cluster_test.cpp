@@ -203,6 +203,22 @@ TEST_F(Cluster, Step2AReplacementThatCannotBeStartedFailsTheReload) {
   EXPECT_FALSE(c->reloading());
 }
 
+TEST_F(Cluster, Step2ASlotWhoseWorkerCrashedWhileItsReplacementFailedIsRestarted) {
+  program.instances = 1;
+  start();
+  all_ready();
+  auto r = reload();
+  exit(100, exited(1));  // the serving worker crashes: its replacement is starting
+  EXPECT_EQ(os.spawns.size(), 2u);
+  exit(101, exited(1));  // and the replacement fails
+  ASSERT_TRUE(r->finished);
+  EXPECT_FALSE(r->result.ok);
+  advance(program.restart.initial * 2);
+  ASSERT_EQ(os.spawns.size(), 3u) << "the empty slot is restarted";
+  c->on_ready(102);
+  EXPECT_TRUE(c->all_ready());
+}
+
 TEST_F(Cluster, Step3ReloadsNeverOverlapASecondIsRefusedOrQueued) {
   start();
   all_ready();
