@@ -11,6 +11,7 @@
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -75,7 +76,7 @@ class supervisor {
       : control_(dir.file("control.sock")) {
     std::vector<std::string> argv{bin_path("lameduck"), "run", "--control", control_};
     argv.insert(argv.end(), options.begin(), options.end());
-    argv.push_back("--");
+    if (!program.empty()) argv.push_back("--");  // none: the --config file says
     argv.insert(argv.end(), program.begin(), program.end());
     if (how.passed_socket >= 0) {
       // The shell's pid is the supervisor's once it execs: what LISTEN_PID must say.
@@ -423,6 +424,48 @@ TEST(SupervisorRun, Step1UnderSystemdItSaysReadyReloadingAndStopping) {
   s.signal(SIGTERM);
   EXPECT_NE(manager.receive(10s).find("STOPPING=1"), std::string::npos);
   EXPECT_EQ(s.wait_exit(), 0);
+}
+
+TEST(SupervisorRun, Step1AUnixSocketIsBoundOnceAndPassedToo) {
+  temp_dir dir;
+  const std::string path = dir.file("web.sock");
+  const std::string worker = script(dir, "unix.sh",
+                                    "[ \"$LISTEN_FDS\" = 1 ] || exit 9\n"
+                                    "echo > /dev/fd/$LAMEDUCK_READY_FD\nexec sleep 600");
+  supervisor s(dir, {"--instances", "1", "--listen", path, "--ready", "fd"}, {worker});
+  ASSERT_TRUE(s.ready()) << s.output();
+  EXPECT_NE(s.output().find("listening on unix:" + path), std::string::npos) << s.output();
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
+  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0)
+      << std::strerror(errno);
+  ::close(fd);
+}
+
+TEST(SupervisorRun, Step1SeveralProgramsFromOneFileRunSideBySide) {
+  temp_dir dir;
+  const std::string file = dir.file("lameduck.toml");
+  std::ofstream(file) << "[[program]]\nname = \"web\"\ninstances = 2\n"
+                         "listen = [\"127.0.0.1:0\"]\ncommand = [\""
+                      << bin_path("lameduck-hello") << "\", \"--idle-grace\", \"2\"]\n"
+                      << "[[program]]\nname = \"jobs\"\ninstances = 1\nready = \"after\"\n"
+                         "ready_after = \"50ms\"\ncommand = [\"sleep\", \"600\"]\n";
+  supervisor s(dir, {"--config", file}, {});
+  const std::uint16_t port = s.port();
+  ASSERT_TRUE(s.ready()) << s.output();
+  EXPECT_EQ(status_of(get_once(port)), 200);
+  const command_result status = s.ctl({"status"});
+  EXPECT_NE(status.out.find("web: generation 1"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("jobs: generation 1"), std::string::npos) << status.out;
+  const command_result reload = s.ctl({"reload", "--program", "jobs"});
+  EXPECT_EQ(reload.exit_code, 0) << reload.out << reload.err;
+  const command_result after = s.ctl({"status"});
+  EXPECT_NE(after.out.find("web: generation 1"), std::string::npos) << after.out;
+  EXPECT_NE(after.out.find("jobs: generation 2"), std::string::npos) << after.out;
+  s.signal(SIGTERM);
+  EXPECT_EQ(s.wait_exit(), 0) << s.output();
 }
 
 TEST(SupervisorReload, Step2ReplacesEveryWorkerUnderLoadWithoutAFailedRequest) {
