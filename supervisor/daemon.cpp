@@ -218,7 +218,7 @@ void daemon::worker_line(std::size_t program, int slot, pid_t pid, std::string_v
   std::string line = timestamp() + " " + p.c->program().name + "." + std::to_string(slot) + "[" +
                      std::to_string(pid) + "]: ";
   line += text;
-  write_all(STDOUT_FILENO, line + "\n");
+  // The file first: whoever sees the line on standard output finds it in the file too.
   if (const std::string& dir = p.c->program().log_dir; !dir.empty()) {
     unique_fd& file = p.files[slot];
     if (!file) {
@@ -229,6 +229,7 @@ void daemon::worker_line(std::size_t program, int slot, pid_t pid, std::string_v
     }
     if (file) write_all(file.get(), line + "\n");
   }
+  write_all(STDOUT_FILENO, line + "\n");
   p.lines.push_back({slot, line});
   while (p.lines.size() > p.c->program().log_lines)
     p.lines.pop_front();
@@ -636,9 +637,13 @@ void daemon::on_notify(channel& ch) {
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
       if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS)
         cred = reinterpret_cast<const ucred*>(CMSG_DATA(c));
-    // Only the worker's own processes speak for it: its first process, or one of its process
-    // group (the program a wrapper such as `sh -c` or `npm start` started).
-    if (!cred || (cred->pid != ch.pid && ::getpgid(cred->pid) != ch.pid)) continue;
+    // The socket is the worker's own, which attributes the message; who may write to it: the
+    // worker's processes (its first one, or any of its process group: the program a wrapper
+    // such as `sh -c` or `npm start` started, even one that dropped privileges), or a process
+    // of our own user whose group can no longer be asked (it sent READY=1 and exited).
+    if (!cred) continue;
+    const bool in_group = cred->pid == ch.pid || ::getpgid(cred->pid) == ch.pid;
+    if (!in_group && cred->uid != ::geteuid() && cred->uid != 0) continue;
     std::string_view text(data, static_cast<std::size_t>(n));
     cluster& c = *programs_[ch.program].c;
     while (!text.empty()) {

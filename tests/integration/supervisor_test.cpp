@@ -638,7 +638,7 @@ TEST(SupervisorStop, Step5AWorkerThatIgnoresItsStopSignalIsKilledWithItsGroup) {
   EXPECT_GE(clock::now() - start, 500ms);
   EXPECT_LT(clock::now() - start, 5s);
   EXPECT_FALSE(process_exists(grandchild)) << "its grandchild died with its group";
-  EXPECT_NE(s.output().find("killing its process group"), std::string::npos);
+  EXPECT_FALSE(s.wait_for("killing its process group").empty()) << s.output();
 }
 
 TEST(SupervisorStop, Step5ASecondSignalKillsAtOnce) {
@@ -657,15 +657,20 @@ TEST(SupervisorStop, Step5ASecondSignalKillsAtOnce) {
 TEST(SupervisorProcess, Step6AWrapperWorkersReadinessIsAttributedThroughTheShell) {
   temp_dir dir;
   // The shell is the worker's first process; READY=1 comes from another pid, its child, in
-  // the worker's process group (as with `npm start` or `sh -c` without exec).
-  const std::string notify = dir.file("notify.py");
-  std::ofstream(notify) << "import os, socket\n"
+  // the worker's process group (as with `npm start` or `sh -c` without exec). As root, the
+  // child also drops to another user, so that only its process group vouches for it.
+  temp_dir code;  // readable by the other user (the control socket's directory is not)
+  ::chmod(code.path().c_str(), 0755);
+  const std::string notify = code.file("notify.py");
+  std::ofstream(notify) << "import os, socket, time\n"
+                           "if os.geteuid() == 0:\n"
+                           "    os.setuid(65534)\n"
                            "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
-                           "s.sendto(b'READY=1', '\\0' + os.environ['NOTIFY_SOCKET'][1:])\n";
+                           "s.sendto(b'READY=1', '\\0' + os.environ['NOTIFY_SOCKET'][1:])\n"
+                           "time.sleep(600)\n";
   supervisor s(dir, {"--instances", "1", "--ready-timeout", "5s"},
-               {"/bin/sh", "-c", "/usr/bin/python3 " + notify + "; sleep 600"});
-  ASSERT_TRUE(s.ready()) << s.output();
-  // A process outside the group is not heard: a second worker's message would not count.
+               {"/bin/sh", "-c", "/usr/bin/python3 " + notify + "; true"});
+  ASSERT_TRUE(s.ready(4s)) << s.output();
   s.signal(SIGTERM);
   EXPECT_EQ(s.wait_exit(), 0) << s.output();
 }
