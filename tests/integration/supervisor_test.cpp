@@ -917,6 +917,22 @@ TEST(SupervisorControl, Step8LogsKeepsTheWorkersLastLinesBySlot) {
       << one.out;
 }
 
+TEST(SupervisorControl, Step8LogsFollowStreamsNewLinesAsTheyCome) {
+  temp_dir dir;
+  const std::string worker =
+      script(dir, "tick.sh",
+             "echo > /dev/fd/$LAMEDUCK_READY_FD\n"
+             "i=0; while :; do i=$((i + 1)); echo \"tick $i\"; sleep 0.05; done");
+  supervisor s(dir, {"--instances", "1", "--ready", "fd"}, {worker});
+  ASSERT_TRUE(s.ready()) << s.output();
+  ASSERT_FALSE(s.wait_for("tick 3").empty());
+  // It does not end by itself: the harness stops it at its deadline, with what it printed.
+  const command_result r = s.ctl({"logs", "-f", "-n", "1"}, 700ms);
+  const auto ticks = std::count(r.out.begin(), r.out.end(), '\n');
+  EXPECT_GE(ticks, 4) << "one past line, then new ones as they come: " << r.out;
+  EXPECT_EQ(s.ctl({"status"}).exit_code, 0) << "the supervisor is undisturbed by its going";
+}
+
 TEST(SupervisorControl, Step8LogFilesPerSlotAreReopenedOnSigusr1) {
   temp_dir dir;
   const std::string worker =
