@@ -6,8 +6,11 @@
 
 #include <condition_variable>
 #include <cstdio>
+#include <fstream>
 #include <functional>
 #include <iostream>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <queue>
 #include <string>
@@ -56,18 +59,47 @@ void stream_chunks(timer_thread& timers, std::shared_ptr<lameduck::response> res
   });
 }
 
+// What the root answers: "Hello, World!", or the first line of --greeting-file, which SIGHUP
+// reads again; shared by the loop threads and the reload.
+class greeting {
+ public:
+  std::shared_ptr<const std::string> get() const {
+    std::lock_guard lock(mutex_);
+    return text_;
+  }
+  // Reads the file; a missing, unreadable or empty one is an error and changes nothing.
+  std::error_code load(const std::string& path) {
+    std::ifstream in(path);
+    std::string line;
+    if (!in) return std::make_error_code(std::errc::no_such_file_or_directory);
+    if (!std::getline(in, line) || line.empty()) {
+      return std::make_error_code(std::errc::invalid_argument);
+    }
+    std::lock_guard lock(mutex_);
+    text_ = std::make_shared<const std::string>(line + "\n");
+    return {};
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::shared_ptr<const std::string> text_ = std::make_shared<const std::string>("Hello, World!\n");
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::vector<std::string> listen, health_listen, tls_listen, tls_certs, tls_keys;
   unsigned threads = 0;
   std::size_t max_connections = lameduck::limits{}.max_connections;
-  double drain_timeout = 30, idle_grace = 0, lame_duck = 0, tls_watch = 0;
+  double drain_timeout = 30, idle_grace = 0, lame_duck = 0, tls_watch = 0, ready_after = 0;
+  std::string greeting_file;
+  lameduck::log_format log_format = lameduck::log_format::text;
   bool kernel_tls = false;
   CLI::App app{
       "lameduck-hello: the lameduck demo server.\n"
       "SIGTERM or SIGINT drains it (exit 0, or 3 if the deadline forced it); a second "
-      "signal stops it at once (exit 128+signal). SIGHUP reloads the TLS certificates."};
+      "signal stops it at once (exit 128+signal). SIGHUP reloads the TLS certificates and the "
+      "--greeting-file."};
   app.add_option("--listen", listen,
                  "Address to listen on, HOST:PORT (repeatable); NAME=HOST:PORT takes the socket "
                  "passed with that name (LISTEN_FDNAMES) instead, when there is one")
@@ -106,6 +138,23 @@ int main(int argc, char** argv) {
       ->default_val(0)
       ->check(CLI::Range(0.0, 3600.0));
   app.add_flag("--kernel-tls", kernel_tls, "Let the kernel encrypt (kTLS) where it can");
+  app.add_option("--ready-after", ready_after,
+                 "Seconds after the start until the application says it is ready, as one "
+                 "warming a database pool would: /readyz says 503 and READY=1 waits until then")
+      ->default_val(0)
+      ->check(CLI::Range(0.0, 86400.0));
+  app.add_option("--greeting-file", greeting_file,
+                 "Answer / with this file's first line, read again on SIGHUP (a file that cannot "
+                 "be read fails the reload and the previous greeting stays)");
+  const std::map<std::string, lameduck::log_format> formats{
+      {"text", lameduck::log_format::text},
+      {"logfmt", lameduck::log_format::logfmt},
+      {"json", lameduck::log_format::json}};
+  app.add_option("--log-format", log_format,
+                 "Format of the server's log lines on standard error (each phase of a stop "
+                 "writes one): text, logfmt or json")
+      ->transform(CLI::CheckedTransformer(formats))
+      ->default_str("text");
   try {
     app.parse(argc, argv);
     if (tls_certs.size() != tls_keys.size()) {
@@ -123,11 +172,18 @@ int main(int argc, char** argv) {
   }
   if (listen.empty() && tls_listen.empty()) listen.push_back("127.0.0.1:8080");
 
+  greeting hello;
+  if (!greeting_file.empty()) {
+    if (const auto ec = hello.load(greeting_file)) {
+      std::cerr << "lameduck-hello: cannot read --greeting-file: " << ec.message() << "\n";
+      return 2;
+    }
+  }
   timer_thread timers;
   lameduck::router routes;
-  routes.get("/", [](const lameduck::request&, lameduck::response res) {
+  routes.get("/", [&hello](const lameduck::request&, lameduck::response res) {
     res.header("Content-Type", "text/plain");
-    res.send("Hello, World!\n");
+    res.send(std::string(*hello.get()));
   });
   routes.get("/delay", [&timers](const lameduck::request& req, lameduck::response res) {
     long ms = 0;
@@ -171,9 +227,21 @@ int main(int argc, char** argv) {
   }
   options.tls.watch_files = seconds(tls_watch);
   options.tls.kernel_tls = kernel_tls;
+  options.log_format = log_format;
   // Installed before the server starts, so that a signal is never missed.
   lameduck::signal_shutdown signals(seconds(drain_timeout));
+  if (!greeting_file.empty()) {
+    signals.on_reload([&hello, &greeting_file] { return hello.load(greeting_file); });
+  }
   lameduck::server server(options, routes);
+  // Not ready until the "pool" is warm: the probes say 503, and READY=1 waits for it.
+  // Its own timer, declared after the server so that it is gone before the server is.
+  timer_thread warming;
+  if (ready_after > 0) {
+    server.set_ready(false);
+    warming.at(timer_thread::clock::now() + seconds(ready_after),
+               [&server] { server.set_ready(true); });
+  }
   std::error_code ec;
   server.start(ec);
   if (ec) {

@@ -17,12 +17,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <limits>
 #include <mutex>
 #include <optional>
 #include <thread>
 
+#include "log/record.hpp"
 #include "net/address.hpp"
 #include "net/listener.hpp"
 #include "process/systemd.hpp"
@@ -208,6 +210,14 @@ struct server::impl {
         std::fprintf(stderr, "%.*s\n", static_cast<int>(line.size()), line.data());
       };
     }
+    // Records go to the sink as they are; every plain line the server (or server::log) writes
+    // is put in the chosen format on the way.
+    sink = shared.options.log;
+    if (const auto f = shared.options.log_format; f != log_format::text) {
+      shared.options.log = [f, s = sink](std::string_view line) {
+        s(detail::format_plain_log(f, line));
+      };
+    }
     shared.on_registry_empty = [this](detail::worker& w) { on_registry_empty(w); };
   }
 
@@ -218,8 +228,35 @@ struct server::impl {
   }
 
   void start(std::error_code& ec, std::string& why);
-  /// Whether the server is started and no drain or destroy has been asked for.
+  /// Whether the server is started and no stop has been asked for; with the mutex held.
+  bool serving() const {
+    return running && !order.close_listeners && !order.drain && !order.destroy;
+  }
+  /// Whether the server is serving and the application ready (its flag, then its checks, run on
+  /// the calling thread); the first time it is, calls the when_ready() callbacks.
   bool ready() const;
+  /// Has a loop thread evaluate readiness soon (for the when_ready() callbacks); with the
+  /// mutex held.
+  void ask_readiness_soon() const;
+  /// Writes a record to the log in the chosen format; never throws.
+  void write(const detail::log_record& r) const noexcept;
+  /// Connections per state now, from every worker's counts; while running (the workers stay).
+  std::array<std::size_t, connection_state_count> open_now() const noexcept;
+  /// A record's figures for the connections per state, as found now.
+  void add_found(detail::log_record& r, std::string& text) const;
+  /// The line a newly strengthened stop order gets; with the mutex held.
+  std::optional<detail::log_record> order_line(const detail::stop_order& next) const;
+  /// Queues a stop line and writes the queue; mutex not held.
+  void emit(detail::log_record r);
+  /// Writes the stop lines queued so far, in order; mutex not held.
+  void flush_deferred() noexcept;
+  /// The line that ends a stop.
+  detail::log_record stopped_line(const stop_report& done) const;
+  /// Declared before a verb's lock: writes the deferred lines once the lock is released.
+  struct flush_on_exit {
+    impl& i;
+    ~flush_on_exit() { i.flush_deferred(); }
+  };
   /// Answers a readiness or liveness probe; false when the request is not one.
   bool answer_health(const request& req, response& res) const;
   /// Hands a stronger stop order to every worker; called with the mutex held.
@@ -234,6 +271,7 @@ struct server::impl {
   void reach(detail::worker& w);
   void begin_drain(detail::worker& w, const detail::stop_order& o);
   void force_close(detail::worker& w);
+  void deadline_passed(detail::worker& w);
   void end_idle_grace(detail::worker& w);
   void on_registry_empty(detail::worker& w);
   void check_done(detail::worker& w);
@@ -258,7 +296,23 @@ struct server::impl {
   // Joined before the workers go: it posts to their loops.
   std::unique_ptr<detail::certificate_reloader> reloader;
 
+  /// The user's log sink (server_options::log as given, or standard error).
+  std::function<void(std::string_view)> sink;
+  /// The application's own readiness (server::set_ready()).
+  std::atomic<bool> app_ready{true};
+  /// Each phase of a stop is written once: the first worker to reach it writes it.
+  std::atomic<bool> drain_line_written{false}, deadline_line_written{false};
+
+  /// Taken before `mutex` (never after), by whoever writes the deferred lines.
+  std::mutex log_mutex;
   mutable std::mutex mutex;  // guards everything below
+  /// server::add_readiness_check(); replaced, never changed, so that it is run unlocked.
+  std::shared_ptr<const std::vector<std::function<bool()>>> checks;
+  /// server::when_ready()
+  mutable std::vector<std::function<void()>> on_ready;
+  /// Stop lines in the order of their events, waiting for the mutex to be released (the sink
+  /// may take its time, and may ask the server something).
+  std::vector<detail::log_record> deferred;
   bool running = false;
   bool listeners_handed_over = false;  // the workers close theirs without accepting the queue
   detail::stop_order order;
@@ -440,6 +494,8 @@ void server::impl::start(std::error_code& ec, std::string& why) {
   report = {};
   stopped = {};
   stopped_future = stopped.get_future().share();
+  drain_line_written = deadline_line_written = false;
+  ask_readiness_soon();
 }
 
 bool server::impl::load_certificates(
@@ -530,6 +586,7 @@ void server::start(std::error_code& ec) {
 // ---- Verbs ----------------------------------------------------------------------------------
 
 std::shared_future<void> server::stop_accepting() {
+  const impl::flush_on_exit flush{*impl_};
   std::lock_guard lock(impl_->mutex);
   detail::stop_order next = impl_->order;
   next.close_listeners = true;
@@ -554,6 +611,7 @@ void server::stop_accepting(std::function<void()> done) {
 
 std::vector<listening_socket> server::hand_over_listeners(std::error_code& ec) {
   ec.clear();
+  const impl::flush_on_exit flush{*impl_};
   std::lock_guard lock(impl_->mutex);
   const detail::stop_order& order = impl_->order;
   if (!impl_->running) {
@@ -592,6 +650,7 @@ std::shared_future<stop_report> server::shutdown(std::chrono::steady_clock::dura
   // A deadline too far to represent is no deadline.
   auto at = deadline >= impl::clock::time_point::max() - now ? impl::clock::time_point::max()
                                                              : now + deadline;
+  const impl::flush_on_exit flush{*impl_};
   std::lock_guard lock(impl_->mutex);
   detail::stop_order next = impl_->order;
   if (!next.drain) {
@@ -619,6 +678,7 @@ void server::close(stop_callback done) {
 }
 
 std::shared_future<stop_report> server::destroy() {
+  const impl::flush_on_exit flush{*impl_};
   std::lock_guard lock(impl_->mutex);
   detail::stop_order next = impl_->order;
   next.close_listeners = true;
@@ -648,6 +708,7 @@ void server::wait() {
 
 void server::impl::order_stop(const detail::stop_order& next) {
   if (!running || next == order) return;  // idempotent: nothing stronger was asked
+  if (auto line = order_line(next)) deferred.push_back(std::move(*line));
   if ((next.drain || next.destroy) && !(order.drain || order.destroy)) {
     stop_began = clock::now();
     completed_at_stop = aborted_at_stop = 0;
@@ -699,7 +760,7 @@ void server::impl::apply(detail::worker& w, const detail::stop_order& o) {
     if (o.deadline < ws.deadline) {
       // The deadline counts from the call, lame-duck delay included.
       ws.deadline = o.deadline;
-      ws.deadline_timer.start_at(o.deadline, [this, &w] { force_close(w); });
+      ws.deadline_timer.start_at(o.deadline, [this, &w] { deadline_passed(w); });
     }
   }
   check_done(w);
@@ -741,6 +802,15 @@ void server::impl::reach(detail::worker& w) {
 void server::impl::begin_drain(detail::worker& w, const detail::stop_order& o) {
   detail::worker_stop& ws = w.stop;
   ws.drain_begun = true;
+  if (ws.lame_duck && !drain_line_written.exchange(true)) {
+    // The order's line said when; this one says what the drain proper found.
+    detail::log_record r;
+    std::string found;
+    add_found(r, found);
+    r.message = "lameduck: lame-duck delay over, draining; open: " + found;
+    r.fields.insert(r.fields.begin(), {"event", std::string("drain_began")});
+    emit(std::move(r));
+  }
   reach(w);
   w.keep_idle.store(o.idle_grace.count() > 0, std::memory_order_relaxed);
   w.draining.store(true, std::memory_order_release);
@@ -762,6 +832,18 @@ void server::impl::force_close(detail::worker& w) {
     c.abort();
   });
   check_done(w);
+}
+
+void server::impl::deadline_passed(detail::worker& w) {
+  if (!w.stop.destroyed && !deadline_line_written.exchange(true)) {
+    detail::log_record r;
+    std::string found;
+    add_found(r, found);
+    r.message = "lameduck: drain deadline passed, closing what is left by force; open: " + found;
+    r.fields.insert(r.fields.begin(), {"event", std::string("deadline_passed")});
+    emit(std::move(r));
+  }
+  force_close(w);
 }
 
 void server::impl::end_idle_grace(detail::worker& w) {
@@ -788,6 +870,7 @@ void server::impl::check_done(detail::worker& w) {
   ws.lame_duck_timer.cancel();
   std::vector<stop_callback> callbacks;
   stop_report done;
+  std::promise<stop_report> finishing;
   {
     std::lock_guard lock(mutex);
     for (std::size_t s = 0; s < connection_state_count; ++s) {
@@ -807,8 +890,13 @@ void server::impl::check_done(detail::worker& w) {
     running = false;
     done = report;
     callbacks.swap(on_stopped);
-    stopped.set_value(done);
+    on_ready.clear();  // never ready now: dropped
+    deferred.push_back(stopped_line(done));
+    finishing = std::move(stopped);
   }
+  // The last line is out before anyone hears of the end.
+  flush_deferred();
+  finishing.set_value(done);
   for (auto& cb : callbacks)
     cb(done);
 }
@@ -861,12 +949,196 @@ connection_counts server::counts() const noexcept {
 }
 
 bool server::impl::ready() const {
-  std::lock_guard lock(mutex);
-  return running && !order.close_listeners && !order.drain && !order.destroy;
+  std::shared_ptr<const std::vector<std::function<bool()>>> asked;
+  {
+    std::lock_guard lock(mutex);
+    if (!serving() || !app_ready.load(std::memory_order_acquire)) return false;
+    asked = checks;
+  }
+  // Unlocked: a check is the application's code.
+  for (const auto& check : asked ? *asked : std::vector<std::function<bool()>>{}) {
+    try {
+      if (!check()) return false;
+    } catch (...) {
+      return false;
+    }
+  }
+  std::vector<std::function<void()>> callbacks;
+  {
+    std::lock_guard lock(mutex);
+    if (!serving()) return false;  // a stop began meanwhile
+    callbacks.swap(on_ready);
+  }
+  for (auto& cb : callbacks)
+    cb();
+  return true;
+}
+
+void server::impl::ask_readiness_soon() const {
+  if (!running || workers.empty() || on_ready.empty()) return;
+  workers.front()->loop().post([this] { ready(); });
 }
 
 bool server::ready() const noexcept {
-  return impl_->ready();
+  try {
+    return impl_->ready();
+  } catch (...) {
+    return false;  // a callback that threw, or no memory
+  }
+}
+
+void server::set_ready(bool application_ready) noexcept {
+  impl_->app_ready.store(application_ready, std::memory_order_release);
+  if (!application_ready) return;
+  try {
+    std::lock_guard lock(impl_->mutex);
+    impl_->ask_readiness_soon();
+  } catch (...) {
+    // No memory for the post: the next probe finds it ready.
+  }
+}
+
+void server::add_readiness_check(std::function<bool()> check) {
+  std::lock_guard lock(impl_->mutex);
+  auto next = std::make_shared<std::vector<std::function<bool()>>>();
+  if (impl_->checks) *next = *impl_->checks;
+  next->push_back(std::move(check));
+  impl_->checks = std::move(next);
+}
+
+void server::when_ready(std::function<void()> done) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->on_ready.push_back(std::move(done));
+  impl_->ask_readiness_soon();
+}
+
+// ---- The stop's log lines -------------------------------------------------------------------
+
+namespace {
+
+double seconds(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+std::string seconds_text(std::chrono::steady_clock::duration d) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%.3f s", seconds(d));
+  return buffer;
+}
+
+/// The states a stop can find a connection in (closed ones are gone).
+constexpr connection_state open_states[] = {connection_state::fresh, connection_state::active,
+                                            connection_state::idle, connection_state::upgraded,
+                                            connection_state::closing};
+
+/// "2 active, 3 idle" style figures for every open state, and a field for each.
+std::string by_state(const std::array<std::size_t, connection_state_count>& n,
+                     detail::log_record& r, std::string_view field_prefix) {
+  std::string text;
+  for (const auto s : open_states) {
+    const auto count = n[static_cast<std::size_t>(s)];
+    if (!text.empty()) text += ", ";
+    text += std::to_string(count) + " " + std::string(to_string(s));
+    r.add(std::string(field_prefix) + std::string(to_string(s)), static_cast<std::int64_t>(count));
+  }
+  return text;
+}
+
+}  // namespace
+
+std::array<std::size_t, connection_state_count> server::impl::open_now() const noexcept {
+  std::array<std::size_t, connection_state_count> n{};
+  for (const auto& w : workers) {
+    for (std::size_t s = 0; s < connection_state_count; ++s)
+      n[s] += w->counts[s].load(std::memory_order_relaxed);
+  }
+  return n;
+}
+
+void server::impl::add_found(detail::log_record& r, std::string& text) const {
+  text = by_state(open_now(), r, "");
+}
+
+std::optional<detail::log_record> server::impl::order_line(const detail::stop_order& next) const {
+  detail::log_record r;
+  std::string what;
+  const auto now = clock::now();
+  auto deadline_text = [&] {
+    if (next.deadline == clock::time_point::max()) return std::string("no deadline");
+    const auto left = std::max(next.deadline - now, clock::duration::zero());
+    r.add("deadline_s", seconds(left));
+    return "a deadline of " + seconds_text(left);
+  };
+  if (next.destroy && !order.destroy) {
+    r.add("order", std::string("destroy"));
+    what = order.drain ? "destroy ordered during the drain: every connection closes now"
+                       : "destroy ordered: every connection closes now";
+  } else if (next.drain && !order.drain) {
+    r.add("order", std::string("drain"));
+    const auto delay = std::max(next.drain_from - now, clock::duration::zero());
+    what = "drain ordered with " + deadline_text();
+    r.add("lame_duck_delay_s", seconds(delay));
+    r.add("idle_grace_s", seconds(next.idle_grace));
+    what += ", a lame-duck delay of " + seconds_text(delay) + " and an idle grace of " +
+            seconds_text(next.idle_grace);
+  } else if (next.drain && next.deadline < order.deadline) {
+    r.add("order", std::string("drain"));
+    what = "drain deadline shortened: now " + deadline_text();
+  } else if (next.close_listeners && !order.close_listeners && !order.drain && !order.destroy) {
+    r.add("order", std::string(listeners_handed_over ? "hand_over_listeners" : "stop_accepting"));
+    what = listeners_handed_over
+               ? "listeners handed over: nothing more is accepted, open connections go on"
+               : "stop_accepting ordered: the listeners close, open connections go on";
+  } else {
+    return std::nullopt;
+  }
+  const std::string found = by_state(open_now(), r, "");
+  r.message = "lameduck: " + what + "; open: " + found;
+  r.fields.insert(r.fields.begin(), {"event", std::string("stop_ordered")});
+  return r;
+}
+
+detail::log_record server::impl::stopped_line(const stop_report& done) const {
+  detail::log_record r;
+  r.add("event", std::string("stopped"))
+      .add("graceful", done.graceful)
+      .add("took_s", seconds(done.took))
+      .add("requests_completed", static_cast<std::int64_t>(done.requests_completed))
+      .add("requests_aborted", static_cast<std::int64_t>(done.requests_aborted));
+  const std::string closed = by_state(done.closed_by_state, r, "closed_");
+  r.message = std::string("lameduck: stopped ") + (done.graceful ? "gracefully" : "by force") +
+              " in " + seconds_text(done.took) + ": " + std::to_string(done.requests_completed) +
+              " requests completed, " + std::to_string(done.requests_aborted) +
+              " aborted; closed " + closed;
+  return r;
+}
+
+void server::impl::write(const detail::log_record& r) const noexcept {
+  try {
+    sink(detail::format_log(shared.options.log_format, r));
+  } catch (...) {
+    // A failing log sink must not take the stop down with it.
+  }
+}
+
+void server::impl::emit(detail::log_record r) {
+  {
+    std::lock_guard lock(mutex);
+    deferred.push_back(std::move(r));
+  }
+  flush_deferred();
+}
+
+void server::impl::flush_deferred() noexcept {
+  // Held while writing: the lines go out in the order they were queued.
+  std::lock_guard writing(log_mutex);
+  std::vector<detail::log_record> lines;
+  {
+    std::lock_guard lock(mutex);
+    lines.swap(deferred);
+  }
+  for (const auto& r : lines)
+    write(r);
 }
 
 void server::log(std::string_view line) const noexcept {

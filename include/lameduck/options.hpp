@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -78,7 +79,8 @@ struct drain_options {
 /// Endpoints the server answers itself, before the handler, for load balancers and
 /// orchestrators (GET or HEAD; plain text; never cached). An empty path disables one.
 struct health_options {
-  /// 200 "ready" while server::ready(), else 503 "not ready" (from the start of a drain on).
+  /// 200 "ready" while server::ready(), else 503 "not ready": until the application is ready
+  /// (server::set_ready(), server::add_readiness_check()), and from the start of a drain on.
   std::string readiness_path;
   /// 200 "alive" whenever the server answers at all, drains included.
   std::string liveness_path;
@@ -86,6 +88,13 @@ struct health_options {
   /// the orchestrator reaches; they open and close with the others. Empty: the endpoints are
   /// answered on every listen address instead.
   std::vector<std::string> listen;
+};
+
+/// How the server writes its log lines (server_options::log).
+enum class log_format : std::uint8_t {
+  text,    ///< for people: "lameduck: drain ordered with a deadline of 30 s; ..."
+  logfmt,  ///< one line of key=value pairs: msg="drain ordered ..." event=stop_ordered ...
+  json,    ///< one JSON object per line: {"msg":"drain ordered ...","event":"stop_ordered",...}
 };
 
 /// A certificate a TLS listener can present: PEM files, read again by every reload.
@@ -179,8 +188,13 @@ struct server_options {
   struct drain_options drain;
   /// Readiness and liveness endpoints (e.g. "/readyz", "/livez"); none by default.
   struct health_options health;
-  /// Where error lines go (a throwing handler, an internal failure); default: standard error.
+  /// Where log lines go, one call per line without its newline: errors (a throwing handler, an
+  /// internal failure) and one line per phase of a stop (docs/lifecycle.md); default: standard
+  /// error.
   std::function<void(std::string_view)> log;
+  /// The format of every line the server writes to `log`, server::log()'s included; the stop
+  /// lines carry their figures as fields in the structured formats.
+  enum log_format log_format = lameduck::log_format::text;
 };
 
 }  // namespace lameduck

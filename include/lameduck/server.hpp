@@ -121,8 +121,26 @@ class server {
   /// Connections per state, read without stopping any loop.
   connection_counts counts() const noexcept;
 
-  /// Whether the server is started and no stop has begun (what a readiness probe reports).
+  /// Whether the server is started, no stop has begun, and the application is ready: its
+  /// set_ready() flag is up and every readiness check passes (run here, on the calling thread).
+  /// What a readiness probe reports.
   bool ready() const noexcept;
+  /// Says whether the application is ready to serve (its database pool is up, say); /readyz
+  /// and ready() say no while it is not. True until called: without it nothing changes.
+  /// Callable from any thread at any time, before start() too; costs one atomic store, and a
+  /// post to a loop thread when readiness may have just become true.
+  void set_ready(bool application_ready) noexcept;
+  /// Adds a readiness check: ready() and /readyz say no while it returns false. It runs each
+  /// time readiness is asked (a probe, on the loop thread that answers it; ready(), on the
+  /// caller's), so it must be cheap, must not block and must be safe on any thread: read a
+  /// flag or an atomic that the application keeps, never a network round trip. A check that
+  /// throws counts as false. Not asked while the server is not running or is stopping.
+  void add_readiness_check(std::function<bool()> check);
+  /// Calls done once, on one of the server's threads, when the running server is first found
+  /// ready (soon after start(), set_ready(true) or when_ready() itself, or at a probe that
+  /// finds the checks passing); dropped if the server stops first. How signal_shutdown knows
+  /// when to send READY=1.
+  void when_ready(std::function<void()> done);
 
   /// Closes every listener, first accepting the connections the kernel had already queued;
   /// open connections go on being served. Completes when the ports are free.
@@ -176,7 +194,7 @@ class server {
   std::shared_future<std::vector<connection_info>> snapshot() const;
 
   /// Writes one line to the server's log (server_options::log; standard error by default), as
-  /// the server's own messages go; never throws.
+  /// the server's own messages go, in server_options::log_format; never throws.
   void log(std::string_view line) const noexcept;
 
  private:

@@ -45,6 +45,8 @@ extern "C" void on_signal(int sig) {
 constexpr unsigned char stopped_byte = 0;
 // What read_byte() returns when the lifeline has ended (no signal has this number either).
 constexpr unsigned char lifeline_byte = 255;
+// Byte written to the pipe when the server and the application are first ready.
+constexpr unsigned char ready_byte = 254;
 
 // Takes the lifeline a supervisor passed: a descriptor of ours, no longer inherited by children,
 // and no longer announced to them; -1 without one.
@@ -150,37 +152,78 @@ void signal_shutdown::add_cleanup(std::string name, std::function<void()> hook,
   cleanups_.push_back({std::move(name), std::move(hook), timeout});
 }
 
-// SIGHUP: the certificates are read again, and the service manager told (systemd's
-// Type=notify-reload protocol: RELOADING=1 with the monotonic time, then READY=1).
-void signal_shutdown::reload(server& s) {
+void signal_shutdown::on_reload(std::function<std::error_code()> reload) {
+  reload_ = std::move(reload);
+}
+
+// SIGHUP: the certificates are read again, the application reloads, and the service manager
+// is told (systemd's Type=notify-reload protocol: RELOADING=1 with the monotonic time, then
+// READY=1); before the first READY=1 (announced false) it hears nothing of it.
+void signal_shutdown::reload(server& s, bool announced) {
   timespec now{};
   ::clock_gettime(CLOCK_MONOTONIC, &now);
-  notify_service_manager("RELOADING=1\nMONOTONIC_USEC=" +
-                         std::to_string(std::int64_t{now.tv_sec} * 1'000'000 + now.tv_nsec / 1000));
+  if (announced) {
+    notify_service_manager(
+        "RELOADING=1\nMONOTONIC_USEC=" +
+        std::to_string(std::int64_t{now.tv_sec} * 1'000'000 + now.tv_nsec / 1000));
+  }
+  std::string status;
   const reload_result r = s.reload_certificates().get();
-  notify_service_manager(r ? "READY=1\nSTATUS=reloaded"
-                           : "READY=1\nSTATUS=reload refused, still serving: " + r.why);
+  if (!r) status = "reload refused, still serving: " + r.why;
+  if (reload_) {
+    std::string why;
+    try {
+      if (const std::error_code ec = reload_()) why = ec.message();
+    } catch (const std::exception& e) {
+      why = e.what();
+      if (why.empty()) why = "an exception";
+    } catch (...) {
+      why = "an exception not derived from std::exception";
+    }
+    if (!why.empty()) {
+      s.log("lameduck: reload failed, still running on the old configuration: " + why);
+      status += (status.empty() ? "" : "; ") + ("reload failed: " + why);
+    }
+  }
+  if (announced)
+    notify_service_manager("READY=1\nSTATUS=" + (status.empty() ? "reloaded" : status));
 }
 
 int signal_shutdown::run(server& s) {
   auto report = std::make_shared<std::promise<stop_report>>();
+  auto stopped = std::make_shared<std::atomic<bool>>(false);
   // When the server is not running, the callback runs at once, on this thread.
-  s.when_stopped([pipe = pipe_, report](const stop_report& r) {
+  s.when_stopped([pipe = pipe_, report, stopped](const stop_report& r) {
+    stopped->store(true);
     report->set_value(r);
     unsigned char byte = stopped_byte;
     [[maybe_unused]] auto ignored = ::write(pipe->write_end(), &byte, 1);
   });
-  // A service manager waiting for readiness (Type=notify) hears of each step.
-  if (s.ready()) {
-    std::string status = "READY=1\nSTATUS=serving";
-    for (const auto& address : s.local_addresses())
-      status += " " + address;
-    notify_service_manager(status);
+  // A service manager waiting for readiness (Type=notify) hears of each step: READY=1 when
+  // the server says it is ready, the application included, which may be long after now.
+  s.when_ready([pipe = pipe_] {
+    unsigned char byte = ready_byte;
+    [[maybe_unused]] auto ignored = ::write(pipe->write_end(), &byte, 1);
+  });
+  bool announced = false;
+  if (!s.ready() && !stopped->load()) {
+    // Visible at once, in `systemctl status` and in the log; READY=1 follows when it is.
+    notify_service_manager("STATUS=waiting for the application to be ready");
+    s.log("lameduck: listening, but not ready yet: waiting for the application to be ready");
   }
   int signals = 0, forcing_signal = 0;
   for (;;) {
     unsigned char byte = read_byte(pipe_->read_end(), lifeline_);
     if (byte == stopped_byte) break;
+    if (byte == ready_byte) {
+      if (announced || signals > 0) continue;  // stopping: too late to be ready
+      announced = true;
+      std::string status = "READY=1\nSTATUS=serving";
+      for (const auto& address : s.local_addresses())
+        status += " " + address;
+      notify_service_manager(status);
+      continue;
+    }
     if (byte == lifeline_byte) {
       // The supervisor is gone (even by SIGKILL): drain as at its SIGTERM, which may never
       // come. A signal after it forces the stop as a second signal does.
@@ -189,7 +232,7 @@ int signal_shutdown::run(server& s) {
       byte = SIGTERM;
     }
     if (byte == SIGHUP) {
-      if (signals == 0) reload(s);  // once stopping, there is nothing to reload for
+      if (signals == 0) reload(s, announced);  // once stopping, there is nothing to reload for
       continue;
     }
     if (++signals == 1) {

@@ -13,7 +13,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -336,6 +338,109 @@ TEST(Restart, AProgramStartsANewServerOnTheSamePortAfterTheOldOneStops) {
               "generation " + std::to_string(generation) + " ends\n");
   }
   EXPECT_EQ(program.wait_exit(10s), 0);
+}
+
+// --- what the people who run it see ----------------------------------------------------------
+
+// Where each of `wanted` first appears in text, in order; npos for one missing or out of order.
+std::vector<std::size_t> positions_in_order(const std::string& text,
+                                            const std::vector<std::string>& wanted) {
+  std::vector<std::size_t> at;
+  std::size_t from = 0;
+  for (const auto& w : wanted) {
+    const auto p = from == std::string::npos ? std::string::npos : text.find(w, from);
+    at.push_back(p);
+    from = p;
+  }
+  return at;
+}
+
+TEST(StopLog, HelloWritesOneLinePerPhaseOfItsStop) {
+  auto server = start_hello({"--lame-duck", "0.2"});
+  raw_client idle(server.port());
+  idle.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+  EXPECT_EQ(status_of(idle.read_response()), 200);
+  server.signal(SIGTERM);
+  EXPECT_TRUE(idle.closed_within(5s));
+  idle.shutdown_write();
+  EXPECT_EQ(server.wait_exit(5s), 0);
+  const std::string err = server.error_output();
+  // At the signal the connection may still be active: its response has reached the client
+  // before the server has seen the write complete.
+  for (auto p : positions_in_order(
+           err, {"lameduck: drain ordered with a deadline of 30.000 s, a lame-duck delay of "
+                 "0.200 s and an idle grace of 0.000 s; open: 0 fresh, ",
+                 " 0 upgraded, 0 closing\n",
+                 "lameduck: lame-duck delay over, draining; open: 0 fresh, 0 active, 1 idle, "
+                 "0 upgraded, 0 closing\n",
+                 "lameduck: stopped gracefully in "}))
+    EXPECT_NE(p, std::string::npos) << err;
+  EXPECT_NE(err.find(": 0 requests completed, 0 aborted; closed 0 fresh, 0 active, 1 idle, "
+                     "0 upgraded, 0 closing\n"),
+            std::string::npos)
+      << err;
+}
+
+TEST(StopLog, HelloWritesJsonLinesWhenAsked) {
+  auto server = start_hello({"--log-format", "json"});
+  server.signal(SIGTERM);
+  EXPECT_EQ(server.wait_exit(5s), 0);
+  const std::string err = server.error_output();
+  std::size_t lines = 0;
+  for (std::size_t from = 0, end; (end = err.find('\n', from)) != std::string::npos;
+       from = end + 1, ++lines) {
+    const std::string line = err.substr(from, end - from);
+    EXPECT_TRUE(line.starts_with("{\"msg\":\"") && line.ends_with("}")) << line;
+  }
+  EXPECT_EQ(lines, 2u) << err;  // the order and the end
+  EXPECT_NE(err.find("\"event\":\"stop_ordered\",\"order\":\"drain\""), std::string::npos) << err;
+  EXPECT_NE(err.find("\"event\":\"stopped\",\"graceful\":true"), std::string::npos) << err;
+  EXPECT_EQ(run({bin_path("lameduck-hello"), "--log-format", "xml"}).exit_code, 2);
+}
+
+TEST(ServiceManager, HelloSaysReadyOnlyOnceItsApplicationIs) {
+  notify_socket manager;
+  server_process server({"/usr/bin/env", "NOTIFY_SOCKET=" + manager.name(),
+                         bin_path("lameduck-hello"), "--listen", "127.0.0.1:0", "--threads", "1",
+                         "--ready-after", "2"});
+  EXPECT_EQ(manager.receive(), "STATUS=waiting for the application to be ready");
+  EXPECT_EQ(status_of(get_once(server.port(), "/readyz")), 503);
+  EXPECT_NE(server.error_output().find("not ready yet"), std::string::npos);
+  EXPECT_EQ(manager.receive(10s), "READY=1\nSTATUS=serving " + server.address());
+  EXPECT_EQ(status_of(get_once(server.port(), "/readyz")), 200);
+  server.signal(SIGTERM);
+  EXPECT_EQ(server.wait_exit(5s), 0);
+}
+
+TEST(ServiceManager, HelloReloadsItsGreetingOnSighupAndKeepsTheOldOneWhenTheNewIsRefused) {
+  const std::string file = temp_path("greeting");
+  auto write = [&](const std::string& text) { std::ofstream(file, std::ios::trunc) << text; };
+  write("Hi\n");
+  notify_socket manager;
+  server_process server({"/usr/bin/env", "NOTIFY_SOCKET=" + manager.name(),
+                         bin_path("lameduck-hello"), "--listen", "127.0.0.1:0", "--threads", "1",
+                         "--greeting-file", file});
+  EXPECT_EQ(manager.receive(), "READY=1\nSTATUS=serving " + server.address());
+  EXPECT_EQ(body_of(get_once(server.port())), "Hi\n");
+  auto reload = [&](const std::string& ready) {
+    server.signal(SIGHUP);
+    EXPECT_TRUE(manager.receive().starts_with("RELOADING=1\nMONOTONIC_USEC="));
+    EXPECT_EQ(manager.receive(), ready);
+  };
+  write("Bonjour\n");
+  reload("READY=1\nSTATUS=reloaded");
+  EXPECT_EQ(body_of(get_once(server.port())), "Bonjour\n");
+  write("");  // an empty greeting is refused
+  const std::string why = std::make_error_code(std::errc::invalid_argument).message();
+  reload("READY=1\nSTATUS=reload failed: " + why);
+  EXPECT_EQ(body_of(get_once(server.port())), "Bonjour\n") << "the old greeting serves on";
+  EXPECT_NE(server.error_output().find(
+                "lameduck: reload failed, still running on the old configuration: " + why + "\n"),
+            std::string::npos)
+      << server.error_output();
+  server.signal(SIGTERM);
+  EXPECT_EQ(server.wait_exit(5s), 0);
+  std::remove(file.c_str());
 }
 
 }  // namespace
