@@ -107,20 +107,34 @@ double epoch_s() {
 
 std::string errno_name(int e) {
   switch (e) {
-    case ECONNREFUSED: return "ECONNREFUSED";
-    case ECONNRESET: return "ECONNRESET";
-    case EPIPE: return "EPIPE";
-    case ETIMEDOUT: return "ETIMEDOUT";
-    case EHOSTUNREACH: return "EHOSTUNREACH";
-    case ENETUNREACH: return "ENETUNREACH";
-    case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
-    case EADDRINUSE: return "EADDRINUSE";
-    case EMFILE: return "EMFILE";
-    case ENFILE: return "ENFILE";
-    case ENOBUFS: return "ENOBUFS";
-    case EAGAIN: return "EAGAIN";
-    case EIO: return "EIO";
-    default: return "errno-" + std::to_string(e);
+    case ECONNREFUSED:
+      return "ECONNREFUSED";
+    case ECONNRESET:
+      return "ECONNRESET";
+    case EPIPE:
+      return "EPIPE";
+    case ETIMEDOUT:
+      return "ETIMEDOUT";
+    case EHOSTUNREACH:
+      return "EHOSTUNREACH";
+    case ENETUNREACH:
+      return "ENETUNREACH";
+    case EADDRNOTAVAIL:
+      return "EADDRNOTAVAIL";
+    case EADDRINUSE:
+      return "EADDRINUSE";
+    case EMFILE:
+      return "EMFILE";
+    case ENFILE:
+      return "ENFILE";
+    case ENOBUFS:
+      return "ENOBUFS";
+    case EAGAIN:
+      return "EAGAIN";
+    case EIO:
+      return "EIO";
+    default:
+      return "errno-" + std::to_string(e);
   }
 }
 
@@ -134,12 +148,13 @@ struct stats {
   double seconds = 0;
   long ok = 0;
   long failed[kinds] = {};
-  std::map<std::string, long> details;  // "kind:detail" -> count
+  std::map<std::string, long> details;    // "kind:detail" -> count
   std::vector<std::uint32_t> latency_us;  // of the ok requests
 
   long failed_total() const {
     long n = 0;
-    for (long f : failed) n += f;
+    for (long f : failed)
+      n += f;
     return n;
   }
 };
@@ -176,7 +191,8 @@ std::string stats_json(stats& s) {
                 s.seconds > 0 ? double(s.ok) / s.seconds : 0.0, p50, p99, p999, max,
                 s.failed_total());
   std::string o = buf;
-  for (int k = 0; k < kinds; ++k) o += "\"" + std::string(kind_names[k]) + "\":" + std::to_string(s.failed[k]) + ",";
+  for (int k = 0; k < kinds; ++k)
+    o += "\"" + std::string(kind_names[k]) + "\":" + std::to_string(s.failed[k]) + ",";
   o += "\"details\":{";
   bool first = true;
   for (const auto& [d, n] : s.details) {
@@ -283,12 +299,15 @@ struct response_parser {
  private:
   static std::string lower(std::string_view s) {
     std::string o(s);
-    for (char& c : o) c = char(std::tolower(static_cast<unsigned char>(c)));
+    for (char& c : o)
+      c = char(std::tolower(static_cast<unsigned char>(c)));
     return o;
   }
   static std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+      s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+      s.remove_suffix(1);
     return s;
   }
 
@@ -296,9 +315,12 @@ struct response_parser {
     std::size_t eol = head.find("\r\n");
     std::string_view line = head.substr(0, eol);
     bool http10;
-    if (line.substr(0, 9) == "HTTP/1.1 ") http10 = false;
-    else if (line.substr(0, 9) == "HTTP/1.0 ") http10 = true;
-    else return false;
+    if (line.substr(0, 9) == "HTTP/1.1 ")
+      http10 = false;
+    else if (line.substr(0, 9) == "HTTP/1.0 ")
+      http10 = true;
+    else
+      return false;
     if (line.size() < 12) return false;
     status = 0;
     for (int i = 9; i < 12; ++i) {
@@ -365,8 +387,8 @@ class client {
     addr_.sin_port = htons(std::uint16_t(o.port));
     addr_.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     request_ = "GET " + o.path + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(o.port) +
-               "\r\nUser-Agent: reload_client\r\n" +
-               (o.keepalive ? "" : "Connection: close\r\n") + "\r\n";
+               "\r\nUser-Agent: reload_client\r\n" + (o.keepalive ? "" : "Connection: close\r\n") +
+               "\r\n";
     ep_ = epoll_create1(EPOLL_CLOEXEC);
     sigset_t set;
     sigemptyset(&set);
@@ -394,7 +416,8 @@ class client {
     }
     if (failures_) std::fputs("epoch_ms,kind,detail,ms,reused\n", failures_);
     slots_.resize(std::size_t(o.connections));
-    for (int i = 0; i < o.connections; ++i) slots_[std::size_t(i)].index = i;
+    for (int i = 0; i < o.connections; ++i)
+      slots_[std::size_t(i)].index = i;
     phases_.push_back(stats{phase_name(0)});
   }
 
@@ -403,7 +426,8 @@ class client {
     phase_t0_ = t0_;
     second_end_ = t0_ + 1'000'000'000;
     const std::int64_t end = t0_ + std::int64_t(o_.max_s) * 1'000'000'000;
-    for (auto& s : slots_) start_request(s, t0_);
+    for (auto& s : slots_)
+      start_request(s, t0_);
     std::vector<epoll_event> evs(256);
     std::int64_t drain_until = 0;
     for (;;) {
@@ -414,14 +438,17 @@ class client {
         if (!drain_until) drain_until = now + std::int64_t(o_.timeout_ms) * 1'000'000 + 500'000'000;
         if (now >= drain_until) break;  // a guard: the timeouts below end every request first
       }
-      while (now >= second_end_) flush_second(second_end_), second_end_ += 1'000'000'000;
+      while (now >= second_end_)
+        flush_second(second_end_), second_end_ += 1'000'000'000;
       // Timeouts and retries.
       std::int64_t wake = now + 10'000'000;
       for (auto& s : slots_) {
         if (s.state == slot_state::waiting) {
           if (stopping_) continue;
-          if (now >= s.due) start_request(s, now);
-          else wake = std::min(wake, s.due);
+          if (now >= s.due)
+            start_request(s, now);
+          else
+            wake = std::min(wake, s.due);
         } else if (now >= s.deadline) {
           fail(s, k_timeout, s.state == slot_state::connecting ? "connecting" : "waiting", now);
         } else {
@@ -458,14 +485,17 @@ class client {
     for (auto& p : phases_) {
       total.seconds += p.seconds;
       total.ok += p.ok;
-      for (int k = 0; k < kinds; ++k) total.failed[k] += p.failed[k];
-      for (const auto& [d, n] : p.details) total.details[d] += n;
+      for (int k = 0; k < kinds; ++k)
+        total.failed[k] += p.failed[k];
+      for (const auto& [d, n] : p.details)
+        total.details[d] += n;
       total.latency_us.insert(total.latency_us.end(), p.latency_us.begin(), p.latency_us.end());
     }
-    std::string o = "{\"port\":" + std::to_string(o_.port) + ",\"connections\":" +
-                    std::to_string(o_.connections) + ",\"mode\":\"" +
-                    (o_.keepalive ? "keepalive" : "close") + "\",\"timeout_ms\":" +
-                    std::to_string(o_.timeout_ms) + ",\"retry_ms\":" + std::to_string(o_.retry_ms) +
+    std::string o = "{\"port\":" + std::to_string(o_.port) +
+                    ",\"connections\":" + std::to_string(o_.connections) + ",\"mode\":\"" +
+                    (o_.keepalive ? "keepalive" : "close") +
+                    "\",\"timeout_ms\":" + std::to_string(o_.timeout_ms) +
+                    ",\"retry_ms\":" + std::to_string(o_.retry_ms) +
                     ",\"connections_opened\":" + std::to_string(opened_) +
                     ",\"reconnects_asked\":" + std::to_string(reconnects_asked_) +
                     ",\"abandoned\":" + std::to_string(abandoned_) + ",\"stopped_by\":\"" +
@@ -491,7 +521,8 @@ class client {
   stats& phase() { return phases_.back(); }
   int in_flight() const {
     int n = 0;
-    for (const auto& s : slots_) n += s.state != slot_state::waiting;
+    for (const auto& s : slots_)
+      n += s.state != slot_state::waiting;
     return n;
   }
 
@@ -710,19 +741,31 @@ int main(int argc, char** argv) {
     std::string a = argv[i];
     if (i + 1 >= argc) usage("missing value after " + a);
     const char* v = argv[++i];
-    if (a == "--port") o.port = int(number(v, a, 1, 65535));
-    else if (a == "--connections") o.connections = int(number(v, a, 1, 20000));
-    else if (a == "--timeout-ms") o.timeout_ms = int(number(v, a, 1, 600'000));
-    else if (a == "--retry-ms") o.retry_ms = int(number(v, a, 0, 60'000));
-    else if (a == "--max-s") o.max_s = int(number(v, a, 1, 86'400));
-    else if (a == "--max-requests") o.max_requests = number(v, a, 1, 1'000'000'000'000L);
-    else if (a == "--samples") o.samples = v;
-    else if (a == "--failures") o.failures = v;
-    else if (a == "--path") o.path = v;
+    if (a == "--port")
+      o.port = int(number(v, a, 1, 65535));
+    else if (a == "--connections")
+      o.connections = int(number(v, a, 1, 20000));
+    else if (a == "--timeout-ms")
+      o.timeout_ms = int(number(v, a, 1, 600'000));
+    else if (a == "--retry-ms")
+      o.retry_ms = int(number(v, a, 0, 60'000));
+    else if (a == "--max-s")
+      o.max_s = int(number(v, a, 1, 86'400));
+    else if (a == "--max-requests")
+      o.max_requests = number(v, a, 1, 1'000'000'000'000L);
+    else if (a == "--samples")
+      o.samples = v;
+    else if (a == "--failures")
+      o.failures = v;
+    else if (a == "--path")
+      o.path = v;
     else if (a == "--mode") {
-      if (std::string(v) == "keepalive") o.keepalive = true;
-      else if (std::string(v) == "close") o.keepalive = false;
-      else usage("--mode is keepalive or close");
+      if (std::string(v) == "keepalive")
+        o.keepalive = true;
+      else if (std::string(v) == "close")
+        o.keepalive = false;
+      else
+        usage("--mode is keepalive or close");
     } else if (a == "--phases") {
       o.phases.clear();
       std::string list = v;

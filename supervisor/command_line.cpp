@@ -295,7 +295,9 @@ std::vector<program_flag> make_program_flags() {
       [](program_config& p, const std::string& v) { p.max_memory = parse_size(v); });
   add("--surge", "N", "Replacements a reload starts at once (default: 1)",
       count(&program_config::surge));
-  add("--max-unavailable", "N", "Old workers a reload stops at once; each replacement counts from its start, as it stops one when ready, so this also caps --surge (default: 1)",
+  add("--max-unavailable", "N",
+      "Old workers a reload stops at once; each replacement counts from its start, as it stops one "
+      "when ready, so this also caps --surge (default: 1)",
       count(&program_config::max_unavailable));
   add("--restart-delay", "DURATION",
       "The first delay before restarting a crashed worker (default: 100ms)",
