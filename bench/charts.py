@@ -1,21 +1,25 @@
 #!/usr/bin/python3
 """The charts of docs/benchmarks.md, drawn from the raw output of real benchmark runs.
 
-    /usr/bin/python3 bench/charts.py [CHART ...] [--drain DIR] [--throughput DIR] [--reload DIR]
-                                     [--bench-out bench/out] [--out docs/images]
+    /usr/bin/python3 bench/charts.py [CHART ...] [--drain DIR] [--drain-no-delay DIR]
+                                     [--throughput DIR] [--reload DIR] [--bench-out bench/out]
+                                     [--out docs/images] [--format svg|png]
 
-CHART is any of drain, throughput, reload (default: all three):
+CHART is any of these (default: all):
 
-  drain       drain-timeline.svg from a run of bench/drain_timeline.sh: connections per state
-              and responses per second against time, through one graceful stop
-  throughput  throughput.svg from a run of bench/throughput.sh: requests/s and CPU time per
-              request of lameduck and its peers, and memory per idle connection
-  reload      reload-failures.svg from a run of bench/reload.sh: failed requests per rolling
-              reload, lameduck's supervisor against PM2
+  drain           drain-timeline.svg from a run of bench/drain_timeline.sh (with a lame-duck
+                  delay): connections per state and responses per second against time, through
+                  one graceful stop, with the failures the clients saw
+  drain-no-delay  drain-timeline-no-delay.svg: the same from a run with LAME_DUCK_MS=0, to show
+                  what the delay is for
+  throughput      throughput.svg from a run of bench/throughput.sh: CPU time per request and
+                  requests/s of lameduck and its peers, and memory per idle connection
+  reload          reload-failures.svg from a run of bench/reload.sh: failed requests per
+                  rolling reload, lameduck's supervisor against PM2
 
-Each chart reads the directory given (--drain, --throughput, --reload), else the newest run of
-its kind in --bench-out that has the files it needs (drain-timeline-*, throughput-*,
-reload-*); a chart asked for without a run to draw it from is an error (exit 2), named with
+Each chart reads the directory given (--drain ...), else the newest run of its kind in
+--bench-out that has the files it needs (drain-timeline-*, throughput-*, reload-*; for the
+drain charts, with or without a lame-duck delay in its settings.txt); a chart asked for without a run to draw it from is an error (exit 2), named with
 the command that makes one. The date and machine of the run go into the chart's caption.
 Needs matplotlib: Debian's python3-matplotlib, hence /usr/bin/python3. The SVGs are written
 with text as text and fixed ids and no date, so that drawing the same run twice gives the same
@@ -83,15 +87,16 @@ def save(fig, path):
     print(f"charts: wrote {os.path.relpath(path)}")
 
 
-def newest(bench_out, prefix, needs, made_by):
-    """The newest run directory PREFIX-* of bench_out that has the files in needs."""
+def newest(bench_out, prefix, needs, fits, made_by):
+    """The newest run directory PREFIX-* of bench_out that has the files in needs (a run that
+    was cut short has no summary.md) and fits."""
     runs = sorted(d for d in glob.glob(os.path.join(bench_out, prefix + "-*")) if os.path.isdir(d))
     for d in reversed(runs):
         if all(os.path.isfile(os.path.join(d, n)) and os.path.getsize(os.path.join(d, n)) > 0
-               for n in needs):
+               for n in needs) and fits(d):
             return d
-    raise Missing(f"no {prefix}-* run with {', '.join(needs)} in {bench_out}: run {made_by} "
-                  f"(or name a run directory)")
+    raise Missing(f"no fitting {prefix}-* run with {', '.join(needs)} in {bench_out}: run "
+                  f"{made_by} (or name a run directory)")
 
 
 def check_run(run_dir, needs):
@@ -153,7 +158,7 @@ STATES = [("idle", "#9ecae1"), ("active", "#e6550d"), ("upgraded", "#756bb1"),
           ("fresh", "#fdae6b"), ("closing", "#969696")]
 
 
-def drain_chart(run_dir, out):
+def drain_chart(run_dir, path):
     check_run(run_dir, ["samples.csv", "server-events.jsonl", "client-events.jsonl"])
     sys.path.insert(0, HERE)
     sys.dont_write_bytecode = True
@@ -190,6 +195,8 @@ def drain_chart(run_dir, out):
                                      (0, drain, "#ffe680", "lame-duck delay (/readyz: 503)"),
                                      (drain, end, "#9ecae1", "drain (listeners closed)"),
                                      (end, x1, "#ffffff", "stopped")):
+        if right <= left:
+            continue
         strip.axvspan(left, right, color=color, linewidth=0)
         strip.text((left + right) / 2, 0.5, text, ha="center", va="center", fontsize=8)
     strip.set_yticks([])
@@ -198,13 +205,19 @@ def drain_chart(run_dir, out):
         strip.spines[side].set_visible(False)
     strip.tick_params(axis="x", length=0)
 
-    ax.stackplot(t, *[[x[name] for x in samples] for name, _ in STATES],
+    # Only the samples where a count changes, and the one before each: the same picture in a
+    # fraction of the SVG.
+    key = [tuple(x[n] for n, _ in STATES) for x in samples]
+    keep = [i for i in range(len(samples))
+            if i in (0, len(samples) - 1) or key[i] != key[i - 1] or key[i] != key[i + 1]]
+    ax.stackplot([t[i] for i in keep], *[[samples[i][name] for i in keep] for name, _ in STATES],
                  labels=[name for name, _ in STATES], colors=[c for _, c in STATES], linewidth=0)
     ax.set_ylabel("open connections, by state")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, title="server::counts()",
               title_fontsize=8)
     ax.set_ylim(0, max(sum(x[n] for n, _ in STATES) for x in samples) * 1.08)
-    ax2.plot(t, rps, color="#333333", linewidth=1)
+    step = max(1, round(20 / float(s.get("SAMPLE_MS", 10) or 10)))   # a point every 20 ms
+    ax2.plot(t[::step], rps[::step], color="#333333", linewidth=1)
     ax2.set_ylabel(f"responses / s\n({window_ms} ms window)")
     ax2.set_ylim(bottom=0)
     ax2.set_xlabel("seconds after SIGTERM")
@@ -239,7 +252,7 @@ def drain_chart(run_dir, out):
              f"{int(s.get('CHECK_MS', 0)) / 1000:g} s, out after {s.get('FALL', '?')} failures; "
              f"sampled every {s.get('SAMPLE_MS', '?')} ms.")
     footnote(fig, setup, caption(run_dir, "bench/drain_timeline.sh, then bench/charts.py drain."), y=0.02)
-    save(fig, os.path.join(out, "drain-timeline.svg"))
+    save(fig, path)
 
 
 # ---------------------------------------------------------------------------- throughput
@@ -249,7 +262,7 @@ SERVER_LABEL = {"lameduck": "lameduck", "baseline": "lameduck (baseline)", "ngin
                 "h2o": "h2o", "node": "Node.js http", "floor": "epoll floor"}
 
 
-def throughput_chart(run_dir, out):
+def throughput_chart(run_dir, path):
     check_run(run_dir, ["results.txt"])
     runs = {}
     for line in open(os.path.join(run_dir, "results.txt")):
@@ -333,7 +346,7 @@ def throughput_chart(run_dir, out):
              "between runs on a shared machine. (N×): the ratio to nginx's median in the same run. "
              "The epoll floor parses nothing and answers with a fixed response: the kernel's share of a request.",
              caption(run_dir, "bench/throughput.sh, then bench/charts.py throughput."))
-    save(fig, os.path.join(out, "throughput.svg"))
+    save(fig, path)
 
 
 # ---------------------------------------------------------------------------- reloads
@@ -367,7 +380,7 @@ def failures_per_reload(run_dir, row):
     return per, before
 
 
-def reload_chart(run_dir, out):
+def reload_chart(run_dir, path):
     check_run(run_dir, ["results.jsonl"])
     rows = [json.loads(l) for l in open(os.path.join(run_dir, "results.jsonl")) if l.strip()]
     if not rows:
@@ -422,25 +435,38 @@ def reload_chart(run_dir, out):
              f"workers drain with an idle grace of {s.get('IDLE_GRACE', '?')} s under lameduck; "
              "PM2's app stops as its documentation recommends.",
              caption(run_dir, "bench/reload.sh, then bench/charts.py reload."), y=0.03)
-    save(fig, os.path.join(out, "reload-failures.svg"))
+    save(fig, path)
 
 
 # ---------------------------------------------------------------------------- main
 
+DRAIN_FILES = ["samples.csv", "server-events.jsonl", "client-events.jsonl", "summary.md"]
+
+
+def lame_duck_ms(run_dir):
+    return int(settings(run_dir).get("LAME_DUCK_MS", "0") or 0)
+
+
+# name: (run prefix, files needed, which runs fit, the benchmark that makes one, draw, file)
 CHARTS = {
-    "drain": ("drain-timeline", ["samples.csv", "server-events.jsonl", "client-events.jsonl", "summary.md"],
-              "bench/drain_timeline.sh", drain_chart),
-    "throughput": ("throughput", ["results.txt", "summary.md"], "bench/throughput.sh", throughput_chart),
-    "reload": ("reload", ["results.jsonl", "summary.md"], "bench/reload.sh", reload_chart),
+    "drain": ("drain-timeline", DRAIN_FILES, lambda d: lame_duck_ms(d) > 0,
+              "bench/drain_timeline.sh", drain_chart, "drain-timeline.svg"),
+    "drain-no-delay": ("drain-timeline", DRAIN_FILES, lambda d: lame_duck_ms(d) == 0,
+                       "LAME_DUCK_MS=0 bench/drain_timeline.sh", drain_chart,
+                       "drain-timeline-no-delay.svg"),
+    "throughput": ("throughput", ["results.txt", "summary.md"], lambda d: True,
+                   "bench/throughput.sh", throughput_chart, "throughput.svg"),
+    "reload": ("reload", ["results.jsonl", "summary.md"], lambda d: True, "bench/reload.sh",
+               reload_chart, "reload-failures.svg"),
 }
 
 
 def main(argv):
     ap = argparse.ArgumentParser(prog="charts.py", description=__doc__.split("\n\n")[0].strip())
-    ap.add_argument("charts", nargs="*", metavar="CHART", help="drain, throughput, reload (default: all)")
-    ap.add_argument("--drain", metavar="DIR", help="a bench/drain_timeline.sh run directory")
-    ap.add_argument("--throughput", metavar="DIR", help="a bench/throughput.sh run directory")
-    ap.add_argument("--reload", metavar="DIR", help="a bench/reload.sh run directory")
+    ap.add_argument("charts", nargs="*", metavar="CHART",
+                    help=", ".join(CHARTS) + " (default: all)")
+    for name, (prefix, *_rest) in CHARTS.items():
+        ap.add_argument(f"--{name}", metavar="DIR", help=f"a {prefix}-* run directory")
     ap.add_argument("--bench-out", default=os.path.join(HERE, "out"), metavar="DIR",
                     help="where to look for the newest runs (default: bench/out)")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "images"), metavar="DIR",
@@ -453,13 +479,13 @@ def main(argv):
     wanted = a.charts or list(CHARTS)
     for name in wanted:
         if name not in CHARTS:
-            fail(f"unknown chart {name!r} (drain, throughput, reload)")
+            fail(f"unknown chart {name!r} ({', '.join(CHARTS)})")
     for name in wanted:
-        prefix, needs, made_by, draw = CHARTS[name]
+        prefix, needs, fits, made_by, draw, file = CHARTS[name]
         try:
-            run_dir = getattr(a, name) or newest(a.bench_out, prefix, needs, made_by)
+            run_dir = getattr(a, name.replace("-", "_")) or newest(a.bench_out, prefix, needs, fits, made_by)
             print(f"charts: {name} from {os.path.relpath(run_dir)}")
-            draw(run_dir, a.out)
+            draw(run_dir, os.path.join(a.out, file))
         except Missing as e:
             fail(f"{name}: {e}")
     return 0

@@ -2,8 +2,8 @@
 # Runs the benchmarks behind the charts of docs/benchmarks.md, then draws the charts from the
 # runs just made (bench/charts.py, into docs/images/). A benchmark, never run by CI.
 #
-#   bench/charts.sh                        drain timeline, throughput, reloads: about 16 minutes
-#   CHARTS="drain reload" bench/charts.sh  some of them
+#   bench/charts.sh                        drain timelines, throughput, reloads: about 16 minutes
+#   CHARTS="drain reload" bench/charts.sh  some of them (drain drain-no-delay throughput reload)
 #   QUICK=1 bench/charts.sh                shorter runs (a look, not for docs/): about 5 minutes
 #
 # Each benchmark keeps its own settings from the environment (see bench/README.md) and its run
@@ -14,7 +14,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-CHARTS=${CHARTS:-drain throughput reload}
+CHARTS=${CHARTS:-drain drain-no-delay throughput reload}
 OUT_DIR=${OUT_DIR:-$here/out}
 IMAGES=${IMAGES:-$(cd "$here/.." && pwd)/docs/images}
 export OUT_DIR
@@ -39,15 +39,17 @@ newest() {
 failed=0
 args=() charts=()
 for chart in $CHARTS; do
+  settings=()
   case $chart in
-    drain) prefix=drain-timeline bench=drain_timeline.sh option=--drain ;;
-    throughput) prefix=throughput bench=throughput.sh option=--throughput ;;
-    reload) prefix=reload bench=reload.sh option=--reload ;;
-    *) note "unknown chart $chart (drain, throughput, reload)"; exit 2 ;;
+    drain) prefix=drain-timeline bench=drain_timeline.sh ;;
+    drain-no-delay) prefix=drain-timeline bench=drain_timeline.sh settings=(LAME_DUCK_MS=0) ;;
+    throughput) prefix=throughput bench=throughput.sh ;;
+    reload) prefix=reload bench=reload.sh ;;
+    *) note "unknown chart $chart (drain, drain-no-delay, throughput, reload)"; exit 2 ;;
   esac
   before=$(newest "$prefix")
-  note "running bench/$bench"
-  if ! "$here/$bench"; then
+  note "running ${settings[*]:+${settings[*]} }bench/$bench"
+  if ! env "${settings[@]}" "$here/$bench"; then
     note "bench/$bench failed: no $chart chart"
     failed=1
     continue
@@ -58,7 +60,7 @@ for chart in $CHARTS; do
     failed=1
     continue
   fi
-  args+=("$option" "$after")
+  args+=("--$chart" "$after")
   charts+=("$chart")
 done
 

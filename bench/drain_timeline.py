@@ -322,6 +322,12 @@ def phases(server, client):
             p.setdefault("stopped", e["t_ms"])
         elif e.get("event") == "report":
             p["report"] = e
+        elif ev == "stop_ordered" and "stop_ordered" not in p:
+            p["stop_ordered"] = e["t_ms"]
+            # Without a lame-duck delay there is no drain_began line: the drain begins at once.
+            p["delay_end"] = e["t_ms"] + 1000 * float(e["log"].get("lame_duck_delay_s", 0))
+    if "drain_began" not in p and "delay_end" in p and "stopped" in p:
+        p["drain_began"] = min(p["delay_end"], p["stopped"])
     for e in client:
         if e.get("event") == "out_of_pool":
             p.setdefault("out_of_pool", e["t_ms"])
