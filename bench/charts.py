@@ -195,7 +195,7 @@ def drain_chart(run_dir, path):
                                      (0, drain, "#ffe680", "lame-duck delay (/readyz: 503)"),
                                      (drain, end, "#9ecae1", "drain (listeners closed)"),
                                      (end, x1, "#ffffff", "stopped")):
-        if right <= left:
+        if right - left < 0.01 * (x1 - x0):   # no lame-duck delay: no such phase
             continue
         strip.axvspan(left, right, color=color, linewidth=0)
         strip.text((left + right) / 2, 0.5, text, ha="center", va="center", fontsize=8)
@@ -234,8 +234,19 @@ def drain_chart(run_dir, path):
                      fontsize=8, color="#2ca02c", va="center")
 
     failures = [e for e in client if e.get("event") == "failed"]
-    for e in failures:
-        ax2.plot((e["t_ms"] - t0) / 1000, 0, marker="x", color=LAMEDUCK, markersize=5)
+    if failures:
+        # Failed requests per second, in bins of 100 ms, drawn as steps.
+        bins = {}
+        for e in failures:
+            b = int((e["t_ms"] - t0) // 100)
+            bins[b] = bins.get(b, 0) + 1
+        xs, ys = [], []
+        for b in range(min(bins) - 1, max(bins) + 2):
+            xs += [b / 10, (b + 1) / 10]
+            ys += [bins.get(b, 0) * 10] * 2
+        ax2.plot(xs, ys, color=LAMEDUCK, linewidth=1.2, label="failed requests / s (clients)")
+        ax2.lines[0].set_label("responses / s (server)")
+        ax2.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     report = p.get("report", {})
     counts = next((e for e in reversed(client) if e.get("event") == "summary"), {}).get("counts", {})
     answered = sum(v for k, v in counts.items() if k.endswith(":ok"))
@@ -243,7 +254,7 @@ def drain_chart(run_dir, path):
              f"in {report.get('took_ms', 0) / 1000:.2f} s, {report.get('requests_completed', 0):,} requests "
              f"completed during the stop and {report.get('requests_aborted', 0)} aborted;\nthe clients "
              f"saw {len(failures)} failed request{'' if len(failures) == 1 else 's'} of "
-             f"{answered + len(failures):,}" + (" (x on the time axis)" if failures else ""))
+             f"{answered + len(failures):,}" + (" (red)" if failures else ""))
     strip.set_title(title, fontsize=10, loc="left")
     setup = (f"{s.get('IDLE', '?')} idle keep-alive, {s.get('UPGRADED', '?')} upgraded (echo, closing "
              f"handshake after 'bye'), {s.get('SLOW', '?')} slow ({s.get('SLOW_MIN_MS', '?')}–"
@@ -264,15 +275,16 @@ SERVER_LABEL = {"lameduck": "lameduck", "baseline": "lameduck (baseline)", "ngin
 
 def throughput_chart(run_dir, path):
     check_run(run_dir, ["results.txt"])
-    runs = {}
+    runs, busies = {}, []
     for line in open(os.path.join(run_dir, "results.txt")):
         parts = line.split()
         if len(parts) != 9:
             continue
-        _, server, conns, _req, rps, _p99, cpu, _busy, _err = parts
+        _, server, conns, _req, rps, _p99, cpu, busy, _err = parts
         if float(rps) != float(rps) or cpu == "nan":
             continue
         runs.setdefault((server, int(conns)), []).append((float(rps), float(cpu)))
+        busies.append(float(busy))
     if not runs:
         raise Missing(f"{run_dir}/results.txt holds no measurement")
     memory = {}
@@ -341,9 +353,14 @@ def throughput_chart(run_dir, path):
                                levels_note, 120),
                  fontsize=9.5, x=0.0, ha="left", y=0.99)
     fig.subplots_adjust(top=0.84, bottom=0.1)
+    busy = statistics.median(busies)
+    loaded = (f" The servers were busy only {min(busies):.0f}–{max(busies):.0f} % of their CPU "
+              f"(median {busy:.0f} %): other work held the machine and wrk was the limit, so the "
+              "requests/s say little here; CPU time per request still compares the servers."
+              if busy < 70 else "")
     footnote(fig, "One wrk thread saturates before the fastest servers do, so CPU time per "
              "request is the figure that separates them; absolute figures drift by up to 20 % "
-             "between runs on a shared machine. (N×): the ratio to nginx's median in the same run. "
+             "between runs on a shared machine." + loaded + " (N×): the ratio to nginx's median in the same run. "
              "The epoll floor parses nothing and answers with a fixed response: the kernel's share of a request.",
              caption(run_dir, "bench/throughput.sh, then bench/charts.py throughput."))
     save(fig, path)

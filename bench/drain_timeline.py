@@ -348,8 +348,8 @@ def summarize(run_dir):
     lines.append("|---:|---:|---:|---|---:|---:|---|")
     r = p.get("report", {})
     lines.append(f"| {rel('out_of_pool')} | {rel('drain_began')} | {rel('stopped')} | "
-                 f"{'yes' if r.get('graceful') else 'no'} | {r.get('requests_completed', '–')} | "
-                 f"{r.get('requests_aborted', '–')} | " +
+                 f"{'yes' if r.get('graceful') else 'no'} | {r.get('requests_completed', 0):,} | "
+                 f"{r.get('requests_aborted', 0):,} | " +
                  " / ".join(str(r.get(f"closed_{s}", "–")) for s in ("idle", "active", "upgraded", "fresh", "closing")) + " |")
     lines.append("")
     lines.append("| clients | ok | failed | other outcomes |")
