@@ -27,7 +27,6 @@ file.
 """
 import argparse
 import glob
-import json
 import os
 import statistics
 import sys
@@ -35,6 +34,10 @@ import textwrap
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, HERE)
+import drain_timeline  # noqa: E402  the drain run's own reader: its table and its chart agree
 
 
 class Missing(Exception):
@@ -112,7 +115,9 @@ def settings(run_dir):
     out = {}
     path = os.path.join(run_dir, "settings.txt")
     if os.path.exists(path):
-        for line in open(path):
+        with open(path) as f:
+            lines = f.read().splitlines()
+        for line in lines:
             if line.startswith("machine="):   # the rest of the line, spaces included
                 out.setdefault("machine", line.strip().split("=", 1)[1])
                 continue
@@ -160,10 +165,6 @@ STATES = [("idle", "#9ecae1"), ("active", "#e6550d"), ("upgraded", "#756bb1"),
 
 def drain_chart(run_dir, path):
     check_run(run_dir, ["samples.csv", "server-events.jsonl", "client-events.jsonl"])
-    sys.path.insert(0, HERE)
-    sys.dont_write_bytecode = True
-    import drain_timeline  # the run's own reader, so that the table and the chart agree
-
     samples, server, client = drain_timeline.load_run(run_dir)
     p = drain_timeline.phases(server, client)
     if not samples or "signal" not in p or "stopped" not in p:
@@ -276,7 +277,9 @@ SERVER_LABEL = {"lameduck": "lameduck", "baseline": "lameduck (baseline)", "ngin
 def throughput_chart(run_dir, path):
     check_run(run_dir, ["results.txt"])
     runs, busies = {}, []
-    for line in open(os.path.join(run_dir, "results.txt")):
+    with open(os.path.join(run_dir, "results.txt")) as f:
+        lines = f.read().splitlines()
+    for line in lines:
         parts = line.split()
         if len(parts) != 9:
             continue
@@ -290,7 +293,9 @@ def throughput_chart(run_dir, path):
     memory = {}
     mpath = os.path.join(run_dir, "memory.txt")
     if os.path.exists(mpath):
-        for line in open(mpath):
+        with open(mpath) as f:
+            lines = f.read().splitlines()
+        for line in lines:
             parts = line.split()
             if len(parts) == 5 and int(parts[1]) > 0:
                 memory[parts[0]] = (float(parts[4]), int(parts[1]))
@@ -399,7 +404,7 @@ def failures_per_reload(run_dir, row):
 
 def reload_chart(run_dir, path):
     check_run(run_dir, ["results.jsonl"])
-    rows = [json.loads(l) for l in open(os.path.join(run_dir, "results.jsonl")) if l.strip()]
+    rows = drain_timeline.read_jsonl(os.path.join(run_dir, "results.jsonl"))
     if not rows:
         raise Missing(f"{run_dir}/results.jsonl holds no run")
     modes = [m for m in ("keepalive", "close") if any(r["mode"] == m for r in rows)]

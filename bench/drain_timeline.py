@@ -293,6 +293,12 @@ class Run:
 
 # ------------------------------------------------------------------ summarize
 
+def read_jsonl(path):
+    """The objects of a file of one JSON object per line."""
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
 def load_run(run_dir):
     """The server's samples and events and the client's events of a run directory."""
     samples = []
@@ -302,9 +308,7 @@ def load_run(run_dir):
             parts = line.strip().split(",")
             if len(parts) == len(names):
                 samples.append({n: float(v) for n, v in zip(names, parts)})
-    server = [json.loads(l) for l in open(f"{run_dir}/server-events.jsonl") if l.strip()]
-    client = [json.loads(l) for l in open(f"{run_dir}/client-events.jsonl") if l.strip()]
-    return samples, server, client
+    return samples, read_jsonl(f"{run_dir}/server-events.jsonl"), read_jsonl(f"{run_dir}/client-events.jsonl")
 
 
 def phases(server, client):
