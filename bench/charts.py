@@ -90,13 +90,18 @@ def save(fig, path):
     print(f"charts: wrote {os.path.relpath(path)}")
 
 
+def missing_files(run_dir, needs):
+    """The files of needs that run_dir lacks or has empty."""
+    return [n for n in needs if not os.path.isfile(os.path.join(run_dir, n))
+            or os.path.getsize(os.path.join(run_dir, n)) == 0]
+
+
 def newest(bench_out, prefix, needs, fits, made_by):
     """The newest run directory PREFIX-* of bench_out that has the files in needs (a run that
     was cut short has no summary.md) and fits."""
     runs = sorted(d for d in glob.glob(os.path.join(bench_out, prefix + "-*")) if os.path.isdir(d))
     for d in reversed(runs):
-        if all(os.path.isfile(os.path.join(d, n)) and os.path.getsize(os.path.join(d, n)) > 0
-               for n in needs) and fits(d):
+        if not missing_files(d, needs) and fits(d):
             return d
     raise Missing(f"no fitting {prefix}-* run with {', '.join(needs)} in {bench_out}: run "
                   f"{made_by} (or name a run directory)")
@@ -105,9 +110,9 @@ def newest(bench_out, prefix, needs, fits, made_by):
 def check_run(run_dir, needs):
     if not os.path.isdir(run_dir):
         raise Missing(f"{run_dir} is not a directory")
-    for n in needs:
-        if not os.path.isfile(os.path.join(run_dir, n)):
-            raise Missing(f"{run_dir} has no {n}")
+    missing = missing_files(run_dir, needs)
+    if missing:
+        raise Missing(f"{run_dir} has no {', '.join(missing)} (or it is empty)")
 
 
 def settings(run_dir):
@@ -130,8 +135,9 @@ def settings(run_dir):
 
 def run_date(run_dir, s):
     """The run's date: its settings' date=, else the one in its directory's name."""
-    if "date" in s:
-        return s["date"][:16].replace("T", " ")
+    if "date" in s:   # date -Is: 2026-12-02T02:12:59+00:00
+        zone = s["date"][19:]
+        return s["date"][:16].replace("T", " ") + (" UTC" if zone in ("+00:00", "Z") else f" ({zone})")
     stamp = os.path.basename(run_dir.rstrip("/")).rsplit("-", 2)[-2:]
     if len(stamp) == 2 and len(stamp[0]) == 8:
         d, t = stamp

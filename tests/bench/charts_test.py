@@ -153,7 +153,7 @@ class Charts(unittest.TestCase):
         self.assertIn("the clients saw 0 failed requests of 2,600", drain)
         self.assertIn("lame-duck delay", drain)
         self.assertIn("drain-timeline-20261202-010000", drain)
-        self.assertIn("Run of 2026-12-02 02:12 on Test CPU, 2 CPUs", drain)
+        self.assertIn("Run of 2026-12-02 02:12 UTC on Test CPU, 2 CPUs", drain)
         no_delay = svg_text(f"{self.out}/drain-timeline-no-delay.svg")
         self.assertIn("the clients saw 3 failed requests of 2,603", no_delay)
         self.assertIn("failed requests / s (clients)", no_delay)
