@@ -37,7 +37,8 @@ ROOT = os.path.dirname(HERE)
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, HERE)
-import drain_timeline  # noqa: E402  the drain run's own reader: its table and its chart agree
+import drain_timeline  # noqa: E402  the runs' own readers: their tables and the charts agree
+import reload_helper  # noqa: E402
 
 
 class Missing(Exception):
@@ -115,21 +116,25 @@ def check_run(run_dir, needs):
         raise Missing(f"{run_dir} has no {', '.join(missing)} (or it is empty)")
 
 
+def lines_of(path):
+    """The lines of a file; none when it does not exist."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return f.read().splitlines()
+
+
 def settings(run_dir):
     """key=value words of a run's settings.txt (empty when it has none)."""
     out = {}
-    path = os.path.join(run_dir, "settings.txt")
-    if os.path.exists(path):
-        with open(path) as f:
-            lines = f.read().splitlines()
-        for line in lines:
-            if line.startswith("machine="):   # the rest of the line, spaces included
-                out.setdefault("machine", line.strip().split("=", 1)[1])
-                continue
-            for word in line.split():
-                if "=" in word:
-                    k, v = word.split("=", 1)
-                    out.setdefault(k, v)
+    for line in lines_of(os.path.join(run_dir, "settings.txt")):
+        if line.startswith("machine="):   # the rest of the line, spaces included
+            out.setdefault("machine", line.strip().split("=", 1)[1])
+            continue
+        for word in line.split():
+            if "=" in word:
+                k, v = word.split("=", 1)
+                out.setdefault(k, v)
     return out
 
 
@@ -283,9 +288,7 @@ SERVER_LABEL = {"lameduck": "lameduck", "baseline": "lameduck (baseline)", "ngin
 def throughput_chart(run_dir, path):
     check_run(run_dir, ["results.txt"])
     runs, busies = {}, []
-    with open(os.path.join(run_dir, "results.txt")) as f:
-        lines = f.read().splitlines()
-    for line in lines:
+    for line in lines_of(os.path.join(run_dir, "results.txt")):
         parts = line.split()
         if len(parts) != 9:
             continue
@@ -297,14 +300,10 @@ def throughput_chart(run_dir, path):
     if not runs:
         raise Missing(f"{run_dir}/results.txt holds no measurement")
     memory = {}
-    mpath = os.path.join(run_dir, "memory.txt")
-    if os.path.exists(mpath):
-        with open(mpath) as f:
-            lines = f.read().splitlines()
-        for line in lines:
-            parts = line.split()
-            if len(parts) == 5 and int(parts[1]) > 0:
-                memory[parts[0]] = (float(parts[4]), int(parts[1]))
+    for line in lines_of(os.path.join(run_dir, "memory.txt")):
+        parts = line.split()
+        if len(parts) == 5 and int(parts[1]) > 0:
+            memory[parts[0]] = (float(parts[4]), int(parts[1]))
     servers = [x for x in SERVER_ORDER if any(k[0] == x for k in runs)] + \
               sorted({k[0] for k in runs} - set(SERVER_ORDER))
     levels = sorted({k[1] for k in runs})
@@ -386,25 +385,15 @@ MODE_LABEL = {"keepalive": "keep-alive connections", "close": "a new connection 
 
 def failures_per_reload(run_dir, row):
     """Failed requests of one run, each given to the reload in progress or last begun when the
-    request started (before the first: reload 0, not drawn)."""
-    path = os.path.join(run_dir, "client", f"{row['case']}-{row['mode']}-r{row['round']}.failures.csv")
+    request started (before the first: not drawn, counted apart)."""
     starts = [r["start"] for r in row["reloads"]]
-    per = [0] * len(starts)
-    if not os.path.exists(path):
-        return per, 0
-    before = 0
-    with open(path) as f:
-        next(f, None)
-        for line in f:
-            parts = line.strip().split(",")
-            if len(parts) < 4:
-                continue
-            t = (float(parts[0]) - float(parts[3])) / 1000
-            i = sum(1 for s in starts if s <= t) - 1
-            if i < 0:
-                before += 1
-            else:
-                per[i] += 1
+    per, before = [0] * len(starts), 0
+    for t, _kind, _detail in reload_helper.failure_starts(run_dir, row):
+        i = sum(1 for s in starts if s <= t) - 1
+        if i < 0:
+            before += 1
+        else:
+            per[i] += 1
     return per, before
 
 
