@@ -61,7 +61,8 @@ except ImportError:
 matplotlib.rcParams.update({
     "svg.hashsalt": "lameduck",   # ids of clip paths and the like: the same on every run
     "svg.fonttype": "none",       # text stays text: small, searchable
-    "font.family": "DejaVu Sans",
+    "font.family": "sans-serif",  # the SVG names these, so that a viewer without DejaVu
+    "font.sans-serif": ["DejaVu Sans", "Verdana"],   # falls back on a sans-serif of the same width
     "font.size": 9,
     "axes.spines.top": False,
     "axes.spines.right": False,
