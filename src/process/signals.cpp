@@ -31,10 +31,18 @@ namespace {
 
 // The write end of the pipe the handler writes to; -1 when no signal_shutdown runs.
 std::atomic<int> signal_pipe_write{-1};
+// The supervisor that passed a lifeline, when it is our parent (0: none).
+std::atomic<pid_t> lifeline_parent{0};
+// Set in the byte of a signal that this supervisor sent (signal numbers are below it).
+constexpr unsigned char from_lifeline_parent = 0x80;
 
-extern "C" void on_signal(int sig) {
+extern "C" void on_signal(int sig, siginfo_t* info, void*) {
   int saved = errno;
   unsigned char byte = static_cast<unsigned char>(sig);
+  const pid_t parent = lifeline_parent.load(std::memory_order_relaxed);
+  if (parent != 0 && info && info->si_code == SI_USER && info->si_pid == parent) {
+    byte |= from_lifeline_parent;
+  }
   int fd = signal_pipe_write.load(std::memory_order_relaxed);
   if (fd >= 0) [[maybe_unused]]
     auto ignored = ::write(fd, &byte, 1);
@@ -116,9 +124,11 @@ signal_shutdown::signal_shutdown(std::chrono::steady_clock::duration drain_deadl
   if (!signal_pipe_write.compare_exchange_strong(expected, pipe_->write_end())) {
     throw std::logic_error("lameduck: only one signal_shutdown may exist at a time");
   }
+  // A supervisor that dies sends its death signal (PR_SET_PDEATHSIG) as itself, our parent.
+  if (lifeline_ >= 0) lifeline_parent.store(::getppid(), std::memory_order_relaxed);
   struct sigaction action {};
-  action.sa_handler = on_signal;
-  action.sa_flags = SA_RESTART;
+  action.sa_sigaction = on_signal;
+  action.sa_flags = SA_RESTART | SA_SIGINFO;
   sigemptyset(&action.sa_mask);
   if (::sigaction(SIGTERM, &action, &old_term_) != 0 ||
       ::sigaction(SIGINT, &action, &old_int_) != 0 ||
@@ -127,6 +137,7 @@ signal_shutdown::signal_shutdown(std::chrono::steady_clock::duration drain_deadl
     ::sigaction(SIGTERM, &old_term_, nullptr);
     ::sigaction(SIGINT, &old_int_, nullptr);
     signal_pipe_write.store(-1);
+    lifeline_parent.store(0);
     throw std::system_error(e, std::system_category(), "lameduck: sigaction");
   }
   // Signals blocked on this thread (a program that used sigwait before) would never arrive.
@@ -144,6 +155,7 @@ signal_shutdown::~signal_shutdown() {
   ::sigaction(SIGHUP, &old_hup_, nullptr);
   pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr);
   signal_pipe_write.store(-1);
+  lifeline_parent.store(0);
   if (lifeline_ >= 0) ::close(lifeline_);
 }
 
@@ -212,6 +224,7 @@ int signal_shutdown::run(server& s) {
     s.log("lameduck: listening, but not ready yet: waiting for the application to be ready");
   }
   int signals = 0, forcing_signal = 0;
+  bool lifeline_ended = false;
   for (;;) {
     unsigned char byte = read_byte(pipe_->read_end(), lifeline_);
     if (byte == stopped_byte) break;
@@ -226,10 +239,19 @@ int signal_shutdown::run(server& s) {
     }
     if (byte == lifeline_byte) {
       // The supervisor is gone (even by SIGKILL): drain as at its SIGTERM, which may never
-      // come. A signal after it forces the stop as a second signal does.
+      // come. A signal after it forces the stop as a second signal does, but for its own.
+      lifeline_ended = true;
       if (signals > 0) continue;  // draining already
       s.log("lameduck: the supervisor's lifeline ended; draining");
       byte = SIGTERM;
+    }
+    if (byte & from_lifeline_parent) {
+      byte &= static_cast<unsigned char>(~from_lifeline_parent);
+      // Once the lifeline has ended, a signal from the supervisor is its death signal, which
+      // the kernel sends in its name as it exits, often after we saw the lifeline end. The
+      // drain is under way, and a second signal would cut the lame-duck delay and the requests
+      // in flight: bench/fleet.sh's SIGKILL to a supervisor lost requests that way.
+      if (lifeline_ended) continue;
     }
     if (byte == SIGHUP) {
       if (signals == 0) reload(s, announced);  // once stopping, there is nothing to reload for

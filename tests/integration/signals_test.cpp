@@ -290,6 +290,48 @@ TEST(Lifeline, ItsEndDrainsTheServerAsASigtermWouldAndExitsZero) {
       << server.error_output();
 }
 
+// A supervisor that dies also sends its death signal (PR_SET_PDEATHSIG), as itself, and often
+// after the worker saw its lifeline end. That signal is not a second one: the drain goes on.
+// Here this test is the supervisor (hello's parent), and sends it.
+TEST(Lifeline, TheSupervisorsDeathSignalAfterItsEndDoesNotForceTheDrain) {
+  int lifeline[2];
+  ASSERT_EQ(::pipe2(lifeline, O_CLOEXEC), 0);
+  server_process server({"/usr/bin/env", "LAMEDUCK_LIFELINE_FD=3", bin_path("lameduck-hello"),
+                         "--listen", "127.0.0.1:0", "--threads", "1"},
+                        10s, {lifeline[0]});
+  ::close(lifeline[0]);
+  raw_client busy(server.port());
+  busy.send("GET /delay?ms=500 HTTP/1.1\r\nHost: t\r\n\r\n");
+  EXPECT_EQ(status_of(get_once(server.port(), "/")), 200) << "still serving";
+  ::close(lifeline[1]);
+  ASSERT_TRUE(eventually(
+      [&] { return server.error_output().find("lifeline ended; draining") != std::string::npos; }));
+  server.signal(SIGTERM);  // from hello's parent, as the kernel's death signal is
+  auto r = busy.read_response();
+  EXPECT_EQ(status_of(r), 200) << "the request in flight is still answered";
+  busy.shutdown_write();
+  EXPECT_EQ(server.wait_exit(5s), 0) << server.error_output();
+}
+
+// Anyone else's signal after the lifeline's end is a second signal, as always.
+TEST(Lifeline, AnotherSignalAfterItsEndStillForcesTheStop) {
+  int lifeline[2];
+  ASSERT_EQ(::pipe2(lifeline, O_CLOEXEC), 0);
+  server_process server({"/usr/bin/env", "LAMEDUCK_LIFELINE_FD=3", bin_path("lameduck-hello"),
+                         "--listen", "127.0.0.1:0", "--threads", "1"},
+                        10s, {lifeline[0]});
+  ::close(lifeline[0]);
+  raw_client busy(server.port());
+  busy.send("GET /delay?ms=5000 HTTP/1.1\r\nHost: t\r\n\r\n");
+  EXPECT_EQ(status_of(get_once(server.port(), "/")), 200);
+  ::close(lifeline[1]);
+  ASSERT_TRUE(eventually(
+      [&] { return server.error_output().find("lifeline ended; draining") != std::string::npos; }));
+  const std::string pid = std::to_string(server.pid());
+  EXPECT_EQ(run({"/bin/kill", "-TERM", pid}).exit_code, 0);  // from another process
+  EXPECT_EQ(server.wait_exit(5s), 128 + SIGTERM) << server.error_output();
+}
+
 TEST(Restart, TheNextGenerationAnswersAtOnceWhileAnIdleClientHoldsTheOldOne) {
   // The seed's case: a client (Python's http.client does this) keeps its keep-alive connection
   // and never closes it. Before handover, new connections were refused for the old drain's
