@@ -82,18 +82,18 @@ for name in $hosts; do
   current=$name
   ns=$(fleet_ns "$name")
   pid=$(cat "$FLEET_RUN/$name.pid" 2>/dev/null || true)
-  pids=" $(host_pids "$name")"
-  if [[ -z ${pids// /} ]]; then
+  read -ra running <<<"$(host_pids "$name")"
+  if ((${#running[@]} == 0)); then
     echo "$name: not running; starting it"
     start_and_wait "$name"
     continue
   fi
-  [[ -n $pid && $pids == *" $pid "* ]] || fleet_die "$name: its supervisor (pid ${pid:-?}) is not running in $ns"
+  [[ -n $pid && " ${running[*]} " == *" $pid "* ]] || fleet_die "$name: its supervisor (pid ${pid:-?}) is not running in $ns"
   signalled=$EPOCHREALTIME
   case $stop in
     drain) kill -TERM "$pid"; what="SIGTERM to the supervisor, lame-duck delay $lame s" ;;
     kill-supervisor) kill -KILL "$pid"; what="SIGKILL to the supervisor, its workers' lame-duck delay $lame s" ;;
-    kill-host) kill -KILL $pids 2>/dev/null || true; what="SIGKILL to every process of the host" ;;
+    kill-host) kill -KILL "${running[@]}" 2>/dev/null || true; what="SIGKILL to every process of the host" ;;
   esac
   echo "$name: $what"
   if ! took=$(wait_server "$name" DOWN "$down_bound" "$signalled"); then

@@ -42,7 +42,7 @@ up() {
   done >"$FLEET_RUN/settings"
 
   local lb name ns
-  lb=$(fleet_ns "$fleet_lb")
+  lb=$(fleet_ns lb)
   for ns in "$lb" "${fleet_servers[@]/#/$FLEET_NAME-}"; do
     [[ ! -e /run/netns/$ns ]] || fleet_die "namespace $ns exists already (another fleet named $FLEET_NAME?)" 2
     echo "$ns" >>"$FLEET_RUN/namespaces"

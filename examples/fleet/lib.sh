@@ -126,18 +126,22 @@ fleet_read_cfg() {
       if (detect > best) { best = detect; b_inter = inter; b_fast = fast; b_fall = fall; b_rise = rise }
     }
     END {
-      if (bad != "") { print "bad=\"" bad "\""; exit }
+      if (bad != "") { print "bad" bad; exit }
       # Without timeout check, a check may take up to inter.
       if (check_timeout == "") check_timeout = b_inter
-      printf "check_inter_ms=%d check_fastinter_ms=%d check_fall=%d check_rise=%d check_timeout_ms=%d\n", b_inter, b_fast, b_fall, b_rise, check_timeout
-      printf "fleet_detect_ms=%d fleet_derived_ms=%d\n", best, best + check_timeout
+      printf "timing %d %d %d %d %d %d %d\n", b_inter, b_fast, b_fall, b_rise, check_timeout, best, best + check_timeout
       for (i = 1; i <= n; i++) printf "server %s %s\n", srv[i], addr[i]
     }' "$FLEET_HAPROXY_CFG")
-  local bad='' line name address
+  local line name address
   fleet_servers=()
   while read -r line; do
     case $line in
-      bad=*) eval "$line"; fleet_die "$FLEET_HAPROXY_CFG:$bad" 2 ;;
+      bad\ *) fleet_die "$FLEET_HAPROXY_CFG: ${line#bad }" 2 ;;
+      timing\ *)
+        # shellcheck disable=SC2034  # for fleet.sh and deploy.sh
+        read -r _ check_inter_ms check_fastinter_ms check_fall check_rise check_timeout_ms \
+          fleet_detect_ms fleet_derived_ms <<<"$line"
+        ;;
       server\ *)
         read -r _ name address <<<"$line"
         [[ $name =~ ^[a-z0-9]{1,10}$ ]] ||
@@ -149,14 +153,12 @@ fleet_read_cfg() {
         fleet_addr[$name]=${address%:*}
         fleet_port[$name]=${address##*:}
         ;;
-      *) eval "$line" ;;
     esac
   done <<<"$out"
   ((${#fleet_servers[@]} > 0)) || fleet_die "$FLEET_HAPROXY_CFG: no server in backend hosts" 2
 }
 
 fleet_ns() { echo "$FLEET_NAME-$1"; }   # lb, or a server's name
-fleet_lb=lb
 
 # ms → seconds, for messages and flags.
 fleet_s() { awk -v m="$1" 'BEGIN { printf "%.3f", m / 1000 }'; }

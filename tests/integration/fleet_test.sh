@@ -70,6 +70,7 @@ trap 'exit 143' TERM
 # The guard: out of this test's process tree (ctest kills the tree on a timeout), it removes
 # the fleet once this shell is gone, however it ended; after a normal end there is nothing left
 # to remove.
+# shellcheck disable=SC2016  # expanded by the guard's shell
 (setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 0.5; done; exec "$2/fleet.sh" down --now' \
   guard "$$" "$fleet" </dev/null >/dev/null 2>&1 &)
 
@@ -107,7 +108,8 @@ declare -A after=()
 for h in h1 h2 h3; do after[$h]=$(cat "$FLEET_RUN/$h.pid"); done
 # A graceful stop, so that the sanitizers' reports at exit reach the logs.
 "$fleet/fleet.sh" down >"$tmp/down.log" 2>&1 || fail "fleet.sh down failed: $(cat "$tmp/down.log")"
-[[ -z $(ip netns list | grep -E "^$FLEET_NAME-") ]] || fail "namespaces left after fleet.sh down: $(ip netns list | grep -E "^$FLEET_NAME-")"
+left=$(ip netns list | grep -E "^$FLEET_NAME-" || true)
+[[ -z $left ]] || fail "namespaces left after fleet.sh down: $left"
 
 problems=()
 ((deploy_rc == 0)) || problems+=("deploy.sh exited $deploy_rc")
