@@ -11,7 +11,8 @@
 #   no-delay         the same deploy with the workers' lame-duck delay at 0 (FLEET_LAME_DUCK=0):
 #                    the hosts stop listening before HAProxy knows
 #   kill-supervisor  SIGKILL to the supervisor of one host (deploy.sh --stop kill-supervisor
-#                    --hosts h2): its workers get SIGTERM from the kernel and drain as above
+#                    --hosts h2): its workers get SIGTERM from the kernel, and should drain as
+#                    above, with the same lame-duck delay (docs/fleet.md says how far they do)
 #   kill-host        SIGKILL to every process of one host (--stop kill-host): no drain at all,
 #                    only what HAProxy's retry-on and redispatch can save
 # During each case, four reload_client.cpp clients in the load balancer's namespace, at once,
@@ -24,7 +25,7 @@
 # with HAProxy's own count of retries and redispatches (show stat) and each host's time to
 # DOWN in HAProxy.
 #
-# Run as root:          sudo bench/fleet.sh                 (about 2 minutes with the defaults)
+# Run as root:          sudo bench/fleet.sh                 (about 90 s with the defaults)
 # Tables again:         bench/fleet.sh summarize OUT_DIR/fleet-<date>-<time>
 # Environment (defaults in brackets):
 #   CASES ["delay no-delay kill-supervisor kill-host"]  ROUNDS [1]  CONNECTIONS [8] (per client)

@@ -14,7 +14,7 @@ import sys
 CASES = {
     "delay": "rolling deploy, lame-duck delay derived from haproxy.cfg",
     "no-delay": "rolling deploy, no lame-duck delay",
-    "kill-supervisor": "SIGKILL to one host's supervisor (its workers drain)",
+    "kill-supervisor": "SIGKILL to one host's supervisor (its workers get SIGTERM)",
     "kill-host": "SIGKILL to every process of one host (no drain)",
 }
 KINDS = ("connect", "reset", "eof", "timeout", "status", "bad")
