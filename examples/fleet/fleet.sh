@@ -23,16 +23,25 @@ usage() {
   exit 2
 }
 
+# The end of each log, before they go with the run directory.
+fleet_tail_logs() {
+  local log
+  for log in "$FLEET_RUN"/*.log; do
+    [[ -s $log ]] && { echo "--- $log" >&2; tail -n 15 "$log" >&2; }
+  done
+  return 0
+}
+
 up() {
-  [[ ! -e $FLEET_RUN/settings ]] ||
-    fleet_die "$FLEET_NAME is already up ($FLEET_RUN): fleet.sh down first" 2
+  [[ ! -e $FLEET_RUN ]] ||
+    fleet_die "$FLEET_NAME is already up ($FLEET_RUN exists): fleet.sh down first" 2
   [[ -x $LAMEDUCK && -x $LAMEDUCK_HELLO ]] ||
     fleet_die "needs $LAMEDUCK and $LAMEDUCK_HELLO (cmake --build --preset dev)" 2
   mkdir -p "$(dirname "$FLEET_RUN")"
   mkdir -m 700 "$FLEET_RUN" || fleet_die "cannot create $FLEET_RUN" 2
   : >"$FLEET_RUN/namespaces"
   # Whatever goes wrong from here, what was made is unmade.
-  trap 'fleet_note "up failed; removing what it made"; fleet_down now' EXIT
+  trap 'fleet_note "up failed; removing what it made"; fleet_tail_logs; fleet_down now' EXIT
   export FLEET_RUN
   haproxy -c -q -f "$FLEET_HAPROXY_CFG" || fleet_die "HAProxy refuses $FLEET_HAPROXY_CFG" 2
   local v
@@ -64,10 +73,11 @@ up() {
   for name in "${fleet_servers[@]}"; do host_start "$name"; done
   setsid ip netns exec "$lb" haproxy -db -f "$FLEET_HAPROXY_CFG" </dev/null >>"$FLEET_RUN/haproxy.log" 2>&1 &
   echo $! >"$FLEET_RUN/haproxy.pid"
+  disown
   local bound=$(((check_inter_ms * check_rise + 30000) / 1000))
   for name in "${fleet_servers[@]}"; do
     wait_server "$name" UP "$bound" >/dev/null ||
-      fleet_die "$name not UP in HAProxy after $bound s; see $FLEET_RUN/$name.log and haproxy.log"
+      fleet_die "$name not UP in HAProxy after $bound s"
   done
   trap - EXIT
   local how="set by FLEET_LAME_DUCK"

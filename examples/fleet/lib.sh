@@ -57,6 +57,10 @@ fleet_settings() {
   FLEET_IDLE_GRACE=${FLEET_IDLE_GRACE:-1}
   LAMEDUCK=${LAMEDUCK:-$(fleet_find_bin lameduck)}
   LAMEDUCK_HELLO=${LAMEDUCK_HELLO:-$(fleet_find_bin lameduck-hello)}
+  # Absolute, since deploy.sh may run from another directory than fleet.sh up.
+  FLEET_HAPROXY_CFG=$(realpath -m "$FLEET_HAPROXY_CFG")
+  LAMEDUCK=$(realpath -m "$LAMEDUCK")
+  LAMEDUCK_HELLO=$(realpath -m "$LAMEDUCK_HELLO")
   [[ $FLEET_WORKERS =~ ^[1-9][0-9]?$ ]] || fleet_die "FLEET_WORKERS must be 1 to 99" 2
   local n
   for n in FLEET_DRAIN_TIMEOUT FLEET_IDLE_GRACE; do
@@ -186,6 +190,7 @@ host_start() {
     --drain-timeout "$(fleet_s "$drain_timeout_ms")" --idle-grace "$FLEET_IDLE_GRACE" \
     </dev/null >>"$FLEET_RUN/$name.log" 2>&1 &
   echo $! >"$FLEET_RUN/$name.pid"
+  disown   # the fleet's, not this shell's: no job notice when it ends
 }
 
 # host_pids NAME: every process in the host's namespace (the supervisor, its workers, and any

@@ -118,7 +118,7 @@ for h in h1 h2 h3; do
 done
 for spec in "${clients[@]}"; do
   read -r method mode path <<<"$spec"
-  line=$(python3 -c '
+  line=$("$fleet_py" -c '
 import json, sys
 c = json.load(open(sys.argv[1]))
 t, d = c["total"], next(p for p in c["phases"] if p["name"] == "deploy")
