@@ -6,7 +6,7 @@
 //   reload_client --port P [--connections 64] [--mode keepalive|close] [--timeout-ms 5000]
 //                 [--retry-ms 10] [--max-s 900] [--max-requests 100000000]
 //                 [--phases warmup,steady,reloads,tail] [--samples FILE] [--failures FILE]
-//                 [--path /]
+//                 [--path /] [--method GET|POST]
 //
 //   --mode keepalive   each of the CONNECTIONS slots keeps one connection and sends `GET PATH`
 //                      on it, the next one as soon as the previous answer is complete. A complete
@@ -15,6 +15,9 @@
 //                      new one for its next request (counted in reconnects_asked).
 //   --mode close       a new connection per request, with `Connection: close`; the answer is
 //                      complete by its Content-Length, its last chunk, or the end of stream.
+//   --method POST      each request a POST with a small body (`lameduck`, Content-Length 8),
+//                      which a proxy may not replay after a failure (bench/fleet.sh): give a
+//                      --path that answers POST, /echo for lameduck-hello. GET by default.
 //
 // A request counts from its first step (the connect, when it needs a new connection) to its
 // complete answer. It ends up ok (a complete 2xx) or failed as one of:
@@ -85,7 +88,7 @@ struct options {
   int max_s = 900;
   long max_requests = 100'000'000;
   std::vector<std::string> phases{"warmup", "steady", "reloads", "tail"};
-  std::string samples, failures, path = "/";
+  std::string samples, failures, path = "/", method = "GET";
 };
 
 [[noreturn]] void usage(const std::string& why) {
@@ -386,9 +389,10 @@ class client {
     addr_.sin_family = AF_INET;
     addr_.sin_port = htons(std::uint16_t(o.port));
     addr_.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    request_ = "GET " + o.path + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(o.port) +
+    const bool post = o.method == "POST";
+    request_ = o.method + " " + o.path + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(o.port) +
                "\r\nUser-Agent: reload_client\r\n" + (o.keepalive ? "" : "Connection: close\r\n") +
-               "\r\n";
+               (post ? "Content-Type: text/plain\r\nContent-Length: 8\r\n\r\nlameduck" : "\r\n");
     ep_ = epoll_create1(EPOLL_CLOEXEC);
     sigset_t set;
     sigemptyset(&set);
@@ -493,7 +497,7 @@ class client {
     }
     std::string o = "{\"port\":" + std::to_string(o_.port) +
                     ",\"connections\":" + std::to_string(o_.connections) + ",\"mode\":\"" +
-                    (o_.keepalive ? "keepalive" : "close") +
+                    (o_.keepalive ? "keepalive" : "close") + "\",\"method\":\"" + o_.method +
                     "\",\"timeout_ms\":" + std::to_string(o_.timeout_ms) +
                     ",\"retry_ms\":" + std::to_string(o_.retry_ms) +
                     ",\"connections_opened\":" + std::to_string(opened_) +
@@ -759,7 +763,10 @@ int main(int argc, char** argv) {
       o.failures = v;
     else if (a == "--path")
       o.path = v;
-    else if (a == "--mode") {
+    else if (a == "--method") {
+      o.method = v;
+      if (o.method != "GET" && o.method != "POST") usage("--method is GET or POST");
+    } else if (a == "--mode") {
       if (std::string(v) == "keepalive")
         o.keepalive = true;
       else if (std::string(v) == "close")
