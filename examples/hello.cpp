@@ -88,12 +88,6 @@ class greeting {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Under the supervisor, standard output and error are pipes to it. If it is killed, the
-  // first log line of the drain it leaves to us ("the supervisor's lifeline ended") would raise
-  // SIGPIPE and end this process at once, with no lame-duck delay and no drain: measured in
-  // bench/fleet.sh (kill-supervisor), the workers were gone 1.5 s after the SIGKILL instead of
-  // 3 s, and HAProxy redispatched 1,440 refused connections. A lost log line is only an EPIPE.
-  ::signal(SIGPIPE, SIG_IGN);
   std::vector<std::string> listen, health_listen, tls_listen, tls_certs, tls_keys;
   unsigned threads = 0;
   std::size_t max_connections = lameduck::limits{}.max_connections;

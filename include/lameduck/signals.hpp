@@ -25,8 +25,10 @@ inline constexpr int exit_forced = 3;
 /// calling thread. Create it before the server starts, so that no signal is missed.
 class signal_shutdown {
  public:
-  /// Installs the SIGTERM and SIGINT handlers (only one signal_shutdown may exist at a time:
-  /// std::logic_error otherwise); the first signal will drain with this deadline. Takes the
+  /// Installs the SIGTERM, SIGINT and SIGHUP handlers and ignores SIGPIPE, so that a log line
+  /// to a reader that is gone is an error and not the end of the process (only one
+  /// signal_shutdown may exist at a time: std::logic_error otherwise); the first signal will
+  /// drain with this deadline. Takes the
   /// lifeline the lameduck supervisor passes (LAMEDUCK_LIFELINE_FD: a descriptor that reaches
   /// its end when the supervisor is gone, however it died), which run() treats as a SIGTERM.
   explicit signal_shutdown(std::chrono::steady_clock::duration drain_deadline);
@@ -73,7 +75,7 @@ class signal_shutdown {
   int lifeline_ = -1;  // LAMEDUCK_LIFELINE_FD, taken; -1 once it has ended, or without one
   void reload(server& s, bool announced);
   struct sigaction old_term_ {
-  }, old_int_{}, old_hup_{};
+  }, old_int_{}, old_hup_{}, old_pipe_{};
   sigset_t old_mask_{};
 };
 

@@ -313,6 +313,24 @@ TEST(Lifeline, TheSupervisorsDeathSignalAfterItsEndDoesNotForceTheDrain) {
   EXPECT_EQ(server.wait_exit(5s), 0) << server.error_output();
 }
 
+// A killed supervisor also takes the read end of its workers' standard error with it: the
+// drain's log lines must not end the process by SIGPIPE.
+TEST(Lifeline, ItsEndDrainsEvenWhenStandardErrorHasNoReaderLeft) {
+  int lifeline[2], errors[2];
+  ASSERT_EQ(::pipe2(lifeline, O_CLOEXEC), 0);
+  ASSERT_EQ(::pipe2(errors, O_CLOEXEC), 0);
+  server_process server(
+      {"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>&4", "/usr/bin/env", "LAMEDUCK_LIFELINE_FD=3",
+       bin_path("lameduck-hello"), "--listen", "127.0.0.1:0", "--threads", "1"},
+      10s, {lifeline[0], errors[1]});
+  ::close(lifeline[0]);
+  ::close(errors[1]);
+  ::close(errors[0]);  // no reader: each line written there is an EPIPE
+  EXPECT_EQ(status_of(get_once(server.port(), "/")), 200);
+  ::close(lifeline[1]);
+  EXPECT_EQ(server.wait_exit(5s), 0);
+}
+
 // Anyone else's signal after the lifeline's end is a second signal, as always.
 TEST(Lifeline, AnotherSignalAfterItsEndStillForcesTheStop) {
   int lifeline[2];
