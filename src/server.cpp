@@ -868,6 +868,9 @@ void server::impl::check_done(detail::worker& w) {
   ws.deadline_timer.cancel();
   ws.grace_timer.cancel();
   ws.lame_duck_timer.cancel();
+  // Its timer re-arms itself for ever: left running, it would hold the loop's thread (and the
+  // server's destruction, which joins it) after the stop.
+  w.stop_watchdog();
   std::vector<stop_callback> callbacks;
   stop_report done;
   std::promise<stop_report> finishing;

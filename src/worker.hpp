@@ -122,6 +122,9 @@ class worker {
   /// Closes this worker's duplicates of the listeners; first accepts what the kernel has
   /// queued on them if accept_queued (else the queue waits for another server).
   void close_listeners(bool accept_queued);
+  /// Beats the watchdog no more, on the loop's thread, once this worker's part in a stop is
+  /// done: a stopped server does not ping, and its loop, with no timer left, may end.
+  void stop_watchdog() { watchdog_timer_.cancel(); }
 
   /// Every live connection of this worker.
   intrusive_list<connection_base, registry_hook> connections;

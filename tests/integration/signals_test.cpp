@@ -256,6 +256,21 @@ TEST(ServiceManager, WatchdogPingsComeWhileEveryLoopRunsAndStopWhileOneIsStuck) 
   EXPECT_EQ(manager.receive(2s), "WATCHDOG=1") << "no ping once the loop was back";
 }
 
+TEST(ServiceManager, WatchdogPingsEndWithTheStopAndTheProcessExits) {
+  // systemd's WatchdogSec= and the supervisor's --watchdog set WATCHDOG_USEC for every stop:
+  // the pings' timer must not outlive the server, or the process never ends.
+  notify_socket manager;
+  server_process server({"/usr/bin/env", "NOTIFY_SOCKET=" + manager.name(), "WATCHDOG_USEC=400000",
+                         bin_path("lameduck-hello"), "--listen", "127.0.0.1:0", "--threads", "2"});
+  EXPECT_EQ(body_of(get_once(server.port())), "Hello, World!\n");
+  server.signal(SIGTERM);
+  std::string m;
+  while (!(m = manager.receive(5s)).empty() && m != "STATUS=stopped; running cleanup hooks") {
+  }
+  EXPECT_EQ(m, "STATUS=stopped; running cleanup hooks");
+  EXPECT_EQ(server.wait_exit(5s), 0) << "still running after its stop";
+}
+
 TEST(ServiceManager, APassedSocketThatIsNotListeningIsALineAndStatus2) {
   // Descriptor 3 is a file, not a socket.
   auto r = run({"/bin/sh", "-c", "exec 3</dev/null; LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"",
