@@ -32,7 +32,10 @@ bool notify_service_manager(std::string_view state) noexcept {
   int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return false;
   auto size = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + length);
-  ssize_t sent = ::sendto(fd, state.data(), state.size(), MSG_NOSIGNAL,
+  // Never waits: the watchdog's pings come from the event loops, and a manager that stopped
+  // reading (its queue full, 512 datagrams by default) held a blocking send for as long as it
+  // did (90 s seen under strace). A notification it would not read anyway is dropped.
+  ssize_t sent = ::sendto(fd, state.data(), state.size(), MSG_NOSIGNAL | MSG_DONTWAIT,
                           reinterpret_cast<const sockaddr*>(&address), size);
   ::close(fd);
   return sent == static_cast<ssize_t>(state.size());

@@ -12,8 +12,10 @@
 
 #include "harness.hpp"
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <future>
 #include <string>
 
 namespace lameduck {
@@ -45,6 +47,20 @@ TEST_F(NotifyServiceManager, ReportsFalseWithoutAManagerOrWithOneThatIsGone) {
   EXPECT_FALSE(notify_service_manager("READY=1"));
   ::setenv("NOTIFY_SOCKET", std::string(200, 'x').c_str(), 1);  // longer than a socket path
   EXPECT_FALSE(notify_service_manager("READY=1"));
+}
+
+TEST_F(NotifyServiceManager, NeverWaitsForAManagerThatStoppedReading) {
+  testing::notify_socket manager;  // read by no one here: its queue fills
+  ::setenv("NOTIFY_SOCKET", manager.name().c_str(), 1);
+  auto sends = std::async(std::launch::async, [] {
+    int refused = 0;
+    for (int i = 0; i < 5000; ++i)  // well past the kernel's queue of 512 datagrams
+      if (!notify_service_manager("WATCHDOG=1")) ++refused;
+    return refused;
+  });
+  ASSERT_EQ(sends.wait_for(std::chrono::seconds(10)), std::future_status::ready)
+      << "a send waited for the manager";
+  EXPECT_GT(sends.get(), 0);  // the ones past the queue are dropped, and said to be
 }
 
 TEST(PassedSockets, AreTakenOnlyWhenListenPidIsThisProcessAndOnlyOnce) {
