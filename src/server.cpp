@@ -578,6 +578,7 @@ void add_counted(detail::loop_totals& t, const detail::worker& w) noexcept {
   t.closed +=
       w.counts[static_cast<std::size_t>(connection_state::closed)].load(std::memory_order_relaxed);
   t.aborted += w.requests_aborted.load(std::memory_order_relaxed);
+  w.add_tls_handshakes(t);
 }
 
 }  // namespace
@@ -1211,6 +1212,7 @@ std::string server::impl::scrape() const {
   detail::server_metrics_sample s;
   s.ready = ready();  // unlocked: the application's checks run here
   s.max_connections = shared.options.limits.max_connections;
+  s.tls = !shared.options.tls_listen.empty();
   {
     std::lock_guard lock(mutex);
     s.totals = retired_totals;

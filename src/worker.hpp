@@ -122,6 +122,8 @@ class worker {
   /// From now on, handshakes on the i-th TLS listener get these certificates; on the loop's
   /// thread (a reload posts it).
   void use_certificates(std::size_t i, std::shared_ptr<const certificate_set> certificates);
+  /// Adds the handshakes of this worker's TLS listeners to t; from any thread.
+  void add_tls_handshakes(loop_totals& t) const noexcept;
   /// Starts the thread, which starts accepting; the worker beats the server's watchdog, if it
   /// has one, as its loop number `index`.
   void start(unsigned index);

@@ -11,28 +11,15 @@
 // is never seen to fall, which Prometheus would take for a restart.
 
 #include <array>
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <string>
 
 #include <lameduck/server.hpp>
 
+#include "metrics/counter.hpp"
+
 namespace lameduck::detail {
-
-/// A count that one thread raises and any thread reads: a relaxed load and store, which on
-/// x86 are plain moves (an atomic fetch_add would be a locked instruction, needless with one
-/// writer).
-class single_writer_counter {
- public:
-  void add(std::uint64_t n = 1) noexcept {
-    value_.store(value_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-  }
-  std::uint64_t load() const noexcept { return value_.load(std::memory_order_relaxed); }
-
- private:
-  std::atomic<std::uint64_t> value_{0};
-};
 
 /// Upper bounds of lameduck_request_duration_seconds's buckets, in seconds: the Prometheus
 /// client libraries' defaults, which dashboards and alerts already expect. Durations run on the
@@ -91,6 +78,8 @@ struct loop_totals {
   std::uint64_t duration_sum_ns = 0;
   /// Connections closed, and requests whose response was cut off or never sent.
   std::uint64_t closed = 0, aborted = 0;
+  /// TLS handshakes completed in full, resumed, and failed (tls/endpoint.hpp).
+  std::uint64_t tls_full = 0, tls_resumed = 0, tls_failed = 0;
 
   /// Adds one loop's counters.
   void add(const loop_counters& c) noexcept;
@@ -104,6 +93,7 @@ struct server_metrics_sample {
   /// Open connections per state (closed is unused: totals.closed counts them).
   std::array<std::uint64_t, connection_state_count> open{};
   std::uint64_t max_connections = 0;
+  bool tls = false;        ///< the server has TLS listeners: the handshakes are reported
   bool ready = false;      ///< what the readiness endpoint says now
   bool draining = false;   ///< a graceful drain was ordered (its lame-duck delay included)
   bool lame_duck = false;  ///< within the drain's lame-duck delay

@@ -362,6 +362,55 @@ TEST_F(Metrics, ConnectionsOverTheLimitAreRejectedAnd503) {
   EXPECT_EQ(s["lameduck_connections_max"], 1);
 }
 
+TEST_F(Metrics, TlsHandshakesByResult) {
+  const tls_files& files = tls_certificate();
+  options.tls_listen = {{"127.0.0.1:0", {{files.certificate, files.key, ""}}}};
+  make_server();
+  server->start();
+  EXPECT_EQ(scrape_now().types.count("lameduck_tls_handshakes"), 1u);
+  const std::uint16_t tls_port = [&] {
+    const std::string a = server->local_addresses()[1];
+    return static_cast<std::uint16_t>(std::stoi(a.substr(a.rfind(':') + 1)));
+  }();
+  tls_client_options o;
+  o.ca_file = files.ca;
+  std::shared_ptr<SSL_SESSION> session;
+  {
+    raw_client first(tls_port, o);
+    first.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    EXPECT_EQ(status_of(first.read_response()), 200);  // TLS 1.3 tickets come after it
+    session = first.session();
+  }
+  o.session = session;
+  {
+    raw_client again(tls_port, o);
+    EXPECT_TRUE(again.resumed());
+    again.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    EXPECT_EQ(status_of(again.read_response()), 200);
+  }
+  {
+    // A handshake record whose message is far too long: OpenSSL refuses it.
+    auto garbage = raw_client::plain(tls_port);
+    garbage->send(std::string("\x16\x03\x01\x00\x04\x01\xff\xff\xff", 9));
+    EXPECT_TRUE(garbage->closed_within(10s));
+  }
+  scrape s;
+  EXPECT_TRUE(eventually([&] {
+    s = scrape_now();
+    return s["lameduck_tls_handshakes_total{result=\"failed\"}"] == 1;
+  }));
+  EXPECT_EQ(s["lameduck_tls_handshakes_total{result=\"full\"}"], 1);
+  EXPECT_EQ(s["lameduck_tls_handshakes_total{result=\"resumed\"}"], 1);
+  // The requests over TLS count as any other: the two, and the first scrape (in plain HTTP).
+  EXPECT_EQ(s["lameduck_requests_total{code=\"2xx\"}"], 2 + 1);
+}
+
+TEST_F(Metrics, NoTlsFamilyWithoutTlsListeners) {
+  make_server();
+  server->start();
+  EXPECT_EQ(scrape_now().types.count("lameduck_tls_handshakes"), 0u);
+}
+
 // The writer's escapes, as Prometheus's parser reads them back (the unit tests check the text).
 TEST(MetricsExposition, EscapedHelpAndLabelValuesReadBackExactly) {
   detail::exposition_writer w;
