@@ -177,6 +177,7 @@ mkdir -p "$run_dir/servers" "$run_dir/client"
   echo "lameduck=$(git -C "$root" describe --always --dirty 2>/dev/null || echo '?') LAMEDUCK=$LAMEDUCK"
   echo "node=$("$NODE" --version 2>/dev/null || echo none) pm2=$("$NODE" -p "require('$here/node/node_modules/pm2/package.json').version" 2>/dev/null || echo none)"
   echo "kernel=$(uname -r)"
+  echo "machine=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(getconf _NPROCESSORS_ONLN) CPUs"
 } >"$run_dir/settings.txt"
 note "writing to $run_dir"
 

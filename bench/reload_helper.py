@@ -192,31 +192,38 @@ def _table(head, rows):
     return lines
 
 
-def _failure_timeline(run_dir, row):
-    """Failed requests of a run placed against its reloads by the time they started (a
-    timeout ends TIMEOUT_MS later): 'during reload N' (from the reload command's start to its
-    return), 'after reload N' (before the next one), 'before the reloads', 'after the last'."""
+def failure_starts(run_dir, row):
+    """(start, kind, detail) of each failed request of a run (a results.jsonl row), from its
+    failures.csv: start in epoch seconds (a timeout ends TIMEOUT_MS later)."""
     path = f"{run_dir}/client/{row['case']}-{row['mode']}-r{row['round']}.failures.csv"
     if not os.path.exists(path):
-        return {}
-    reloads = row["reloads"]
-    where = {}
+        return []
+    out = []
     with open(path) as f:
         next(f, None)
         for line in f:
             parts = line.strip().split(",")
-            if len(parts) < 4:
-                continue
-            t = (float(parts[0]) - float(parts[3])) / 1000
-            label = "before the reloads"
-            for i, r in enumerate(reloads):
-                if r["start"] <= t <= r["end"]:
-                    label = f"during reload {i + 1}"
-                    break
-                if t > r["end"]:
-                    label = f"after reload {i + 1}" if i + 1 < len(reloads) else "after the last reload"
-            key = (label, f"{parts[1]}:{parts[2]}")
-            where[key] = where.get(key, 0) + 1
+            if len(parts) >= 4:
+                out.append(((float(parts[0]) - float(parts[3])) / 1000, parts[1], parts[2]))
+    return out
+
+
+def _failure_timeline(run_dir, row):
+    """Failed requests of a run placed against its reloads by the time they started: 'during
+    reload N' (from the reload command's start to its return), 'after reload N' (before the
+    next one), 'before the reloads', 'after the last'."""
+    reloads = row["reloads"]
+    where = {}
+    for t, kind, detail in failure_starts(run_dir, row):
+        label = "before the reloads"
+        for i, r in enumerate(reloads):
+            if r["start"] <= t <= r["end"]:
+                label = f"during reload {i + 1}"
+                break
+            if t > r["end"]:
+                label = f"after reload {i + 1}" if i + 1 < len(reloads) else "after the last reload"
+        key = (label, f"{kind}:{detail}")
+        where[key] = where.get(key, 0) + 1
     return where
 
 

@@ -95,6 +95,12 @@ fi
 clk_tck=$(getconf CLK_TCK)
 run_dir="$OUT_DIR/throughput-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$run_dir/wrk"
+{
+  echo "date=$(date -Is)"
+  echo "kernel=$(uname -r) lameduck=$(git -C "$root" describe --always --dirty 2>/dev/null || echo '?')"
+  echo "machine=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(getconf _NPROCESSORS_ONLN) CPUs"
+  echo "DURATION=$DURATION WARMUP=$WARMUP ROUNDS=$ROUNDS CONNS=${CONNS// /,} IDLE_CONNS=$IDLE_CONNS SERVERS=${SERVERS// /,} SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU"
+} >"$run_dir/settings.txt"
 results="$run_dir/results.txt"   # round server conns requests rps p99_ms cpu_us busy_pct errors
 memory="$run_dir/memory.txt"     # server held failed rss_growth_bytes bytes_per_conn
 : >"$results"

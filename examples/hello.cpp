@@ -93,7 +93,6 @@ int main(int argc, char** argv) {
   std::size_t max_connections = lameduck::limits{}.max_connections;
   double drain_timeout = 30, idle_grace = 0, lame_duck = 0, tls_watch = 0, ready_after = 0;
   std::string greeting_file, metrics_path;
-  lameduck::log_format log_format = lameduck::log_format::text;
   bool kernel_tls = false;
   CLI::App app{
       "lameduck-hello: the lameduck demo server.\n"
@@ -156,15 +155,18 @@ int main(int argc, char** argv) {
   app.add_option("--greeting-file", greeting_file,
                  "Answer / with this file's first line, read again on SIGHUP (a file that cannot "
                  "be read fails the reload and the previous greeting stays)");
+  // A name checked against the list, mapped below: CLI11's CheckedTransformer would print the
+  // enum's values, which have no text, in --help and in its error message.
   const std::map<std::string, lameduck::log_format> formats{
       {"text", lameduck::log_format::text},
       {"logfmt", lameduck::log_format::logfmt},
       {"json", lameduck::log_format::json}};
-  app.add_option("--log-format", log_format,
+  std::string log_format_name = "text";
+  app.add_option("--log-format", log_format_name,
                  "Format of the server's log lines on standard error (each phase of a stop "
                  "writes one): text, logfmt or json")
-      ->transform(CLI::CheckedTransformer(formats))
-      ->default_str("text");
+      ->check(CLI::IsMember(formats))
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
     if (tls_certs.size() != tls_keys.size()) {
@@ -237,7 +239,7 @@ int main(int argc, char** argv) {
   }
   options.tls.watch_files = seconds(tls_watch);
   options.tls.kernel_tls = kernel_tls;
-  options.log_format = log_format;
+  options.log_format = formats.at(log_format_name);
   // Installed before the server starts, so that a signal is never missed.
   lameduck::signal_shutdown signals(seconds(drain_timeout));
   if (!greeting_file.empty()) {

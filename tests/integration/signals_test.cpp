@@ -395,7 +395,9 @@ TEST(StopLog, HelloWritesJsonLinesWhenAsked) {
   EXPECT_EQ(lines, 2u) << err;  // the order and the end
   EXPECT_NE(err.find("\"event\":\"stop_ordered\",\"order\":\"drain\""), std::string::npos) << err;
   EXPECT_NE(err.find("\"event\":\"stopped\",\"graceful\":true"), std::string::npos) << err;
-  EXPECT_EQ(run({bin_path("lameduck-hello"), "--log-format", "xml"}).exit_code, 2);
+  const command_result bad = run({bin_path("lameduck-hello"), "--log-format", "xml"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("xml not in {json,logfmt,text}"), std::string::npos) << bad.err;
 }
 
 TEST(ServiceManager, HelloSaysReadyOnlyOnceItsApplicationIs) {
