@@ -150,6 +150,16 @@ void worker::use_certificates(std::size_t i, std::shared_ptr<const certificate_s
   }
 }
 
+void worker::add_tls_handshakes(loop_totals& t) const noexcept {
+  // The endpoints are all made before the thread starts; only their counters change.
+  for (const auto& e : tls_endpoints_) {
+    if (!e) continue;
+    t.tls_full += e->handshakes_full.load();
+    t.tls_resumed += e->handshakes_resumed.load();
+    t.tls_failed += e->handshakes_failed.load();
+  }
+}
+
 void worker::start(unsigned index) {
   for (auto& a : acceptors_)
     loop_.post([a = a.get()] { a->start(); });
@@ -181,8 +191,10 @@ void worker::admit(Stream stream, const socket_address& peer, socklen_t size, bo
   c->id = shared_.next_connection_id.fetch_add(1, std::memory_order_relaxed);
   c->health_only = health_only;
   c->tls = std::is_same_v<Stream, tls_stream>;
+  metrics.accepted.add();
   if (shared_.open_connections.fetch_add(1, std::memory_order_relaxed) >=
       shared_.options.limits.max_connections) {
+    metrics.rejected.add();
     c->reject(503);
   } else {
     c->start();

@@ -12,10 +12,6 @@ namespace lameduck::detail {
 
 namespace {
 
-tls_endpoint& endpoint_of(SSL* ssl) noexcept {
-  return *static_cast<tls_endpoint*>(SSL_get_app_data(ssl));
-}
-
 // The one protocol a connection speaks: HTTP/1.1 (RFC 7301).
 int select_http11(SSL*, const unsigned char** out, unsigned char* out_size, const unsigned char* in,
                   unsigned int in_size, void*) {

@@ -11,6 +11,7 @@
 
 #include <lameduck/options.hpp>
 
+#include "metrics/counter.hpp"
 #include "tls/certificates.hpp"
 #include "tls/session_tickets.hpp"
 
@@ -22,7 +23,15 @@ struct tls_endpoint {
 
   std::shared_ptr<const certificate_set> certificates;
   ticket_keys tickets;
+  /// Handshakes on this listener and worker, for the metrics (written by the worker's thread):
+  /// completed in full, resumed from a session, and ended by an error.
+  single_writer_counter handshakes_full, handshakes_resumed, handshakes_failed;
 };
+
+/// The endpoint of a handshake on one of its listeners.
+inline tls_endpoint& endpoint_of(const SSL* ssl) noexcept {
+  return *static_cast<tls_endpoint*>(SSL_get_app_data(ssl));
+}
 
 /// OpenSSL's socket BIO, except that its writes never raise SIGPIPE (send with MSG_NOSIGNAL,
 /// as tcp_stream's do): a client that resets its connection while a response goes out must

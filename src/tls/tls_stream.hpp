@@ -53,6 +53,7 @@ class tls_stream {
         read_wants_write_(o.read_wants_write_),
         sniffed_(o.sniffed_),
         data_read_(o.data_read_),
+        handshake_counted_(o.handshake_counted_),
         failed_(o.failed_) {
     if (ssl_) BIO_set_callback_arg(SSL_get_rbio(ssl_), reinterpret_cast<char*>(&drained_));
   }
@@ -89,6 +90,7 @@ class tls_stream {
       // read waits for an edge, as tcp_stream's does: that saves a read() that would say
       // EAGAIN, measured at 0.7 per keep-alive request.
       if (drained_ && !SSL_has_pending(ssl_) && !tcp_.hung_up()) readable_ = false;
+      if (!handshake_counted_) count_handshake(false);
       data_read_ = true;
       return {got, io_status::ok};
     }
@@ -98,11 +100,13 @@ class tls_stream {
       case SSL_ERROR_WANT_WRITE:
         readable_ = false;
         read_wants_write_ = e == SSL_ERROR_WANT_WRITE;
+        if (!handshake_counted_) count_handshake(false);  // finished, no request byte yet?
         return {0, e == SSL_ERROR_WANT_READ ? io_status::want_read : io_status::want_write};
       case SSL_ERROR_ZERO_RETURN:  // close_notify, or (IGNORE_UNEXPECTED_EOF) a bare FIN
         return {0, io_status::eof};
       default:  // a reset, garbage instead of TLS, a failed handshake
         ERR_clear_error();
+        if (!handshake_counted_) count_handshake(true);
         return {0, io_status::error};
     }
   }
@@ -146,6 +150,20 @@ class tls_stream {
   }
 
  private:
+  // Counts the handshake once, for the metrics: when it has finished, in full or resumed, or
+  // when an error ends it before.
+  void count_handshake(bool error) noexcept {
+    tls_endpoint& e = endpoint_of(ssl_);
+    if (SSL_is_init_finished(ssl_)) {
+      (SSL_session_reused(ssl_) ? e.handshakes_resumed : e.handshakes_full).add();
+    } else if (error) {
+      e.handshakes_failed.add();
+    } else {
+      return;  // still in progress
+    }
+    handshake_counted_ = true;
+  }
+
   // Before the first byte goes to OpenSSL: a TLS connection starts with a handshake record
   // (22); a letter is a plain-text request (a method) on the wrong port, which is told so in
   // plain text: from here on the stream is plain TCP. Anything else is left to OpenSSL to
@@ -169,12 +187,13 @@ class tls_stream {
 
   tcp_stream tcp_;  // the socket, and the stream itself once it has turned plain
   SSL* ssl_;
-  bool readable_ = false;          // a read may find something without a new edge
-  bool read_wants_write_ = false;  // the last read waits for the socket to be writable
-  bool sniffed_ = false;           // the first byte was seen
-  bool data_read_ = false;         // a byte of data has come through the session
-  bool drained_ = false;           // the last socket read came back short (set by the BIO)
-  bool failed_ = false;            // no session could be made
+  bool readable_ = false;           // a read may find something without a new edge
+  bool read_wants_write_ = false;   // the last read waits for the socket to be writable
+  bool sniffed_ = false;            // the first byte was seen
+  bool data_read_ = false;          // a byte of data has come through the session
+  bool handshake_counted_ = false;  // for the metrics: finished or failed
+  bool drained_ = false;            // the last socket read came back short (set by the BIO)
+  bool failed_ = false;             // no session could be made
 };
 
 static_assert(stream<tls_stream>);
