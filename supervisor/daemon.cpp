@@ -44,6 +44,16 @@
 
 namespace lameduck::supervisor {
 
+// `lameduck upgrade` hands the state to the next binary as JSON, each field by name.
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(cluster_state::worker, id, pid, slot, generation, role, state,
+                                   started, ready_at, stop_sent, deadline, ready_after,
+                                   leader_alive, killed, why)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(cluster_state::slot, serving, replacement, crashes, restarts,
+                                   restart_pending, restart_at, last_exit)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(cluster_state, generation, next_id, started, unclean, workers,
+                                   slots)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(shared_socket, fd, name)
+
 namespace {
 
 int signal_pipe_write = -1;
@@ -82,6 +92,49 @@ constexpr std::size_t max_line = 16 * 1024;
 constexpr std::size_t max_client_backlog = 4 << 20;
 // The longest request line a client may send.
 constexpr std::size_t max_request = 64 * 1024;
+
+// A line a worker wrote, kept for `lameduck logs`.
+struct logged_line {
+  int slot = 0;
+  std::string text;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(logged_line, slot, text)
+
+// What `lameduck upgrade` hands to the next binary: the descriptors it inherits, by number,
+// and the state that goes with them. Internal to one binary and the next; a binary that reads
+// another version refuses it (its workers then drain, as when a supervisor dies).
+struct upgrade_state {
+  static constexpr int current_version = 2;
+  struct channel {
+    int kind = 0;
+    int fd = -1;
+    std::size_t program = 0;
+    int slot = -1;
+    pid_t pid = 0;
+    std::string partial;
+  };
+  struct program {
+    std::string name;
+    std::vector<shared_socket> sockets;
+    cluster_state cluster;
+    std::vector<logged_line> lines;
+  };
+  int version = current_version;
+  std::string control_path;
+  int control_fd = -1;
+  int lifeline_read = -1, lifeline_write = -1;
+  bool announced_ready = false;
+  std::uint64_t next_notify = 1;  // the names of live workers' sockets stay taken
+  std::int64_t started = 0;
+  int answer = -1;  // the connection of the client that asked, to answer once done
+  std::vector<channel> channels;
+  std::vector<program> programs;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(upgrade_state::channel, kind, fd, program, slot, pid, partial)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(upgrade_state::program, name, sockets, cluster, lines)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(upgrade_state, version, control_path, control_fd, lifeline_read,
+                                   lifeline_write, announced_ready, next_notify, started, answer,
+                                   channels, programs)
 
 class daemon final : public os {
  public:
@@ -125,10 +178,6 @@ class daemon final : public os {
     std::optional<std::size_t> follow_program;
     bool waiting_for_stop = false;
   };
-  struct logged_line {
-    int slot;
-    std::string text;
-  };
   struct program_entry {
     std::unique_ptr<cluster> c;
     std::vector<shared_socket> sockets;
@@ -163,7 +212,7 @@ class daemon final : public os {
   int exit_status() const;
   void upgrade(std::uint64_t client);
   bool take_over(int state_fd);
-  bool take_over(const nlohmann::json& state);
+  bool take_over(const upgrade_state& state);
 
   run_config config_;
   std::string control_path_;
@@ -862,71 +911,41 @@ void daemon::upgrade(std::uint64_t client) {
   if (stop_asked_) return refuse("the supervisor is stopping");
   if (reloads_running_) return refuse("a reload is running; upgrade once it has finished");
   if (binary_.empty()) return refuse("cannot find the supervisor's own binary");
-  using nlohmann::json;
   std::vector<int> kept;
-  json state;
-  state["version"] = 1;
-  state["control"] = {{"path", control_path_}};
-  state["lifeline"] = {lifeline_read_.get(), lifeline_write_.get()};
+  upgrade_state state;
+  state.control_path = control_path_;
+  state.lifeline_read = lifeline_read_.get();
+  state.lifeline_write = lifeline_write_.get();
   kept.push_back(lifeline_read_.get());
   kept.push_back(lifeline_write_.get());
-  state["announced_ready"] = announced_ready_;
-  state["next_notify"] = next_notify_;  // the names of live workers' sockets stay taken
-  state["started"] = started_.time_since_epoch().count();
-  state["answer"] = -1;
-  json channels = json::array();
+  state.announced_ready = announced_ready_;
+  state.next_notify = next_notify_;
+  state.started = started_.time_since_epoch().count();
   for (auto& [id, ch] : channels_) {
     if (ch.k == kind::control) {
-      state["control"]["fd"] = ch.fd.get();
+      state.control_fd = ch.fd.get();
     } else if (ch.k == kind::client) {
       if (id != client) continue;  // other clients' connections end with this binary
-      state["answer"] = ch.fd.get();
+      state.answer = ch.fd.get();
     } else if (ch.k != kind::signals) {
-      channels.push_back({{"kind", static_cast<int>(ch.k)},
-                          {"fd", ch.fd.get()},
-                          {"program", ch.program},
-                          {"slot", ch.slot},
-                          {"pid", ch.pid},
-                          {"partial", ch.partial}});
+      state.channels.push_back(
+          {static_cast<int>(ch.k), ch.fd.get(), ch.program, ch.slot, ch.pid, ch.partial});
     } else {
       continue;
     }
     kept.push_back(ch.fd.get());
   }
-  state["channels"] = std::move(channels);
-  json programs = json::array();
   for (auto& entry : programs_) {
-    json sockets = json::array();
-    for (const auto& sock : entry.sockets) {
-      sockets.push_back({{"fd", sock.fd}, {"name", sock.name}});
+    for (const auto& sock : entry.sockets)
       kept.push_back(sock.fd);
-    }
-    const cluster_state c = entry.c->hand_over();
-    json workers = json::array(), slots = json::array();
-    for (const auto& w : c.workers) {
-      workers.push_back({w.id, w.pid, w.slot, w.generation, w.role, w.state, w.started, w.ready_at,
-                         w.stop_sent, w.deadline, w.ready_after, w.leader_alive, w.killed, w.why});
-    }
-    for (const auto& sl : c.slots) {
-      slots.push_back({sl.serving, sl.replacement, sl.crashes, sl.restarts, sl.restart_pending,
-                       sl.restart_at, sl.last_exit});
-    }
-    json lines = json::array();
-    for (const auto& l : entry.lines)
-      lines.push_back({l.slot, l.text});
-    programs.push_back({{"name", entry.c->program().name},
-                        {"sockets", std::move(sockets)},
-                        {"generation", c.generation},
-                        {"next_id", c.next_id},
-                        {"started", c.started},
-                        {"unclean", c.unclean},
-                        {"workers", std::move(workers)},
-                        {"slots", std::move(slots)},
-                        {"lines", std::move(lines)}});
+    state.programs.push_back({entry.c->program().name,
+                              entry.sockets,
+                              entry.c->hand_over(),
+                              {entry.lines.begin(), entry.lines.end()}});
   }
-  state["programs"] = std::move(programs);
 
-  const std::string text = state.dump(-1, ' ', false, json::error_handler_t::replace);
+  using nlohmann::json;
+  const std::string text = json(state).dump(-1, ' ', false, json::error_handler_t::replace);
   unique_fd memory(::memfd_create("lameduck-upgrade", 0));  // inherited: no MFD_CLOEXEC
   if (!memory) return refuse(std::string("memfd_create: ") + std::strerror(errno));
   write_all(memory.get(), text);
@@ -972,87 +991,77 @@ bool daemon::take_over(int state_fd) {
       text.append(buffer, static_cast<std::size_t>(n));
     ::close(state_fd);
   }
+  // The workers notice this process's end (parent-death signal, lifeline) and drain.
+  upgrade_state state;
   try {
-    return take_over(json::parse(text));
+    const json j = json::parse(text);
+    if (j.value("version", 0) != upgrade_state::current_version) {
+      std::fprintf(stderr,
+                   "lameduck: upgrade: the state handed over is version %d; this binary reads "
+                   "version %d\n",
+                   j.value("version", 0), upgrade_state::current_version);
+      return false;
+    }
+    j.get_to(state);
   } catch (const json::exception& e) {
-    // The workers notice this process's end (parent-death signal, lifeline) and drain.
     std::fprintf(stderr, "lameduck: upgrade: the state handed over is not readable: %s\n",
                  e.what());
     return false;
   }
+  return take_over(state);
 }
 
-bool daemon::take_over(const nlohmann::json& state) {
-  using nlohmann::json;
+bool daemon::take_over(const upgrade_state& state) {
   auto own = [](int fd) {
     ::fcntl(fd, F_SETFD, FD_CLOEXEC);
     return fd;
   };
   epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
-  control_path_ = state["control"]["path"].get<std::string>();
-  add_channel(channel(kind::control, unique_fd(own(state["control"]["fd"].get<int>()))));
-  lifeline_read_.reset(own(state["lifeline"][0].get<int>()));
-  lifeline_write_.reset(own(state["lifeline"][1].get<int>()));
-  announced_ready_ = state["announced_ready"].get<bool>();
-  next_notify_ = state["next_notify"].get<std::uint64_t>();
-  started_ = steady_time(steady_time::duration(state["started"].get<std::int64_t>()));
-  std::vector<std::size_t> index_of;  // the state's program index → programs_ index
-  for (const json& p : state["programs"]) {
-    const std::string name = p["name"].get<std::string>();
+  control_path_ = state.control_path;
+  add_channel(channel(kind::control, unique_fd(own(state.control_fd))));
+  lifeline_read_.reset(own(state.lifeline_read));
+  lifeline_write_.reset(own(state.lifeline_write));
+  announced_ready_ = state.announced_ready;
+  next_notify_ = state.next_notify;
+  started_ = steady_time(steady_time::duration(state.started));
+  for (const upgrade_state::program& p : state.programs) {
     auto config = std::find_if(config_.programs.begin(), config_.programs.end(),
-                               [&](const program_config& c) { return c.name == name; });
+                               [&](const program_config& c) { return c.name == p.name; });
     program_config program;
     if (config != config_.programs.end()) {
       program = *config;
     } else {
       // Gone from the configuration: its workers are stopped, gracefully.
-      program.name = name;
+      program.name = p.name;
       program.command = {"true"};
     }
     program_entry entry = make_entry(program);
-    for (const json& sock : p["sockets"])
-      entry.sockets.push_back({own(sock["fd"].get<int>()), sock["name"].get<std::string>()});
-    cluster_state c;
-    c.generation = p["generation"].get<std::uint64_t>();
-    c.next_id = p["next_id"].get<std::uint64_t>();
-    c.started = p["started"].get<std::int64_t>();
-    c.unclean = p["unclean"].get<bool>();
-    for (const json& w : p["workers"]) {
-      c.workers.push_back(
-          {w[0].get<std::uint64_t>(), w[1].get<pid_t>(), w[2].get<int>(), w[3].get<std::uint64_t>(),
-           w[4].get<int>(), w[5].get<int>(), w[6].get<std::int64_t>(), w[7].get<std::int64_t>(),
-           w[8].get<std::int64_t>(), w[9].get<std::int64_t>(), w[10].get<std::int64_t>(),
-           w[11].get<bool>(), w[12].get<bool>(), w[13].get<std::string>()});
-    }
-    for (const json& sl : p["slots"]) {
-      c.slots.push_back({sl[0].get<std::uint64_t>(), sl[1].get<std::uint64_t>(), sl[2].get<int>(),
-                         sl[3].get<int>(), sl[4].get<bool>(), sl[5].get<std::int64_t>(),
-                         sl[6].get<std::string>()});
-    }
-    for (const json& l : p["lines"])
-      entry.lines.push_back({l[0].get<int>(), l[1].get<std::string>()});
-    entry.c->take_over(c);
+    for (const shared_socket& sock : p.sockets)
+      entry.sockets.push_back({own(sock.fd), sock.name});
+    entry.lines.assign(p.lines.begin(), p.lines.end());
+    entry.c->take_over(p.cluster);
     if (config == config_.programs.end()) {
-      say(name + ": no longer in the configuration; stopping its workers");
+      say(p.name + ": no longer in the configuration; stopping its workers");
       entry.c->stop(cluster::order::stop);
     }
-    index_of.push_back(programs_.size());
     programs_.push_back(std::move(entry));
   }
-  for (const json& ch : state["channels"]) {
-    channel c(static_cast<kind>(ch["kind"].get<int>()), unique_fd(own(ch["fd"].get<int>())),
-              index_of.at(ch["program"].get<std::size_t>()), ch["slot"].get<int>(),
-              ch["pid"].get<pid_t>());
-    c.partial = ch["partial"].get<std::string>();
+  for (const upgrade_state::channel& ch : state.channels) {
+    if (ch.program >= programs_.size()) {
+      std::fprintf(stderr, "lameduck: upgrade: a channel names program %zu of %zu\n", ch.program,
+                   programs_.size());
+      return false;
+    }
+    channel c(static_cast<kind>(ch.kind), unique_fd(own(ch.fd)), ch.program, ch.slot, ch.pid);
+    c.partial = ch.partial;
     add_channel(std::move(c));
   }
   catch_signals();
-  const int answer = state["answer"].get<int>();
   const std::string done = "upgraded: pid " + std::to_string(::getpid()) + " runs " + binary_ +
-                           " with " + std::to_string(state["channels"].size()) + " worker channels";
+                           " with " + std::to_string(state.channels.size()) + " worker channels";
   say(done);
-  if (answer >= 0) {
-    const std::uint64_t id = add_channel(channel(kind::client, unique_fd(own(answer))));
+  if (state.answer >= 0) {
+    const std::uint64_t id = add_channel(channel(kind::client, unique_fd(own(state.answer))));
     send(id, encode_result(true, done), true);
   }
   reap();  // whatever exited while the binary was being replaced
