@@ -7,8 +7,9 @@
 #include <algorithm>
 #include <cmath>
 #include <csignal>
-#include <cstring>
 #include <utility>
+
+#include "config_values.hpp"
 
 namespace lameduck::supervisor {
 
@@ -25,11 +26,6 @@ std::string seconds(std::chrono::steady_clock::duration d) {
   char text[32];
   std::snprintf(text, sizeof text, "%.2fs", std::chrono::duration<double>(d).count());
   return text;
-}
-
-std::string signal_name(int sig) {
-  const char* abbreviation = ::sigabbrev_np(sig);
-  return abbreviation ? std::string("SIG") + abbreviation : "signal " + std::to_string(sig);
 }
 
 }  // namespace

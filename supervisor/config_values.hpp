@@ -41,8 +41,12 @@ std::string format_duration(milliseconds d);
 /// Bytes: "1048576", "300000K", "512M", "1G" (also KiB, MiB, GiB; powers of 1024).
 std::uint64_t parse_size(std::string_view text);
 
-/// A signal by name ("TERM", "SIGTERM", "usr1") or number ("15"); not range-checked here.
+/// A signal by name ("TERM", "SIGTERM", "usr1": the C library's names, sigabbrev_np) or number
+/// ("15"); not range-checked here.
 int parse_signal(std::string_view text);
+
+/// "SIGTERM", or "signal 40" for one without a name.
+std::string signal_name(int sig);
 
 /// "notify", "fd" or "after".
 readiness_mode parse_readiness(std::string_view text);
