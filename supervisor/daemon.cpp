@@ -191,12 +191,12 @@ class daemon final : public os {
   void close_channel(std::uint64_t id);
   void close_worker_channels(pid_t pid);
   void on_event(std::uint64_t id, std::uint32_t events);
-  void on_signals();
+  void on_signals(const channel& ch);
   void reap();
   void on_output(std::uint64_t id, channel& ch);
   void on_notify(channel& ch);
   void on_ready_pipe(std::uint64_t id, channel& ch);
-  void on_control();
+  void on_control(const channel& ch);
   void on_client(std::uint64_t id, channel& ch, std::uint32_t events);
   void handle_request(std::uint64_t id, std::string_view line);
   void send(std::uint64_t id, std::string_view line, bool last = false);
@@ -218,6 +218,8 @@ class daemon final : public os {
   std::string control_path_;
   std::vector<program_entry> programs_;
   unique_fd epoll_, signal_write_, lifeline_read_, lifeline_write_;
+  // By serial. A node-based map: a channel stays where it is while others are added and
+  // removed, so each handler keeps the one on_event found for it by id.
   std::unordered_map<std::uint64_t, channel> channels_;
   std::uint64_t next_channel_ = 1;
   std::uint64_t next_notify_ = 1;
@@ -558,10 +560,10 @@ void daemon::on_event(std::uint64_t id, std::uint32_t events) {
   channel& ch = it->second;
   switch (ch.k) {
     case kind::signals:
-      on_signals();
+      on_signals(ch);
       break;
     case kind::control:
-      on_control();
+      on_control(ch);
       break;
     case kind::client:
       on_client(id, ch, events);
@@ -579,12 +581,10 @@ void daemon::on_event(std::uint64_t id, std::uint32_t events) {
   }
 }
 
-void daemon::on_signals() {
+void daemon::on_signals(const channel& ch) {
   unsigned char bytes[64];
   ssize_t n;
-  auto it = std::find_if(channels_.begin(), channels_.end(),
-                         [](const auto& e) { return e.second.k == kind::signals; });
-  const int fd = it->second.fd.get();
+  const int fd = ch.fd.get();
   while ((n = ::read(fd, bytes, sizeof bytes)) > 0) {
     for (ssize_t i = 0; i < n; ++i) {
       switch (bytes[i]) {
@@ -720,10 +720,8 @@ void daemon::on_ready_pipe(std::uint64_t id, channel& ch) {
   if (n <= 0) close_channel(id);
 }
 
-void daemon::on_control() {
-  auto it = std::find_if(channels_.begin(), channels_.end(),
-                         [](const auto& e) { return e.second.k == kind::control; });
-  const int listener = it->second.fd.get();
+void daemon::on_control(const channel& ch) {
+  const int listener = ch.fd.get();
   for (;;) {
     const int fd = ::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return;
