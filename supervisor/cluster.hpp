@@ -28,6 +28,7 @@
 
 #include "config.hpp"
 #include "control.hpp"
+#include "log/record.hpp"
 
 namespace lameduck::supervisor {
 
@@ -55,6 +56,9 @@ class os {
   /// Resident memory of the group pgid, in bytes.
   virtual std::uint64_t resident_bytes(pid_t pgid) = 0;
 };
+
+/// A log record of event: its message (for a person) and "event" as its first field.
+detail::log_record event_record(std::string event, std::string message);
 
 /// How a reload ended, for whoever asked for it.
 struct reload_result {
@@ -92,7 +96,11 @@ struct cluster_state {
 /// One program's workers, their replacement, restarts and stop.
 class cluster {
  public:
+  /// Receives a line of progress (of a reload, for whoever asked for it).
   using log_fn = std::function<void(std::string_view)>;
+  /// Receives a log record: a message for a person, and for log shippers its "event" and the
+  /// figures (slot, pid, signal, reason, seconds...) as fields.
+  using record_fn = std::function<void(detail::log_record)>;
   using done_fn = std::function<void(const reload_result&)>;
 
   /// The stop asked for; it only gets stronger.
@@ -102,8 +110,10 @@ class cluster {
     kill,  ///< every worker's group is killed now
   };
 
-  /// p must outlive the cluster; log receives one line per thing that happened.
-  cluster(program_config p, os& system, log_fn log);
+  /// log receives one record per thing that happened: each worker's start, readiness and
+  /// every phase of its stop (the signal and why, the drain it reports, its exit, graceful or
+  /// forced, and when), crashes and restarts, and each reload's start and end.
+  cluster(program_config p, os& system, record_fn log);
 
   /// Starts every slot's first worker.
   void start();
@@ -123,6 +133,9 @@ class cluster {
   void on_ready(pid_t pid);
   /// The worker whose first process is pid sent a watchdog ping.
   void on_watchdog(pid_t pid);
+  /// The worker whose first process is pid said, on its notification socket, that it is
+  /// stopping (STOPPING=1) and/or what it is doing (STATUS=, empty when not said).
+  void on_notify_status(pid_t pid, bool stopping, std::string_view status);
   /// Acts on every deadline that has passed (readiness, kill, restart, watchdog, memory).
   void on_time();
   /// The next time on_time() has something to do; time_point::max() when nothing is due.
@@ -174,6 +187,7 @@ class cluster {
     steady_time ready_after = steady_time::max();  // readiness_mode::after
     bool leader_alive = true;
     bool killed = false;
+    bool said_draining = false;   // it said STOPPING=1 (logged once)
     std::uint64_t reload_id = 0;  // the reload it is part of; 0: none
     std::string why;              // why it was started or retired (for the log)
   };
@@ -203,13 +217,18 @@ class cluster {
   worker* find(std::uint64_t id);
   worker* find_pid(pid_t pid);
   const worker* find(std::uint64_t id) const;
-  void say(std::string_view line);
   std::string name(const worker& w) const;
+  // A record about w: its name before the text; its slot, pid and generation as fields.
+  detail::log_record record(const worker& w, std::string event, std::string text) const;
+  void say(detail::log_record r);
 
   void spawn_into(int slot, role r, std::string why, std::uint64_t reload_id);
   void became_ready(worker& w);
   void retire(worker& w, std::string why);
-  void kill_now(worker& w);
+  // Sends w its stop signal (why: the reason logged), with the kill deadline.
+  void order_stop(worker& w);
+  // Kills w's process group now; text says why, reason names it for the log.
+  void kill_now(worker& w, std::string reason, std::string text);
   void leader_exited(worker& w, int wait_status);
   void worker_gone(std::uint64_t id);
   void crashed(int slot, const worker& w, std::string exit);
@@ -227,7 +246,7 @@ class cluster {
 
   program_config program_;
   os& os_;
-  log_fn log_;
+  record_fn log_;
   order order_ = order::run;
   bool unclean_ = false;
   std::uint64_t generation_ = 1;

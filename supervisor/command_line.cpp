@@ -436,6 +436,12 @@ parsed_command parse_command_line(int argc, const char* const* argv) {
       run->add_option("--env", env_values, "An environment variable for the workers (repeatable)")
           ->type_name("NAME=VALUE")
           ->allow_extra_args(false);
+  std::string log_format_value;
+  CLI::Option* log_format_option =
+      run->add_option("--log-format", log_format_value,
+                      "The supervisor's output: text (the default), logfmt or json (one object a "
+                      "line, the workers' lines wrapped as fields)")
+          ->type_name("FORMAT");
   std::string ready_value;
   CLI::Option* ready_option =
       run->add_option("--ready", ready_value,
@@ -569,6 +575,13 @@ parsed_command parse_command_line(int argc, const char* const* argv) {
       config.programs.emplace_back();
     }
     if (run_control->count() > 0) config.control = control;
+    if (log_format_option->count() > 0) {
+      try {
+        config.log_format = parse_log_format(log_format_value);
+      } catch (const bad_value& e) {
+        fail(std::string("--log-format: ") + e.what());
+      }
+    }
 
     // Flags are for one program: with several in the file, which one would they change?
     std::vector<std::string> given;

@@ -1,11 +1,14 @@
 // Durations, sizes, signals and listen specs from text, for the command line and the file.
 #include "config_values.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <csignal>
 #include <cstring>
 #include <limits>
+
+#include <nlohmann/json.hpp>
 
 namespace lameduck::supervisor {
 
@@ -69,6 +72,17 @@ std::string one_line(std::string message) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
   }
   return message;
+}
+
+std::string valid_utf8(std::string_view text) {
+  if (std::all_of(text.begin(), text.end(), [](char c) { return (c & 0x80) == 0; })) {
+    return std::string(text);  // ASCII, as nearly every line is
+  }
+  // nlohmann's replacing dump knows the whole of UTF-8 (overlong forms, surrogates, the end
+  // of the range); the quoted string it writes reads back as the text repaired.
+  using nlohmann::json;
+  return json::parse(json(std::string(text)).dump(-1, ' ', false, json::error_handler_t::replace))
+      .get<std::string>();
 }
 
 milliseconds parse_duration(std::string_view text) {
@@ -190,6 +204,13 @@ readiness_mode parse_readiness(std::string_view text) {
   if (text == "fd") return readiness_mode::fd;
   if (text == "after") return readiness_mode::after;
   throw bad_value(quote(text) + " is not a readiness mode (notify, fd or after)");
+}
+
+lameduck::log_format parse_log_format(std::string_view text) {
+  if (text == "text") return lameduck::log_format::text;
+  if (text == "logfmt") return lameduck::log_format::logfmt;
+  if (text == "json") return lameduck::log_format::json;
+  throw bad_value(quote(text) + " is not a log format (text, logfmt or json)");
 }
 
 listen_spec parse_listen_spec(std::string_view text) {

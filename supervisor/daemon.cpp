@@ -36,7 +36,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cluster.hpp"
+#include "config_values.hpp"
 #include "control.hpp"
+#include "log/record.hpp"
 #include "net/address.hpp"
 #include "net/listener.hpp"
 #include "process/systemd.hpp"
@@ -193,7 +195,8 @@ class daemon final : public os {
   void on_event(std::uint64_t id, std::uint32_t events);
   void on_signals(const channel& ch);
   void reap();
-  void on_output(std::uint64_t id, channel& ch);
+  // Reads what the worker wrote: one buffer's worth, or with until_empty all there is.
+  void on_output(std::uint64_t id, channel& ch, bool until_empty = false);
   void on_notify(channel& ch);
   void on_ready_pipe(std::uint64_t id, channel& ch);
   void on_control(const channel& ch);
@@ -202,8 +205,16 @@ class daemon final : public os {
   void send(std::uint64_t id, std::string_view line, bool last = false);
   void flush(std::uint64_t id, channel& ch);
 
-  void worker_line(std::size_t program, int slot, pid_t pid, std::string_view text);
-  void say(std::string_view text);
+  void worker_line(const channel& from, std::string_view text);
+  // A line of the supervisor's own, in the configured format, on standard output.
+  void say(detail::log_record r);
+  void say(std::string event, std::string message) {
+    say(event_record(std::move(event), std::move(message)));
+  }
+  // The record as one line stamped with time: "TIME WHO: MESSAGE" in text; in the structured
+  // formats, the message and the fields, time first among them.
+  std::string format_line(const std::string& time, std::string_view who,
+                          detail::log_record r) const;
   void after_events();
   void reload(std::vector<std::size_t> programs, bool wait, std::uint64_t client);
   void stop(cluster::order o);
@@ -224,6 +235,7 @@ class daemon final : public os {
   std::uint64_t next_channel_ = 1;
   std::uint64_t next_notify_ = 1;
   steady_time started_{};
+  steady_time stop_began_{};
   bool announced_ready_ = false;
   bool stop_asked_ = false;
   int reloads_running_ = 0;
@@ -257,18 +269,43 @@ void daemon::close_worker_channels(pid_t pid) {
     close_channel(id);
 }
 
-void daemon::say(std::string_view text) {
-  std::string line = timestamp() + " lameduck: ";
-  line += text;
-  line += '\n';
-  write_all(STDOUT_FILENO, line);
+std::string daemon::format_line(const std::string& time, std::string_view who,
+                                detail::log_record r) const {
+  if (config_.log_format == log_format::text) {
+    return time + " " + std::string(who) + ": " + r.message;
+  }
+  r.fields.insert(r.fields.begin(), {"time", time});
+  r.message = valid_utf8(r.message);
+  for (auto& [key, value] : r.fields)
+    if (auto* text = std::get_if<std::string>(&value)) *text = valid_utf8(*text);
+  return detail::format_log(config_.log_format, r);
 }
 
-void daemon::worker_line(std::size_t program, int slot, pid_t pid, std::string_view text) {
+void daemon::say(detail::log_record r) {
+  write_all(STDOUT_FILENO, format_line(timestamp(), "lameduck", std::move(r)) + "\n");
+}
+
+void daemon::worker_line(const channel& from, std::string_view text) {
+  const std::size_t program = from.program;
+  const int slot = from.slot;
   auto& p = programs_[program];
-  std::string line = timestamp() + " " + p.c->program().name + "." + std::to_string(slot) + "[" +
-                     std::to_string(pid) + "]: ";
-  line += text;
+  const std::string time = timestamp();
+  const std::string who =
+      p.c->program().name + "." + std::to_string(slot) + "[" + std::to_string(from.pid) + "]";
+  // Kept for `lameduck logs` as text, whatever the format: that command is read by a person.
+  const std::string line = time + " " + who + ": " + std::string(text);
+  std::string out = line;
+  if (config_.log_format != log_format::text) {
+    // One object a line for a log shipper: the worker's line is a field, never mixed in.
+    detail::log_record r;
+    r.message = "output";
+    r.add("program", p.c->program().name)
+        .add("slot", std::int64_t{slot})
+        .add("pid", std::int64_t{from.pid})
+        .add("stream", std::string(from.k == kind::errors ? "stderr" : "stdout"))
+        .add("line", std::string(text));
+    out = format_line(time, who, std::move(r));
+  }
   // The file first: whoever sees the line on standard output finds it in the file too.
   if (const std::string& dir = p.c->program().log_dir; !dir.empty()) {
     unique_fd& file = p.files[slot];
@@ -276,11 +313,15 @@ void daemon::worker_line(std::size_t program, int slot, pid_t pid, std::string_v
       const std::string path =
           dir + "/" + p.c->program().name + "." + std::to_string(slot) + ".log";
       file.reset(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
-      if (!file) say("cannot open " + path + ": " + std::strerror(errno));
+      if (!file) {
+        say(event_record("log_file_error", "cannot open " + path + ": " + std::strerror(errno))
+                .add("path", path)
+                .add("error", std::string(std::strerror(errno))));
+      }
     }
-    if (file) write_all(file.get(), line + "\n");
+    if (file) write_all(file.get(), out + "\n");
   }
-  write_all(STDOUT_FILENO, line + "\n");
+  write_all(STDOUT_FILENO, out + "\n");
   p.lines.push_back({slot, line});
   while (p.lines.size() > p.c->program().log_lines)
     p.lines.pop_front();
@@ -349,8 +390,10 @@ std::uint64_t daemon::resident_bytes(pid_t pgid) {
 
 daemon::program_entry daemon::make_entry(const program_config& p) {
   program_entry entry;
-  entry.c = std::make_unique<cluster>(p, *this, [this, name = p.name](std::string_view line) {
-    say(name + ": " + std::string(line));
+  entry.c = std::make_unique<cluster>(p, *this, [this, name = p.name](detail::log_record r) {
+    r.message.insert(0, name + ": ");
+    r.fields.insert(r.fields.empty() ? r.fields.end() : r.fields.begin() + 1, {"program", name});
+    say(std::move(r));
   });
   return entry;
 }
@@ -426,7 +469,11 @@ bool daemon::open_sockets() {
       // that calls accept() expects to block); the supervisor itself never accepts.
       ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
       entry.sockets.push_back({fd, spec.name});
-      say("listening on " + shown + (spec.name.empty() ? "" : " (" + spec.name + ")"));
+      detail::log_record r = event_record(
+          "listening", "listening on " + shown + (spec.name.empty() ? "" : " (" + spec.name + ")"));
+      r.add("program", p.name).add("address", shown);
+      if (!spec.name.empty()) r.add("name", spec.name);
+      say(std::move(r));
     }
   }
   return true;
@@ -528,7 +575,15 @@ int daemon::serve() {
     ::fcntl(ch.fd.get(), F_SETFL, ::fcntl(ch.fd.get(), F_GETFL) & ~O_NONBLOCK);
     write_all(ch.fd.get(), ch.out);
   }
-  say(exit_status() == 0 ? "stopped" : "stopped; some workers had to be killed or failed");
+  const auto took = now() - stop_began_;
+  char seconds[32];
+  std::snprintf(seconds, sizeof seconds, "%.2fs", std::chrono::duration<double>(took).count());
+  say(event_record("stopped",
+                   std::string("stopped in ") + seconds +
+                       (exit_status() == 0 ? "" : "; some workers had to be killed or failed"))
+          .add("ok", exit_status() == 0)
+          .add("exit_status", std::int64_t{exit_status()})
+          .add("took_s", std::chrono::duration<double>(took).count()));
   return exit_status();
 }
 
@@ -549,7 +604,7 @@ void daemon::after_events() {
                                  [](const program_entry& e) { return e.c->all_ready(); });
   if (ready && !announced_ready_) {
     announced_ready_ = true;
-    say("every worker is ready");
+    say("ready", "every worker is ready");
     notify_service_manager("READY=1\nSTATUS=every worker is ready");
   }
 }
@@ -594,8 +649,10 @@ void daemon::on_signals(const channel& ch) {
         case SIGTERM:
         case SIGINT:
           if (!stop_asked_) {
-            say(std::string("stopping (") + (bytes[i] == SIGTERM ? "SIGTERM" : "SIGINT") +
-                "): every worker drains; a second signal kills them");
+            const std::string sig = bytes[i] == SIGTERM ? "SIGTERM" : "SIGINT";
+            say(event_record("stopping", "stopping (" + sig +
+                                             "): every worker drains; a second signal kills them")
+                    .add("trigger", sig));
           }
           stop(stop_asked_ ? cluster::order::kill : cluster::order::stop);
           break;
@@ -610,7 +667,7 @@ void daemon::on_signals(const channel& ch) {
           // Log rotation: the files are reopened (created anew) at their next line.
           for (auto& entry : programs_)
             entry.files.clear();
-          say("SIGUSR1: log files reopened");
+          say("log_files_reopened", "SIGUSR1: log files reopened");
           break;
         case SIGUSR2:
           upgrade(0);
@@ -627,6 +684,20 @@ void daemon::reap() {
     int status = 0;
     const pid_t pid = ::waitpid(-1, &status, WNOHANG);
     if (pid <= 0) break;
+    // What it wrote and said last (STATUS= before it exits) is read before its exit is: the
+    // order of the two in one batch of events is the kernel's, and its notification socket
+    // closes with it.
+    std::vector<std::uint64_t> said;
+    for (const auto& [id, ch] : channels_)
+      if (ch.pid == pid && ch.k != kind::ready) said.push_back(id);
+    for (const std::uint64_t id : said) {
+      channel& ch = channels_.at(id);
+      if (ch.k == kind::notify) {
+        on_notify(ch);
+      } else {
+        on_output(id, ch, /*until_empty=*/true);
+      }
+    }
     for (auto& entry : programs_) {
       if (entry.c->on_exit(pid, status)) {
         close_worker_channels(pid);
@@ -639,34 +710,42 @@ void daemon::reap() {
 }
 
 void daemon::stop(cluster::order o) {
-  if (!stop_asked_) notify_service_manager("STOPPING=1\nSTATUS=stopping: workers drain");
+  if (!stop_asked_) {
+    stop_began_ = now();
+    notify_service_manager("STOPPING=1\nSTATUS=stopping: workers drain");
+  }
   stop_asked_ = true;
   for (auto& entry : programs_)
     entry.c->stop(o);
 }
 
-void daemon::on_output(std::uint64_t id, channel& ch) {
-  char buffer[64 * 1024];
-  const ssize_t n = ::read(ch.fd.get(), buffer, sizeof buffer);
-  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-  if (n <= 0) {
-    if (!ch.partial.empty()) worker_line(ch.program, ch.slot, ch.pid, ch.partial);
-    close_channel(id);
-    return;
-  }
-  ch.partial.append(buffer, static_cast<std::size_t>(n));
-  std::size_t start = 0;
-  for (;;) {
-    const auto end = ch.partial.find('\n', start);
-    if (end == std::string::npos) break;
-    worker_line(ch.program, ch.slot, ch.pid,
-                std::string_view(ch.partial).substr(start, end - start));
-    start = end + 1;
-  }
-  ch.partial.erase(0, start);
-  while (ch.partial.size() >= max_line) {
-    worker_line(ch.program, ch.slot, ch.pid, std::string_view(ch.partial).substr(0, max_line));
-    ch.partial.erase(0, max_line);
+void daemon::on_output(std::uint64_t id, channel& ch, bool until_empty) {
+  // A pipe holds 64 KiB: a worker's last words fit in a few reads, and a group that goes on
+  // writing after its first process exited does not hold the loop.
+  constexpr int max_reads = 16;
+  for (int reads = 0; reads < (until_empty ? max_reads : 1); ++reads) {
+    char buffer[64 * 1024];
+    const ssize_t n = ::read(ch.fd.get(), buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return;
+    if (n <= 0) {
+      if (!ch.partial.empty()) worker_line(ch, ch.partial);
+      close_channel(id);
+      return;
+    }
+    ch.partial.append(buffer, static_cast<std::size_t>(n));
+    std::size_t start = 0;
+    for (;;) {
+      const auto end = ch.partial.find('\n', start);
+      if (end == std::string::npos) break;
+      worker_line(ch, std::string_view(ch.partial).substr(start, end - start));
+      start = end + 1;
+    }
+    ch.partial.erase(0, start);
+    while (ch.partial.size() >= max_line) {
+      worker_line(ch, std::string_view(ch.partial).substr(0, max_line));
+      ch.partial.erase(0, max_line);
+    }
   }
 }
 
@@ -695,6 +774,8 @@ void daemon::on_notify(channel& ch) {
     if (!in_group && cred->uid != ::geteuid() && cred->uid != 0) continue;
     std::string_view text(data, static_cast<std::size_t>(n));
     cluster& c = *programs_[ch.program].c;
+    bool stopping = false;
+    std::string_view status;
     while (!text.empty()) {
       const auto end = text.find('\n');
       const std::string_view field = text.substr(0, end);
@@ -702,9 +783,12 @@ void daemon::on_notify(channel& ch) {
       // the pipe or the timer says it (NOTIFY_SOCKET is still there for WATCHDOG=1).
       if (field == "READY=1" && c.program().readiness == readiness_mode::notify) c.on_ready(ch.pid);
       if (field == "WATCHDOG=1") c.on_watchdog(ch.pid);
+      if (field == "STOPPING=1") stopping = true;
+      if (field.starts_with("STATUS=")) status = field.substr(7);
       if (end == std::string_view::npos) break;
       text.remove_prefix(end + 1);
     }
+    if (stopping || !status.empty()) c.on_notify_status(ch.pid, stopping, status);
   }
 }
 
@@ -822,8 +906,12 @@ void daemon::handle_request(std::uint64_t id, std::string_view line) {
     case request::verb::kill:
       channels_.at(id).waiting_for_stop = true;
       if (!stop_asked_)
-        say(r.what == request::verb::stop ? "stopping (lameduck stop)"
-                                          : "killing (lameduck stop --kill)");
+        say(event_record("stopping", r.what == request::verb::stop
+                                         ? "stopping (lameduck stop)"
+                                         : "killing (lameduck stop --kill)")
+                .add("trigger",
+                     std::string(r.what == request::verb::stop ? "lameduck stop"
+                                                               : "lameduck stop --kill")));
       stop(r.what == request::verb::stop ? cluster::order::stop : cluster::order::kill);
       break;
     case request::verb::scale: {
@@ -903,7 +991,7 @@ void daemon::reload(std::vector<std::size_t> programs, bool wait, std::uint64_t 
 // never closed, and its parent-death signal stays unsent, as no thread of the supervisor ends.
 void daemon::upgrade(std::uint64_t client) {
   auto refuse = [&](const std::string& why) {
-    say("upgrade refused: " + why);
+    say(event_record("upgrade_refused", "upgrade refused: " + why).add("error", why));
     if (client) send(client, encode_result(false, why), true);
   };
   if (stop_asked_) return refuse("the supervisor is stopping");
@@ -966,7 +1054,7 @@ void daemon::upgrade(std::uint64_t client) {
     argv.push_back(a.data());
   argv.push_back(nullptr);
 
-  say("upgrading: executing " + binary_);
+  say(event_record("upgrading", "upgrading: executing " + binary_).add("binary", binary_));
   for (int fd : kept)
     ::fcntl(fd, F_SETFD, 0);
   ::setenv("LAMEDUCK_UPGRADE_FD", std::to_string(memory.get()).c_str(), 1);
@@ -1039,7 +1127,9 @@ bool daemon::take_over(const upgrade_state& state) {
     entry.lines.assign(p.lines.begin(), p.lines.end());
     entry.c->take_over(p.cluster);
     if (config == config_.programs.end()) {
-      say(p.name + ": no longer in the configuration; stopping its workers");
+      say(event_record("program_removed",
+                       p.name + ": no longer in the configuration; stopping its workers")
+              .add("program", p.name));
       entry.c->stop(cluster::order::stop);
     }
     programs_.push_back(std::move(entry));
@@ -1057,7 +1147,7 @@ bool daemon::take_over(const upgrade_state& state) {
   catch_signals();
   const std::string done = "upgraded: pid " + std::to_string(::getpid()) + " runs " + binary_ +
                            " with " + std::to_string(state.channels.size()) + " worker channels";
-  say(done);
+  say(event_record("upgraded", done).add("binary", binary_));
   if (state.answer >= 0) {
     const std::uint64_t id = add_channel(channel(kind::client, unique_fd(own(state.answer))));
     send(id, encode_result(true, done), true);

@@ -380,6 +380,7 @@ using SupervisorProcess = supervisor_test;
 using SupervisorWorkers = supervisor_test;
 using SupervisorUpgrade = supervisor_test;
 using SupervisorControl = supervisor_test;
+using SupervisorLogs = supervisor_test;
 
 TEST_F(SupervisorRun, Step1RunsEveryWorkerOnTheSharedSocketAndReportsThemReady) {
   supervisor& s = start_hello(2);
@@ -976,6 +977,95 @@ TEST_F(SupervisorControl, Step8ScaleAddsAndRemovesWorkers) {
   EXPECT_EQ(s.ctl({"scale", "1"}).exit_code, 0);
   EXPECT_TRUE(eventually([&] { return worker_pids(s).size() == 1; })) << s.output();
   EXPECT_EQ(s.ctl({"status", "--json"}).out.find("\"slot\": 2"), std::string::npos);
+}
+
+// Records in order: find() is the position of the first one at or after `from` that matches.
+class record_log {
+ public:
+  explicit record_log(const std::vector<std::string>& lines) {
+    for (const auto& line : lines) {
+      try {
+        records_.push_back(nlohmann::json::parse(line));
+      } catch (const nlohmann::json::exception&) {
+        ADD_FAILURE() << "not one JSON object: " << line;
+      }
+    }
+  }
+  static constexpr std::size_t none = std::size_t(-1);
+  /// The first record at or after from whose fields include every one of `fields`.
+  std::size_t find(const nlohmann::json& fields, std::size_t from = 0) const {
+    for (std::size_t i = from == none ? records_.size() : from; i < records_.size(); ++i) {
+      const bool all =
+          std::all_of(fields.items().begin(), fields.items().end(), [&](const auto& f) {
+            return records_[i].contains(f.key()) && records_[i][f.key()] == f.value();
+          });
+      if (all) return i;
+    }
+    return none;
+  }
+  const nlohmann::json& operator[](std::size_t i) const { return records_.at(i); }
+  std::string dump() const {
+    std::string all;
+    for (const auto& r : records_)
+      all += r.dump() + "\n";
+    return all;
+  }
+
+ private:
+  std::vector<nlohmann::json> records_;
+};
+
+TEST_F(SupervisorLogs, JsonLinesShowEveryPhaseOfEachStopInOrder) {
+  supervisor& s = start_hello(1, {"--log-format", "json"});
+  ASSERT_TRUE(s.ready());
+  const std::vector<int> before = worker_pids(s);
+  const command_result reload = s.ctl({"reload"});
+  ASSERT_EQ(reload.exit_code, 0) << reload.out << reload.err;
+  const std::vector<int> after = worker_pids(s);
+  s.signal(SIGTERM);
+  ASSERT_TRUE(s.exits_with(0));
+  ASSERT_EQ(before.size(), 1u);
+  ASSERT_EQ(after.size(), 1u);
+  const int old = before[0], next = after[0];
+  const record_log log(s.lines());
+  // Each step at or after the one before; a worker's own line is a field of its record.
+  std::size_t at = 0;
+  auto then = [&](const nlohmann::json& fields) {
+    at = log.find(fields, at);
+    EXPECT_NE(at, record_log::none) << fields.dump() << " in order in\n" << log.dump();
+    return at;
+  };
+  then({{"event", "reload_started"}, {"program", "app"}, {"generation", 2}});
+  then({{"event", "worker_ready"}, {"pid", next}, {"replaces_pid", old}});
+  const std::size_t ordered = then({{"event", "worker_stop_ordered"},
+                                    {"pid", old},
+                                    {"signal", "SIGTERM"},
+                                    {"reason", "reload"}});
+  then({{"event", "worker_draining"}, {"pid", old}, {"status", "draining"}});
+  const std::size_t exited =
+      then({{"event", "worker_exited"}, {"pid", old}, {"exit", "exit 0"}, {"outcome", "graceful"}});
+  then({{"event", "reload_finished"}, {"ok", true}, {"generation", 2}});
+  // What the worker itself wrote of its drain (lameduck-hello's stop lines), relayed between
+  // the order and its exit.
+  const std::size_t relayed = log.find({{"pid", old}, {"stream", "stderr"}, {"slot", 0}}, ordered);
+  ASSERT_LT(relayed, exited) << log.dump();
+  EXPECT_EQ(log[relayed]["program"], "app");
+  EXPECT_EQ(log[relayed]["msg"], "output");
+  EXPECT_NE(log[relayed]["line"].get<std::string>().find("lameduck: drain ordered"),
+            std::string::npos)
+      << log[relayed];
+  const std::size_t last = log.find({{"pid", old}, {"stream", "stderr"}}, relayed + 1);
+  ASSERT_LT(last, exited) << "its last line before the one that says it exited: " << log.dump();
+  EXPECT_NE(log[last]["line"].get<std::string>().find("lameduck: stopped gracefully"),
+            std::string::npos)
+      << log[last];
+  // The supervisor's own stop.
+  then({{"event", "stopping"}, {"trigger", "SIGTERM"}});
+  then({{"event", "worker_stop_ordered"}, {"pid", next}, {"reason", "stop"}});
+  then({{"event", "worker_exited"}, {"pid", next}, {"outcome", "graceful"}});
+  then({{"event", "stopped"}, {"ok", true}});
+  EXPECT_TRUE(log[at].contains("took_s"));
+  EXPECT_TRUE(log[at].contains("time"));
 }
 
 TEST(SupervisorCommandLine, Step8BadFlagsAreOneLineAndExitTwo) {
