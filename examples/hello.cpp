@@ -92,7 +92,7 @@ int main(int argc, char** argv) {
   unsigned threads = 0;
   std::size_t max_connections = lameduck::limits{}.max_connections;
   double drain_timeout = 30, idle_grace = 0, lame_duck = 0, tls_watch = 0, ready_after = 0;
-  std::string greeting_file;
+  std::string greeting_file, metrics_path;
   lameduck::log_format log_format = lameduck::log_format::text;
   bool kernel_tls = false;
   CLI::App app{
@@ -104,9 +104,19 @@ int main(int argc, char** argv) {
                  "Address to listen on, HOST:PORT (repeatable); NAME=HOST:PORT takes the socket "
                  "passed with that name (LISTEN_FDNAMES) instead, when there is one")
       ->default_str("127.0.0.1:8080");
-  app.add_option(
-      "--health-listen", health_listen,
-      "Serve /readyz and /livez only here, HOST:PORT (repeatable; default: on --listen)");
+  app.add_option("--health-listen", health_listen,
+                 "Serve /readyz and /livez (and --metrics-path) only here, HOST:PORT (repeatable; "
+                 "default: on --listen)");
+  app.add_option("--metrics-path", metrics_path,
+                 "Serve the server's metrics in Prometheus's text format at this path, e.g. "
+                 "/metrics, beside /readyz and /livez (default: off)")
+      ->check(
+          [](const std::string& path) -> std::string {
+            if (path.empty() || path.front() != '/') return "it must start with '/'";
+            if (path == "/readyz" || path == "/livez") return "/readyz and /livez are taken";
+            return "";
+          },
+          "PATH");
   app.add_option("--threads", threads, "Event-loop threads (default: one per core)")
       ->check(CLI::Range(0u, 1024u));
   app.add_option("--max-connections", max_connections,
@@ -218,7 +228,7 @@ int main(int argc, char** argv) {
   options.limits.max_connections = max_connections;
   options.drain.idle_grace = seconds(idle_grace);
   options.drain.lame_duck_delay = seconds(lame_duck);
-  options.health = {"/readyz", "/livez", health_listen};
+  options.health = {"/readyz", "/livez", health_listen, metrics_path};
   for (const auto& address : tls_listen) {
     lameduck::tls_listen_options l{address, {}};
     for (std::size_t i = 0; i < tls_certs.size(); ++i)
@@ -255,13 +265,20 @@ int main(int argc, char** argv) {
     std::cout << "listening on " << (tls ? "https://" : "http://") << addresses[i] << "\n";
   }
   const std::string first = (listen.empty() ? "https://" : "http://") + addresses.front();
+  // The health addresses come last; the endpoints are answered there when there are some.
+  const std::string health = health_listen.empty() || addresses.size() < health_listen.size()
+                                 ? first
+                                 : "http://" + addresses[addresses.size() - health_listen.size()];
   std::cout << "try:\n"
             << "  curl " << first << "/\n"
             << "  curl '" << first << "/delay?ms=500'\n"
             << "  curl -N '" << first << "/stream?chunks=5&interval_ms=200'\n"
             << "  curl -d 'quack' " << first << "/echo\n"
-            << "  curl -i " << first << "/readyz   (503 once a shutdown has begun)\n"
-            << "stop with Ctrl-C (twice to stop at once)" << std::endl;
+            << "  curl -i " << health << "/readyz   (503 once a shutdown has begun)\n";
+  if (!metrics_path.empty()) {
+    std::cout << "  curl " << health << metrics_path << "   (Prometheus's text format)\n";
+  }
+  std::cout << "stop with Ctrl-C (twice to stop at once)" << std::endl;
 
   return signals.run(server);
 }

@@ -281,6 +281,7 @@ class connection final : public connection_base {
       return false;
     }
     ex.input_end += r.bytes;
+    owner.metrics.received_bytes.add(r.bytes);
     if (phase_ == phase::idle) {
       enter(phase::receiving);
       owner.arm(*this, timeout_kind::header);
@@ -298,6 +299,7 @@ class connection final : public connection_base {
       ex.parser.reset();
       request_done_ = false;
     }
+    if (!ex.parser.started()) ex.request_began_ns = owner.loop().now_ns();
     std::size_t used = 0;
     auto event =
         ex.parser.feed({ex.input.get() + ex.input_begin, ex.input_end - ex.input_begin}, used);
@@ -389,7 +391,10 @@ class connection final : public connection_base {
 
   void finish_response(bool complete) {
     owner.count_request(complete);
-    if (complete) ++requests;
+    if (complete) {
+      ++requests;
+      owner.count_response(exchange_->status, exchange_->request_began_ns);
+    }
     if (complete && !response_.close_after) {
       enter(phase::receiving);  // the response is still going out; then idle or the next one
       // A pipelined request whose first bytes came with this one has begun: its head is
@@ -410,6 +415,7 @@ class connection final : public connection_base {
     http1::write_head(ex.output, head);
     owner.count_request(true);
     ++requests;
+    owner.count_response(ex.status, ex.request_began_ns);
     history_.upgraded = true;
     enter(phase::upgraded);
     // A drain that began before the switch is told at once.
@@ -453,6 +459,7 @@ class connection final : public connection_base {
     }
     ex.input_begin = 0;
     ex.input_end = r.bytes;
+    owner.metrics.received_bytes.add(r.bytes);
     return true;
   }
 
@@ -473,6 +480,9 @@ class connection final : public connection_base {
 
   // Answers a bad request with its status and closes after it.
   void fail(int status, std::string_view detail = {}) {
+    // How long the request took, if one had begun; a connection refused at once took none.
+    owner.count_response(status,
+                         mid_request() ? exchange_->request_began_ns : owner.loop().now_ns());
     acquire_exchange();
     exchange_->input_begin = exchange_->input_end;  // nothing after a bad request is trusted
     http1::write_error(exchange_->output, status, detail);
@@ -492,6 +502,7 @@ class connection final : public connection_base {
       io_result r = stream_.read(discard, sizeof discard);
       if (r.would_block()) return false;                         // the next edge resumes the linger
       if (r.status != io_status::ok) return close_now(), false;  // the client closed or reset
+      owner.metrics.received_bytes.add(r.bytes);
     }
   }
 
@@ -523,6 +534,7 @@ class connection final : public connection_base {
         return false;
       }
       ex.output_sent += r.bytes;
+      owner.metrics.sent_bytes.add(r.bytes);
       ex.output_rate.add(r.bytes);
       progress = true;
     }

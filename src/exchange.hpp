@@ -86,6 +86,8 @@ class exchange {
   std::size_t output_sent = 0;
   rate_meter body_rate;    ///< the request body, from the end of its head
   rate_meter output_rate;  ///< output held up by the client, until it is all written
+  /// The loop's time when the request being read or handled began (its first byte parsed).
+  std::int64_t request_began_ns = 0;
 
   // The response as the handle's holder builds it; read by the loop only in a response_op.
   int status = 200;

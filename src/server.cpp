@@ -25,6 +25,8 @@
 #include <thread>
 
 #include "log/record.hpp"
+#include "metrics/exposition.hpp"
+#include "metrics/server_metrics.hpp"
 #include "net/address.hpp"
 #include "net/listener.hpp"
 #include "process/systemd.hpp"
@@ -158,17 +160,26 @@ std::string invalid_option(const server_options& o) {
   }
   if (o.backlog < 1) return "backlog is " + std::to_string(o.backlog) + " (at least 1)";
   const health_options& h = o.health;
-  for (const auto& [name, path] : {std::pair{"health.readiness_path", &h.readiness_path},
-                                   std::pair{"health.liveness_path", &h.liveness_path}}) {
+  const std::pair<const char*, const std::string*> paths[] = {
+      {"health.readiness_path", &h.readiness_path},
+      {"health.liveness_path", &h.liveness_path},
+      {"health.metrics_path", &h.metrics_path},
+  };
+  for (const auto& [name, path] : paths) {
     if (!path->empty() && path->front() != '/') {
       return std::string(name) + " \"" + *path + "\" does not start with '/'";
     }
   }
-  if (!h.readiness_path.empty() && h.readiness_path == h.liveness_path) {
-    return "health.readiness_path and health.liveness_path are the same path";
+  for (std::size_t i = 0; i < std::size(paths); ++i) {
+    for (std::size_t j = i + 1; j < std::size(paths); ++j) {
+      if (!paths[i].second->empty() && *paths[i].second == *paths[j].second) {
+        return std::string(paths[i].first) + " and " + paths[j].first + " are the same path";
+      }
+    }
   }
-  if (!h.listen.empty() && h.readiness_path.empty() && h.liveness_path.empty()) {
-    return "health.listen is set but neither health path is";
+  if (!h.listen.empty() && h.readiness_path.empty() && h.liveness_path.empty() &&
+      h.metrics_path.empty()) {
+    return "health.listen is set but no readiness, liveness or metrics path is";
   }
   if (o.tls.min_version != 0x0303 && o.tls.min_version != 0x0304) {
     return "tls.min_version is neither TLS 1.2 (0x0303) nor TLS 1.3 (0x0304)";
@@ -194,7 +205,8 @@ struct server::impl {
     shared.main = std::move(h);
     const health_options& health = shared.options.health;
     // The endpoints are answered before the handler, or only on their own addresses.
-    const bool has_endpoints = !health.readiness_path.empty() || !health.liveness_path.empty();
+    const bool has_endpoints = !health.readiness_path.empty() || !health.liveness_path.empty() ||
+                               !health.metrics_path.empty();
     if (has_endpoints && health.listen.empty()) {
       shared.main = [this, inner = std::move(shared.main)](const request& req, response res) {
         if (!answer_health(req, res)) inner(req, std::move(res));
@@ -257,8 +269,11 @@ struct server::impl {
     impl& i;
     ~flush_on_exit() { i.flush_deferred(); }
   };
-  /// Answers a readiness or liveness probe; false when the request is not one.
+  /// Answers a readiness or liveness probe or a metrics scrape; false when the request is not
+  /// one.
   bool answer_health(const request& req, response& res) const;
+  /// What a scrape of the metrics endpoint reports now; from any thread.
+  std::string scrape() const;
   /// Hands a stronger stop order to every worker; called with the mutex held.
   void order_stop(const detail::stop_order& next);
   std::shared_future<stop_report> stop_future_or_last();
@@ -326,6 +341,10 @@ struct server::impl {
   std::promise<stop_report> stopped;
   std::shared_future<stop_report> stopped_future;
   std::vector<stop_callback> on_stopped;
+  /// The counts of the loops of earlier runs, so that a server started again goes on counting
+  /// where it was (a counter that falls is a restart to Prometheus), and the stops completed.
+  detail::loop_totals retired_totals;
+  std::uint64_t stops_graceful = 0, stops_forced = 0;
 };
 
 // ---- Start ----------------------------------------------------------------------------------
@@ -550,11 +569,25 @@ void server::impl::reload(std::vector<std::promise<reload_result>> waiting) {
   }
 }
 
+namespace {
+
+/// Adds what a worker counted for the metrics, its counts per state and requests aborted
+/// included.
+void add_counted(detail::loop_totals& t, const detail::worker& w) noexcept {
+  t.add(w.metrics);
+  t.closed +=
+      w.counts[static_cast<std::size_t>(connection_state::closed)].load(std::memory_order_relaxed);
+  t.aborted += w.requests_aborted.load(std::memory_order_relaxed);
+}
+
+}  // namespace
+
 void server::impl::release_threads() {
   reloader.reset();
   for (auto& w : workers) {
     w->loop().allow_exit();
     w->loop().join();
+    add_counted(retired_totals, *w);
   }
   workers.clear();
 }
@@ -878,6 +911,7 @@ void server::impl::check_done(detail::worker& w) {
     }
     if (ws.forced) report.graceful = false;
     if (--workers_running != 0) return;
+    ++(report.graceful ? stops_graceful : stops_forced);
     std::size_t completed = 0, aborted = 0;
     for (auto& other : workers) {
       completed += other->requests_completed.load(std::memory_order_relaxed);
@@ -1151,9 +1185,17 @@ void server::log(std::string_view line) const noexcept {
 
 bool server::impl::answer_health(const request& req, response& res) const {
   const health_options& health = shared.options.health;
-  const bool readiness = req.path() == health.readiness_path;
-  if (!readiness && req.path() != health.liveness_path) return false;
+  const std::string_view path = req.path();
+  if (path.empty()) return false;  // an empty option path disables its endpoint
+  const bool readiness = path == health.readiness_path;
+  const bool metrics = path == health.metrics_path;
+  if (!readiness && !metrics && path != health.liveness_path) return false;
   if (req.method() != "GET" && req.method() != "HEAD") return false;
+  if (metrics) {
+    res.header("Content-Type", detail::exposition_content_type).header("Cache-Control", "no-store");
+    res.send(scrape());
+    return true;
+  }
   res.header("Content-Type", "text/plain").header("Cache-Control", "no-store");
   if (!readiness) {
     res.send("alive\n");
@@ -1163,6 +1205,27 @@ bool server::impl::answer_health(const request& req, response& res) const {
     res.send(503, "not ready\n");
   }
   return true;
+}
+
+std::string server::impl::scrape() const {
+  detail::server_metrics_sample s;
+  s.ready = ready();  // unlocked: the application's checks run here
+  s.max_connections = shared.options.limits.max_connections;
+  {
+    std::lock_guard lock(mutex);
+    s.totals = retired_totals;
+    for (const auto& w : workers) {
+      add_counted(s.totals, *w);
+      for (std::size_t i = 0; i < connection_state_count; ++i)
+        s.open[i] += w->counts[i].load(std::memory_order_relaxed);
+    }
+    s.open[static_cast<std::size_t>(connection_state::closed)] = 0;
+    s.draining = running && order.drain;
+    s.lame_duck = s.draining && !order.destroy && clock::now() < order.drain_from;
+    s.stops_graceful = stops_graceful;
+    s.stops_forced = stops_forced;
+  }
+  return detail::write_server_metrics(s);
 }
 
 std::future<reload_result> server::reload_certificates() {

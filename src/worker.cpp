@@ -181,8 +181,10 @@ void worker::admit(Stream stream, const socket_address& peer, socklen_t size, bo
   c->id = shared_.next_connection_id.fetch_add(1, std::memory_order_relaxed);
   c->health_only = health_only;
   c->tls = std::is_same_v<Stream, tls_stream>;
+  metrics.accepted.add();
   if (shared_.open_connections.fetch_add(1, std::memory_order_relaxed) >=
       shared_.options.limits.max_connections) {
+    metrics.rejected.add();
     c->reject(503);
   } else {
     c->start();

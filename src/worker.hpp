@@ -16,6 +16,7 @@
 #include <lameduck/server.hpp>
 
 #include "connection_base.hpp"
+#include "metrics/server_metrics.hpp"
 #include "net/event_loop.hpp"
 #include "net/listener.hpp"
 #include "process/watchdog.hpp"
@@ -98,6 +99,11 @@ class worker {
   const struct timeouts& timeouts() const noexcept { return shared_.options.timeouts; }
   /// Counts a request answered completely, or abandoned.
   void count_request(bool completed) noexcept;
+  /// Counts a response sent, by its status, for the metrics; its request began at began_ns
+  /// on the loop's clock.
+  void count_response(int status, std::int64_t began_ns) noexcept {
+    metrics.count_response(status, loop_.now_ns() - began_ns);
+  }
   /// Writes one line to the server's log; never throws.
   void log(std::string_view line) const noexcept { loop_.log(line); }
   /// Takes an exchange from the pool (or makes one).
@@ -129,6 +135,9 @@ class worker {
   std::array<std::atomic<std::size_t>, connection_state_count> counts{};
   /// Requests answered completely, and abandoned, on this worker; written only by its thread.
   std::atomic<std::size_t> requests_completed{0}, requests_aborted{0};
+  /// What the metrics endpoint reports for this loop, beside the counts above; written only
+  /// by its thread, on cache lines of its own.
+  loop_counters metrics;
   /// A graceful drain has begun: responses say "Connection: close". Set by the verb's thread
   /// at once, before the worker has handled the drain, so that no response written after the
   /// call says otherwise.

@@ -76,8 +76,8 @@ struct drain_options {
   std::chrono::milliseconds lame_duck_delay{0};
 };
 
-/// Endpoints the server answers itself, before the handler, for load balancers and
-/// orchestrators (GET or HEAD; plain text; never cached). An empty path disables one.
+/// Endpoints the server answers itself, before the handler, for load balancers, orchestrators
+/// and monitoring (GET or HEAD; plain text; never cached). An empty path disables one.
 struct health_options {
   /// 200 "ready" while server::ready(), else 503 "not ready": until the application is ready
   /// (server::set_ready(), server::add_readiness_check()), and from the start of a drain on.
@@ -88,6 +88,12 @@ struct health_options {
   /// the orchestrator reaches; they open and close with the others. Empty: the endpoints are
   /// answered on every listen address instead.
   std::vector<std::string> listen;
+  /// The server's metrics in Prometheus's text format (docs/metrics.md): connections by
+  /// state, requests by status class and duration, bytes, readiness, drains. Answered while
+  /// the server answers at all, drains included. Counting costs each request a few stores to
+  /// its loop's own counters; a scrape sums them. (Initialised here, so that code written
+  /// before it, {"/readyz", "/livez", {}}, builds without -Wmissing-field-initializers.)
+  std::string metrics_path{};
 };
 
 /// How the server writes its log lines (server_options::log).
@@ -186,7 +192,8 @@ struct server_options {
   struct timeouts timeouts;
   /// Graceful drain behaviour.
   struct drain_options drain;
-  /// Readiness and liveness endpoints (e.g. "/readyz", "/livez"); none by default.
+  /// Readiness, liveness and metrics endpoints (e.g. "/readyz", "/livez", "/metrics"); none by
+  /// default.
   struct health_options health;
   /// Where log lines go, one call per line without its newline: errors (a throwing handler, an
   /// internal failure) and one line per phase of a stop (docs/lifecycle.md); default: standard

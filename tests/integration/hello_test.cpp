@@ -148,6 +148,33 @@ TEST(Hello, ServesProbesOnlyOnItsHealthAddressWhenGivenOne) {
   EXPECT_EQ(r.out, "Not Found\n 404\n");  // not on the main port
 }
 
+TEST(Hello, ServesMetricsOnlyWhenAskedTo) {
+  auto plain = start_hello();
+  auto r = curl({"-s", "-w", "%{http_code}\n", "-o", "/dev/null", plain.url("/metrics")});
+  EXPECT_EQ(r.out, "404\n") << "off by default";
+
+  auto server = start_hello({"--metrics-path", "/metrics"});
+  r = curl({"-s", "-o", "/dev/null", server.url("/"), "-o", "/dev/null", server.url("/nowhere")});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = curl({"-s", "-i", server.url("/metrics")});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(status_of(r.out), 200) << r.out;
+  EXPECT_EQ(header_of(r.out, "Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_NE(r.out.find("\nlameduck_requests_total{code=\"2xx\"} 1\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\nlameduck_requests_total{code=\"4xx\"} 1\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\nlameduck_ready 1\n"), std::string::npos) << r.out;
+}
+
+TEST(Hello, RejectsAMetricsPathWithoutASlashWithOneLineAndStatus2) {
+  for (const char* path : {"metrics", "/readyz"}) {
+    auto r = hello_cli({"--listen", "127.0.0.1:0", "--metrics-path", path});
+    EXPECT_EQ(r.exit_code, 2) << path;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_NE(r.err.find("metrics-path"), std::string::npos) << r.err;
+    EXPECT_EQ(r.out, "");
+  }
+}
+
 TEST(Hello, RejectsABadDelayWith400) {
   auto server = start_hello();
   auto r = curl({"-w", "%{http_code}\n", "-o", "/dev/null", server.url("/delay?ms=soon"), "-o",

@@ -73,7 +73,13 @@ INSTANTIATE_TEST_SUITE_P(
                    [](auto& o) { o.health.readiness_path = "readyz"; }},
         bad_option{"are the same path",
                    [](auto& o) { o.health.readiness_path = o.health.liveness_path = "/health"; }},
-        bad_option{"health.listen is set", [](auto& o) { o.health.listen = {"127.0.0.1:0"}; }}));
+        bad_option{"health.listen is set", [](auto& o) { o.health.listen = {"127.0.0.1:0"}; }},
+        bad_option{"health.metrics_path \"metrics\" does not start with '/'",
+                   [](auto& o) { o.health.metrics_path = "metrics"; }},
+        bad_option{"health.readiness_path and health.metrics_path are the same path",
+                   [](auto& o) { o.health.readiness_path = o.health.metrics_path = "/x"; }},
+        bad_option{"health.liveness_path and health.metrics_path are the same path",
+                   [](auto& o) { o.health.liveness_path = o.health.metrics_path = "/x"; }}));
 
 TEST(Server, ValidOptionsStart) {
   server_options options;
@@ -87,6 +93,20 @@ TEST(Server, ValidOptionsStart) {
   s.start(ec);
   EXPECT_FALSE(ec) << ec.message();
   EXPECT_TRUE(s.ready());
+  EXPECT_TRUE(s.destroy().get().graceful);
+}
+
+TEST(Server, AHealthListenerWithOnlyTheMetricsPathStarts) {
+  server_options options;
+  options.listen = {"127.0.0.1:0"};
+  options.threads = 1;
+  options.health.listen = {"127.0.0.1:0"};
+  options.health.metrics_path = "/metrics";
+  server s(options, [](const request&, response res) { res.send("x"); });
+  std::error_code ec;
+  s.start(ec);
+  EXPECT_FALSE(ec) << ec.message();
+  EXPECT_EQ(s.local_addresses().size(), 2u);
   EXPECT_TRUE(s.destroy().get().graceful);
 }
 
