@@ -122,6 +122,7 @@ cluster_state cluster::hand_over() const {
   out.next_id = next_id_;
   out.started = ticks(started_);
   out.unclean = unclean_;
+  out.counters = counters_;
   for (const auto& [id, w] : workers_) {
     out.workers.push_back({w.id, w.pid, w.slot, w.generation, static_cast<int>(w.r),
                            static_cast<int>(w.s), ticks(w.started), ticks(w.ready_at),
@@ -140,6 +141,7 @@ void cluster::take_over(const cluster_state& from) {
   next_id_ = from.next_id;
   started_ = from_ticks(from.started);
   unclean_ = from.unclean;
+  counters_ = from.counters;
   program_.instances = static_cast<int>(from.slots.size());
   if (program_.max_memory) next_memory_check_ = os_.now() + memory_check_interval;
   for (const auto& h : from.workers) {
@@ -185,7 +187,7 @@ void cluster::spawn_into(int slot, role r, std::string why, std::uint64_t reload
     worker none;
     none.slot = slot;
     none.started = os_.now();
-    crashed(slot, none, failure);
+    crashed(slot, none, failure, "start_failed");
     return;
   }
   worker w;
@@ -306,6 +308,7 @@ void cluster::leader_exited(worker& w, int wait_status) {
     r.message += text + " (" + w.why + "): " + outcome;
     r.add("reason", w.why).add("outcome", outcome);
     say(std::move(r));
+    ++counters_.exits[outcome];
   };
   if (order_ != order::run) {
     if (w.killed || !on_its_own) unclean_ = true;
@@ -321,10 +324,11 @@ void cluster::leader_exited(worker& w, int wait_status) {
                                      : "exited (" + exit + ") before it was ready");
       break;
     case role::serving:
-      crashed(w.slot, w,
-              w.killed && w.s == state::starting
-                  ? "not ready within " + seconds(program_.ready_timeout)
-                  : exit);
+      if (w.killed && w.s == state::starting) {
+        crashed(w.slot, w, "not ready within " + seconds(program_.ready_timeout), "not_ready");
+      } else {
+        crashed(w.slot, w, exit, WIFSIGNALED(wait_status) ? "signal" : "exit");
+      }
       break;
   }
 }
@@ -364,7 +368,7 @@ void cluster::worker_gone(std::uint64_t id) {
   if (finished()) say(event_record("all_exited", "every worker has exited"));
 }
 
-void cluster::crashed(int slot, const worker& w, std::string exit) {
+void cluster::crashed(int slot, const worker& w, std::string exit, std::string reason) {
   const steady_time now = os_.now();
   auto& s = slots_[static_cast<std::size_t>(slot)];
   if (s.serving == w.id) s.serving = 0;
@@ -387,14 +391,15 @@ void cluster::crashed(int slot, const worker& w, std::string exit) {
   if (s.replacement) {
     r.message += "; its replacement is starting";
   } else {
-    r.message += schedule_restart(slot);
+    r.message += schedule_restart(slot, reason);
     r.add("restart_in_s", in_seconds(s.restart_at - now));
   }
   say(std::move(r));
 }
 
-std::string cluster::schedule_restart(int slot) {
+std::string cluster::schedule_restart(int slot, const std::string& reason) {
   auto& s = slots_[static_cast<std::size_t>(slot)];
+  ++counters_.restarts[reason];
   double delay_ms = static_cast<double>(program_.restart.initial.count()) *
                     std::pow(program_.restart.factor, s.crashes - 1);
   delay_ms = std::min(delay_ms, static_cast<double>(program_.restart.max.count()));
@@ -411,7 +416,7 @@ void cluster::keep_slot_filled(int slot) {
   if (s.serving || s.replacement || s.restart_pending) return;
   // Its worker crashed while a replacement was starting, and the replacement failed too.
   ++s.crashes;
-  const std::string restart = schedule_restart(slot);
+  const std::string restart = schedule_restart(slot, "failed_replacement");
   say(event_record("worker_crashed", "slot " + std::to_string(slot) + ": no worker left" + restart)
           .add("slot", std::int64_t{slot})
           .add("crashes", std::int64_t{s.crashes})
@@ -450,6 +455,7 @@ void cluster::replacement_failed(worker& w, std::string why) {
 void cluster::replace(int slot, std::string why) {
   auto& s = slots_[static_cast<std::size_t>(slot)];
   if (s.replacement || !s.serving || order_ != order::run) return;
+  ++counters_.restarts[why];
   spawn_into(slot, role::replacement, std::move(why), 0);
 }
 
@@ -688,6 +694,7 @@ void cluster::finish_reload(bool ok, std::string message) {
   }
   line.message = message;
   say(std::move(line));
+  ++counters_.reloads[ok ? "ok" : "failed"];
   if (r.done) r.done({ok, message});
   if (!queued_.empty() && order_ == order::run) {
     queued_reload q = std::move(queued_.front());

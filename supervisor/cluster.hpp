@@ -66,6 +66,19 @@ struct reload_result {
   std::string message;
 };
 
+/// What a cluster has counted since it started, carried across upgrades, for the metrics.
+struct cluster_counters {
+  /// Restarts and replacements decided, by reason: after a crash "exit", "signal",
+  /// "not_ready", "start_failed" or "failed_replacement"; "watchdog" and "memory" for a worker
+  /// replaced while it ran.
+  std::map<std::string, std::uint64_t> restarts;
+  /// Reloads finished, by outcome: "ok", "failed".
+  std::map<std::string, std::uint64_t> reloads;
+  /// Workers told to stop that have exited, by outcome: "graceful", "failed", "forced".
+  std::map<std::string, std::uint64_t> exits;
+  bool operator==(const cluster_counters&) const = default;
+};
+
 /// A cluster's state as one supervisor binary hands it to the next (`lameduck upgrade`):
 /// every field of its workers and slots, times on the monotonic clock (which an exec keeps).
 struct cluster_state {
@@ -91,6 +104,7 @@ struct cluster_state {
   bool unclean = false;
   std::vector<worker> workers;
   std::vector<slot> slots;
+  cluster_counters counters;
 };
 
 /// One program's workers, their replacement, restarts and stop.
@@ -166,6 +180,8 @@ class cluster {
   bool reloading() const { return reload_.has_value(); }
   order current_order() const { return order_; }
   const program_config& program() const { return program_; }
+  /// What it has counted, for the metrics.
+  const cluster_counters& counters() const { return counters_; }
   /// Every worker's state, for `lameduck status` (memory read through the os).
   program_status status();
   /// The first processes of every live worker.
@@ -231,9 +247,11 @@ class cluster {
   void kill_now(worker& w, std::string reason, std::string text);
   void leader_exited(worker& w, int wait_status);
   void worker_gone(std::uint64_t id);
-  void crashed(int slot, const worker& w, std::string exit);
-  // Arms the slot's restart after its crash count's delay; the words saying so, for the log.
-  std::string schedule_restart(int slot);
+  // The slot's worker w ended unexpectedly (exit says how; reason counts it, as restarts do).
+  void crashed(int slot, const worker& w, std::string exit, std::string reason);
+  // Arms the slot's restart after its crash count's delay, counted under reason; the words
+  // saying so, for the log.
+  std::string schedule_restart(int slot, const std::string& reason);
   // Restarts a slot left with no worker at all (no serving one, no replacement, no restart).
   void keep_slot_filled(int slot);
   void replacement_failed(worker& w, std::string why);
@@ -258,6 +276,7 @@ class cluster {
   std::vector<slot_state> slots_;
   std::optional<reload_run> reload_;
   std::deque<queued_reload> queued_;
+  cluster_counters counters_;
 };
 
 /// "exit 1", "killed by SIGSEGV" (with " (core dumped)"), from a wait status.

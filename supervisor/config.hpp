@@ -95,6 +95,9 @@ struct run_config {
   /// The format of the supervisor's standard output: its own lines, and the workers' lines
   /// it relays (wrapped as fields in the structured formats).
   lameduck::log_format log_format = lameduck::log_format::text;
+  /// "HOST:PORT" where the supervisor answers GET /metrics (Prometheus's text format) itself;
+  /// empty: no metrics.
+  std::string metrics_listen;
   /// The programs, in order; at least one.
   std::vector<program_config> programs;
   bool operator==(const run_config&) const = default;

@@ -234,6 +234,8 @@ run_config parse_config(std::string_view text, std::string_view file_name) {
       config.control = in.string(value, k);
     } else if (k == "log_format") {
       config.log_format = in.parsed(value, k, parse_log_format);
+    } else if (k == "metrics_listen") {
+      config.metrics_listen = in.string(value, k);
     } else if (k == "program") {
       has_program = true;
       if (const auto* array = value.as_array()) {
@@ -246,7 +248,8 @@ run_config parse_config(std::string_view text, std::string_view file_name) {
       }
     } else {
       in.fail(key.source(),
-              "unknown key " + quote(k) + " (the top level has control, log_format and program)");
+              "unknown key " + quote(k) +
+                  " (the top level has control, log_format, metrics_listen and program)");
     }
   }
   if (!has_program) in.fail("no [program] table (or [[program]] tables) to run");

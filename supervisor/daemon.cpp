@@ -28,6 +28,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -39,6 +40,7 @@
 #include "config_values.hpp"
 #include "control.hpp"
 #include "log/record.hpp"
+#include "metrics.hpp"
 #include "net/address.hpp"
 #include "net/listener.hpp"
 #include "process/systemd.hpp"
@@ -52,8 +54,9 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(cluster_state::worker, id, pid, slot, generat
                                    leader_alive, killed, why)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(cluster_state::slot, serving, replacement, crashes, restarts,
                                    restart_pending, restart_at, last_exit)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(cluster_counters, restarts, reloads, exits)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(cluster_state, generation, next_id, started, unclean, workers,
-                                   slots)
+                                   slots, counters)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(shared_socket, fd, name)
 
 namespace {
@@ -128,7 +131,9 @@ struct upgrade_state {
   bool announced_ready = false;
   std::uint64_t next_notify = 1;  // the names of live workers' sockets stay taken
   std::int64_t started = 0;
-  int answer = -1;  // the connection of the client that asked, to answer once done
+  int answer = -1;      // the connection of the client that asked, to answer once done
+  int metrics_fd = -1;  // --metrics-listen's socket
+  std::uint64_t upgrades = 0;
   std::vector<channel> channels;
   std::vector<program> programs;
 };
@@ -136,7 +141,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(upgrade_state::channel, kind, fd, program, sl
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(upgrade_state::program, name, sockets, cluster, lines)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(upgrade_state, version, control_path, control_fd, lifeline_read,
                                    lifeline_write, announced_ready, next_notify, started, answer,
-                                   channels, programs)
+                                   metrics_fd, upgrades, channels, programs)
 
 class daemon final : public os {
  public:
@@ -163,7 +168,17 @@ class daemon final : public os {
   std::uint64_t resident_bytes(pid_t pgid) override;
 
  private:
-  enum class kind { signals, control, client, output, errors, notify, ready };
+  enum class kind {
+    signals,
+    control,
+    client,
+    output,
+    errors,
+    notify,
+    ready,
+    metrics_listener,
+    metrics_client
+  };
   struct channel {
     channel(kind what, unique_fd f, std::size_t p = 0, int s = -1, pid_t worker = 0)
         : k(what), fd(std::move(f)), program(p), slot(s), pid(worker) {}
@@ -179,6 +194,8 @@ class daemon final : public os {
     std::optional<int> follow_slot;
     std::optional<std::size_t> follow_program;
     bool waiting_for_stop = false;
+    std::unique_ptr<metrics_exchange> exchange;  // metrics_client: its request and response
+    steady_time deadline = steady_time::max();   // metrics_client: for its request
   };
   struct program_entry {
     std::unique_ptr<cluster> c;
@@ -201,6 +218,16 @@ class daemon final : public os {
   void on_ready_pipe(std::uint64_t id, channel& ch);
   void on_control(const channel& ch);
   void on_client(std::uint64_t id, channel& ch, std::uint32_t events);
+  // A client's connection woke: its answer so far is flushed, and what it wrote read into
+  // data; how much, 0 when nothing, or when it went away (then its channel is closed).
+  std::size_t client_input(std::uint64_t id, channel& ch, std::uint32_t events,
+                           std::span<char> data);
+  bool open_metrics();
+  void on_metrics_listener(const channel& ch);
+  void on_metrics_client(std::uint64_t id, channel& ch, std::uint32_t events);
+  // Answers 408 to the scrapers whose request is late; the next such deadline.
+  steady_time check_metrics_clients(steady_time now);
+  std::string scrape();
   void handle_request(std::uint64_t id, std::string_view line);
   void send(std::uint64_t id, std::string_view line, bool last = false);
   void flush(std::uint64_t id, channel& ch);
@@ -239,6 +266,8 @@ class daemon final : public os {
   bool announced_ready_ = false;
   bool stop_asked_ = false;
   int reloads_running_ = 0;
+  std::size_t metrics_clients_ = 0;
+  std::uint64_t upgrades_ = 0;  // binaries replaced, this one's predecessors
   // The binary to execute on upgrade: the path this one was started from, so that a new
   // file installed there (by rename, as package managers do) is what runs next.
   std::string binary_;
@@ -258,6 +287,7 @@ void daemon::close_channel(std::uint64_t id) {
   auto it = channels_.find(id);
   if (it == channels_.end()) return;
   ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second.fd.get(), nullptr);
+  if (it->second.k == kind::metrics_client) --metrics_clients_;
   channels_.erase(it);
 }
 
@@ -512,6 +542,7 @@ int daemon::start() {
   }
   epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
   add_channel(channel(kind::control, unique_fd(control)));
+  if (!open_metrics()) return 1;
 
   for (const auto& p : config_.programs)
     programs_.push_back(make_entry(p));
@@ -548,7 +579,7 @@ void daemon::catch_signals() {
 int daemon::serve() {
   std::vector<epoll_event> events(64);
   while (!finished()) {
-    steady_time next = steady_time::max();
+    steady_time next = check_metrics_clients(now());
     for (auto& entry : programs_)
       next = std::min(next, entry.c->next_deadline());
     int timeout = -1;
@@ -632,6 +663,12 @@ void daemon::on_event(std::uint64_t id, std::uint32_t events) {
       break;
     case kind::ready:
       on_ready_pipe(id, ch);
+      break;
+    case kind::metrics_listener:
+      on_metrics_listener(ch);
+      break;
+    case kind::metrics_client:
+      on_metrics_client(id, ch, events);
       break;
   }
 }
@@ -817,21 +854,99 @@ void daemon::on_control(const channel& ch) {
   }
 }
 
-void daemon::on_client(std::uint64_t id, channel& ch, std::uint32_t events) {
+bool daemon::open_metrics() {
+  if (config_.metrics_listen.empty()) return true;
+  std::error_code ec;
+  detail::socket_address address = detail::parse_listen_address(config_.metrics_listen, ec);
+  const int fd = ec ? -1 : detail::open_listener(address, {.backlog = 64}, ec);
+  if (fd < 0) {
+    std::fprintf(stderr, "lameduck: cannot listen on %s for metrics: %s\n",
+                 config_.metrics_listen.c_str(), ec.message().c_str());
+    return false;
+  }
+  add_channel(channel(kind::metrics_listener, unique_fd(fd)));
+  const std::string url = "http://" + detail::format_address(&address.any) + "/metrics";
+  say(event_record("metrics_listening", "metrics on " + url).add("address", url));
+  return true;
+}
+
+void daemon::on_metrics_listener(const channel& ch) {
+  for (;;) {
+    const int fd = ::accept4(ch.fd.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) return;
+    if (metrics_clients_ >= max_metrics_connections) {
+      ::close(fd);  // a scraper gone wrong, or someone else's traffic: the loop has work to do
+      continue;
+    }
+    channel client(kind::metrics_client, unique_fd(fd));
+    client.exchange = std::make_unique<metrics_exchange>();
+    client.deadline = now() + metrics_request_timeout;
+    add_channel(std::move(client));
+    ++metrics_clients_;
+  }
+}
+
+std::size_t daemon::client_input(std::uint64_t id, channel& ch, std::uint32_t events,
+                                 std::span<char> data) {
   if (events & EPOLLOUT) {
     flush(id, ch);
-    if (!channels_.count(id)) return;
+    if (!channels_.count(id)) return 0;
   }
-  if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) return;
-  char data[4096];
-  const ssize_t n = ::read(ch.fd.get(), data, sizeof data);
-  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) return 0;
+  const ssize_t n = ::read(ch.fd.get(), data.data(), data.size());
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
   if (n <= 0) {
     close_channel(id);  // the client went away; a reload it asked for goes on
-    return;
+    return 0;
   }
+  return static_cast<std::size_t>(n);
+}
+
+void daemon::on_metrics_client(std::uint64_t id, channel& ch, std::uint32_t events) {
+  char data[4096];
+  const std::size_t n = client_input(id, ch, events, data);
+  if (n == 0) return;
+  if (ch.exchange->answered()) return;  // what follows its request is read and dropped
+  if (ch.exchange->feed({data, n}, [this] { return scrape(); })) {
+    ch.deadline = steady_time::max();
+    send(id, ch.exchange->response(), /*last=*/true);
+  }
+}
+
+steady_time daemon::check_metrics_clients(steady_time t) {
+  steady_time next = steady_time::max();
+  if (metrics_clients_ == 0) return next;
+  std::vector<std::uint64_t> late;
+  for (const auto& [id, ch] : channels_) {
+    if (ch.k != kind::metrics_client || ch.deadline == steady_time::max()) continue;
+    if (t >= ch.deadline) {
+      late.push_back(id);
+    } else {
+      next = std::min(next, ch.deadline);
+    }
+  }
+  for (const std::uint64_t id : late) {
+    channel& ch = channels_.at(id);
+    ch.exchange->time_out();
+    ch.deadline = steady_time::max();
+    send(id, ch.exchange->response(), /*last=*/true);
+  }
+  return next;
+}
+
+std::string daemon::scrape() {
+  std::vector<program_metrics> programs;
+  for (auto& entry : programs_)
+    programs.push_back({entry.c->status(), entry.c->counters()});
+  return format_metrics(programs, upgrades_);
+}
+
+void daemon::on_client(std::uint64_t id, channel& ch, std::uint32_t events) {
+  char data[4096];
+  const std::size_t n = client_input(id, ch, events, data);
+  if (n == 0) return;
   if (ch.close_when_written || ch.follow || ch.waiting_for_stop) return;  // one request each
-  ch.partial.append(data, static_cast<std::size_t>(n));
+  ch.partial.append(data, n);
   const auto end = ch.partial.find('\n');
   if (end == std::string::npos) {
     if (ch.partial.size() > max_request) send(id, encode_result(false, "request too long"), true);
@@ -1007,12 +1122,15 @@ void daemon::upgrade(std::uint64_t client) {
   state.announced_ready = announced_ready_;
   state.next_notify = next_notify_;
   state.started = started_.time_since_epoch().count();
+  state.upgrades = upgrades_ + 1;  // counted by the binary that takes over, if it does
   for (auto& [id, ch] : channels_) {
     if (ch.k == kind::control) {
       state.control_fd = ch.fd.get();
-    } else if (ch.k == kind::client) {
+    } else if (ch.k == kind::client || ch.k == kind::metrics_client) {
       if (id != client) continue;  // other clients' connections end with this binary
       state.answer = ch.fd.get();
+    } else if (ch.k == kind::metrics_listener) {
+      state.metrics_fd = ch.fd.get();
     } else if (ch.k != kind::signals) {
       state.channels.push_back(
           {static_cast<int>(ch.k), ch.fd.get(), ch.program, ch.slot, ch.pid, ch.partial});
@@ -1109,6 +1227,9 @@ bool daemon::take_over(const upgrade_state& state) {
   lifeline_write_.reset(own(state.lifeline_write));
   announced_ready_ = state.announced_ready;
   next_notify_ = state.next_notify;
+  upgrades_ = state.upgrades;
+  if (state.metrics_fd >= 0)
+    add_channel(channel(kind::metrics_listener, unique_fd(own(state.metrics_fd))));
   started_ = steady_time(steady_time::duration(state.started));
   for (const upgrade_state::program& p : state.programs) {
     auto config = std::find_if(config_.programs.begin(), config_.programs.end(),

@@ -22,6 +22,7 @@
 #include <cstring>
 #include <fstream>
 #include <future>
+#include <map>
 #include <mutex>
 #include <regex>
 #include <sstream>
@@ -381,6 +382,7 @@ using SupervisorWorkers = supervisor_test;
 using SupervisorUpgrade = supervisor_test;
 using SupervisorControl = supervisor_test;
 using SupervisorLogs = supervisor_test;
+using SupervisorMetricsEndpoint = supervisor_test;
 
 TEST_F(SupervisorRun, Step1RunsEveryWorkerOnTheSharedSocketAndReportsThemReady) {
   supervisor& s = start_hello(2);
@@ -1066,6 +1068,96 @@ TEST_F(SupervisorLogs, JsonLinesShowEveryPhaseOfEachStopInOrder) {
   then({{"event", "stopped"}, {"ok", true}});
   EXPECT_TRUE(log[at].contains("took_s"));
   EXPECT_TRUE(log[at].contains("time"));
+}
+
+/// A scrape by curl, parsed by Prometheus's own parser (prometheus_parse.py: prometheus_client
+/// from Debian's python3-prometheus-client): each sample's value by its name and labels
+/// (sorted by name), as "lameduck_supervisor_workers{program=\"app\",state=\"ready\"}".
+std::map<std::string, double> scrape(const std::string& url) {
+  const command_result r = run({"curl", "-sS", "--max-time", "5", "-i", url});
+  std::map<std::string, double> samples;
+  const auto body = r.out.find("\r\n\r\n");
+  EXPECT_TRUE(r.exit_code == 0 && r.out.starts_with("HTTP/1.1 200 OK\r\n") &&
+              body != std::string::npos)
+      << r.out << r.err;
+  if (body == std::string::npos) return samples;
+  EXPECT_EQ(header_of(r.out, "Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
+  const command_result parsed = run({"/usr/bin/python3", source_path("prometheus_parse.py")}, 30s,
+                                    std::string_view(r.out).substr(body + 4));
+  EXPECT_EQ(parsed.exit_code, 0) << parsed.err << r.out;
+  std::istringstream lines(parsed.out);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.starts_with("TYPE ") || line.starts_with("HELP ")) continue;
+    const auto space = line.rfind(' ');
+    samples[line.substr(0, space)] = std::stod(line.substr(space + 1));
+  }
+  return samples;
+}
+
+TEST_F(SupervisorMetricsEndpoint, CountersMoveThroughAReloadACrashAndAnUpgrade) {
+  supervisor& s = start_hello(2, {"--metrics-listen", "127.0.0.1:0", "--restart-delay", "10ms"});
+  ASSERT_TRUE(s.ready());
+  const std::string said = s.wait_for("metrics on http://127.0.0.1:");
+  ASSERT_FALSE(said.empty()) << s.output();
+  const std::string url = said.substr(said.find("http://"));
+  const auto port = static_cast<std::uint16_t>(std::stoi(url.substr(url.rfind(':') + 1)));
+  // A scraper that never finishes its request is answered 408 at the deadline (checked last).
+  raw_client late(port);
+  late.send("GET /metrics HTTP/1.1\r\n");
+  const auto late_since = clock::now();
+
+  const std::string ready = "lameduck_supervisor_workers{program=\"app\",state=\"ready\"}";
+  const std::string reloads_ok =
+      "lameduck_supervisor_reloads_total{outcome=\"ok\",program=\"app\"}";
+  const std::string graceful =
+      "lameduck_supervisor_worker_exits_total{outcome=\"graceful\",program=\"app\"}";
+  const std::string signalled =
+      "lameduck_supervisor_restarts_total{program=\"app\",reason=\"signal\"}";
+  auto m = scrape(url);
+  EXPECT_EQ(m[ready], 2);
+  EXPECT_EQ(m["lameduck_supervisor_generation{program=\"app\"}"], 1);
+  EXPECT_EQ(m[reloads_ok], 0);
+  EXPECT_EQ(m[graceful], 0);
+  EXPECT_EQ(m[signalled], 0);
+  EXPECT_GT(m["lameduck_supervisor_worker_resident_bytes{program=\"app\",slot=\"1\"}"], 0);
+
+  const command_result reload = s.ctl({"reload"});
+  ASSERT_EQ(reload.exit_code, 0) << reload.out << reload.err;
+  m = scrape(url);
+  EXPECT_EQ(m[reloads_ok], 1);
+  EXPECT_EQ(m["lameduck_supervisor_generation{program=\"app\"}"], 2);
+  EXPECT_EQ(m[graceful], 2) << "both old workers drained and exited on their own";
+
+  // A crash: the worker is restarted, and the restart counted by its reason.
+  const std::vector<int> pids = worker_pids(s);
+  ASSERT_EQ(pids.size(), 2u);
+  ::kill(pids[0], SIGKILL);
+  EXPECT_TRUE(eventually([&] {
+    m = scrape(url);
+    return m[signalled] == 1 && m[ready] == 2;
+  })) << s.output();
+
+  // (An upgrade ends the connections of scrapers, as of control clients: checked before.)
+  const std::string timed_out = late.read_response(5s);
+  EXPECT_EQ(status_of(timed_out), 408) << timed_out;
+  EXPECT_GE(clock::now() - late_since, 1900ms);
+  EXPECT_TRUE(late.closed_within(1s));
+
+  // The counters live on through an upgrade, which is counted too.
+  const command_result upgrade = s.ctl({"upgrade"});
+  ASSERT_EQ(upgrade.exit_code, 0) << upgrade.out << upgrade.err;
+  m = scrape(url);
+  EXPECT_EQ(m["lameduck_supervisor_upgrades_total"], 1);
+  EXPECT_EQ(m[reloads_ok], 1);
+  EXPECT_EQ(m[signalled], 1);
+
+  // Only GET (and HEAD) /metrics; every answer closes its connection.
+  const command_result missing = run({"curl", "-sS", "-i", url + "x"});
+  EXPECT_TRUE(missing.out.starts_with("HTTP/1.1 404 ")) << missing.out << missing.err;
+  const command_result post = run({"curl", "-sS", "-i", "-X", "POST", url});
+  EXPECT_TRUE(post.out.starts_with("HTTP/1.1 405 ")) << post.out << post.err;
+  EXPECT_EQ(header_of(post.out, "Allow"), "GET, HEAD");
+  EXPECT_EQ(header_of(post.out, "Connection"), "close");
 }
 
 TEST(SupervisorCommandLine, Step8BadFlagsAreOneLineAndExitTwo) {

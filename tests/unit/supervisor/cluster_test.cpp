@@ -575,6 +575,10 @@ TEST_F(Cluster, EachPhaseOfAReloadedWorkersStopIsLoggedInOrder) {
   EXPECT_EQ(field(finished, "generation"), "2");
   EXPECT_EQ(field(finished, "took_s"), "0.280");
   EXPECT_EQ(finished.message, "reloaded 1 workers to generation 2 in 0.28s");
+  // And the metrics count them.
+  EXPECT_EQ(c->counters().reloads, (std::map<std::string, std::uint64_t>{{"ok", 1}}));
+  EXPECT_EQ(c->counters().exits, (std::map<std::string, std::uint64_t>{{"graceful", 1}}));
+  EXPECT_TRUE(c->counters().restarts.empty());
 }
 
 TEST_F(Cluster, AWorkerKilledAtItsKillTimeoutIsLoggedAsForced) {
@@ -595,6 +599,7 @@ TEST_F(Cluster, AWorkerKilledAtItsKillTimeoutIsLoggedAsForced) {
   EXPECT_EQ(exited.message, "slot 0 pid 100: killed by SIGKILL after 10.00s (stop): forced");
   EXPECT_EQ(field(exited, "outcome"), "forced");
   EXPECT_EQ(events(), strings{"all_exited"});
+  EXPECT_EQ(c->counters().exits, (std::map<std::string, std::uint64_t>{{"forced", 1}}));
 }
 
 TEST_F(Cluster, EachStopSaysWhyAndAFailedExitIsNotGraceful) {
@@ -622,6 +627,38 @@ TEST_F(Cluster, EachStopSaysWhyAndAFailedExitIsNotGraceful) {
   EXPECT_EQ(field(record("worker_exited", 101), "outcome"), "graceful");
   ASSERT_EQ(c->scale(1), "");
   EXPECT_EQ(field(record("worker_stop_ordered", 103), "reason"), "scale");
+  EXPECT_EQ(c->counters().restarts,
+            (std::map<std::string, std::uint64_t>{{"memory", 1}, {"watchdog", 1}}));
+  EXPECT_EQ(c->counters().exits,
+            (std::map<std::string, std::uint64_t>{{"failed", 1}, {"graceful", 1}}));
+}
+
+TEST_F(Cluster, RestartsAreCountedByReasonAndFailedReloadsByOutcome) {
+  program.instances = 1;
+  program.restart.initial = 10ms;
+  start();
+  c->on_ready(100);
+  exit(100, killed_by(SIGSEGV));
+  advance(10ms);  // 101
+  exit(101, exited(3));
+  advance(20ms);  // 102, never ready
+  advance(program.ready_timeout);
+  exit(102, killed_by(SIGKILL));
+  os.failing_spawns = 1;
+  advance(40ms);  // cannot start
+  advance(80ms);  // 103
+  c->on_ready(103);
+  auto r = reload();
+  exit(104, exited(1));  // its replacement fails
+  ASSERT_TRUE(r->finished);
+  EXPECT_EQ(c->counters().restarts,
+            (std::map<std::string, std::uint64_t>{
+                {"signal", 1}, {"exit", 1}, {"not_ready", 1}, {"start_failed", 1}}));
+  EXPECT_EQ(c->counters().reloads, (std::map<std::string, std::uint64_t>{{"failed", 1}}));
+  // A new supervisor binary carries them on.
+  cluster next(program, os, [](detail::log_record) {});
+  next.take_over(c->hand_over());
+  EXPECT_EQ(next.counters(), c->counters());
 }
 
 TEST_F(Cluster, WhatAWorkerSaysIsLoggedOnlyWhileItStops) {

@@ -134,6 +134,7 @@ TEST(CommandLine, RunWithOnlyAProgramHasEveryDefault) {
   EXPECT_EQ(c.run.control, control_default_path());
   EXPECT_EQ(c.control, control_default_path());
   EXPECT_EQ(c.run.log_format, log_format::text);
+  EXPECT_EQ(c.run.metrics_listen, "");
 }
 
 TEST(CommandLine, EverythingAfterTheSeparatorBelongsToTheProgram) {
@@ -383,6 +384,16 @@ TEST(CommandLine, LogFormat) {
                "\"xml\" is not a log format (text, logfmt or json)");
 }
 
+TEST(CommandLine, MetricsListen) {
+  EXPECT_EQ(parse({"run", "--metrics-listen", "127.0.0.1:9100", "--", "a"}).run.metrics_listen,
+            "127.0.0.1:9100");
+  EXPECT_EQ(parse({"run", "--metrics-listen", "[::1]:0", "--", "a"}).run.metrics_listen, "[::1]:0");
+  EXPECT_ERROR(args("run", "--metrics-listen", "nowhere", "--", "a"),
+               "--metrics-listen (metrics_listen) \"nowhere\" is not HOST:PORT");
+  EXPECT_ERROR(args("run", "--metrics-listen", "/run/m.sock", "--", "a"), "--metrics-listen",
+               "not HOST:PORT");
+}
+
 TEST(CommandLine, EnvironmentDirectoryAndName) {
   auto p = only_program(parse({"run", "--env", "A=1", "--env", "B=x=y", "--env", "EMPTY=", "--env",
                                "A=2", "--directory", "/srv", "--name", "web-1.a_b", "--", "a"}));
@@ -517,6 +528,7 @@ TEST(CommandLine, Version) {
 constexpr std::string_view full_program = R"(
 control = "/tmp/full.sock"
 log_format = "logfmt"
+metrics_listen = "127.0.0.1:9100"
 [program]
 name = "web"
 command = ["/bin/web", "--port", "8080"]
@@ -543,6 +555,7 @@ TEST(ConfigFile, EveryKey) {
   validate(config);
   EXPECT_EQ(config.control, "/tmp/full.sock");
   EXPECT_EQ(config.log_format, log_format::logfmt);
+  EXPECT_EQ(config.metrics_listen, "127.0.0.1:9100");
   ASSERT_EQ(config.programs.size(), 1u);
   const auto& p = config.programs[0];
   EXPECT_EQ(p.name, "web");
@@ -791,6 +804,10 @@ TEST(ConfigAndFlags, FlagsOverrideTheFile) {
   EXPECT_EQ(c.run.control, "/tmp/flag.sock");
   EXPECT_EQ(c.control, "/tmp/flag.sock");
   EXPECT_EQ(c.run.log_format, log_format::json);
+  EXPECT_EQ(c.run.metrics_listen, "127.0.0.1:9100") << "from the file";
+  EXPECT_EQ(
+      parse({"run", "--config", file.path(), "--metrics-listen", "*:9200"}).run.metrics_listen,
+      "*:9200");
 }
 
 TEST(ConfigAndFlags, TheFileAloneIsEnough) {
