@@ -7,8 +7,9 @@
 #include <algorithm>
 #include <cmath>
 #include <csignal>
-#include <cstring>
 #include <utility>
+
+#include "config_values.hpp"
 
 namespace lameduck::supervisor {
 
@@ -27,9 +28,21 @@ std::string seconds(std::chrono::steady_clock::duration d) {
   return text;
 }
 
-std::string signal_name(int sig) {
-  const char* abbreviation = ::sigabbrev_np(sig);
-  return abbreviation ? std::string("SIG") + abbreviation : "signal " + std::to_string(sig);
+// A duration as a field: seconds, as the library's stop records write them.
+double in_seconds(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+std::int64_t count(std::uint64_t n) {
+  return static_cast<std::int64_t>(n);
+}
+
+// What a worker writes in STATUS= is shown as one short line: it comes from any program.
+std::string shown_status(std::string_view status) {
+  constexpr std::size_t max_status = 200;
+  std::string text = one_line(std::string(status.substr(0, max_status)));
+  if (status.size() > max_status) text += "...";
+  return text;
 }
 
 }  // namespace
@@ -44,11 +57,26 @@ std::string describe_wait_status(int wait_status) {
   return "wait status " + std::to_string(wait_status);
 }
 
-cluster::cluster(program_config p, os& system, log_fn log)
+cluster::cluster(program_config p, os& system, record_fn log)
     : program_(std::move(p)), os_(system), log_(std::move(log)) {}
 
-void cluster::say(std::string_view line) {
-  if (log_) log_(line);
+detail::log_record event_record(std::string event, std::string message) {
+  detail::log_record r;
+  r.message = std::move(message);
+  r.add("event", std::move(event));
+  return r;
+}
+
+detail::log_record cluster::record(const worker& w, std::string event, std::string text) const {
+  detail::log_record r = event_record(std::move(event), name(w) + ": " + text);
+  r.add("slot", std::int64_t{w.slot})
+      .add("pid", std::int64_t{w.pid})
+      .add("generation", count(w.generation));
+  return r;
+}
+
+void cluster::say(detail::log_record r) {
+  if (log_) log_(std::move(r));
 }
 
 std::string cluster::name(const worker& w) const {
@@ -94,6 +122,7 @@ cluster_state cluster::hand_over() const {
   out.next_id = next_id_;
   out.started = ticks(started_);
   out.unclean = unclean_;
+  out.counters = counters_;
   for (const auto& [id, w] : workers_) {
     out.workers.push_back({w.id, w.pid, w.slot, w.generation, static_cast<int>(w.r),
                            static_cast<int>(w.s), ticks(w.started), ticks(w.ready_at),
@@ -112,6 +141,7 @@ void cluster::take_over(const cluster_state& from) {
   next_id_ = from.next_id;
   started_ = from_ticks(from.started);
   unclean_ = from.unclean;
+  counters_ = from.counters;
   program_.instances = static_cast<int>(from.slots.size());
   if (program_.max_memory) next_memory_check_ = os_.now() + memory_check_interval;
   for (const auto& h : from.workers) {
@@ -144,7 +174,9 @@ void cluster::spawn_into(int slot, role r, std::string why, std::uint64_t reload
   auto& s = slots_[static_cast<std::size_t>(slot)];
   if (pid <= 0) {
     const std::string failure = "cannot start: " + ec.message();
-    say("slot " + std::to_string(slot) + ": " + failure);
+    say(event_record("worker_start_failed", "slot " + std::to_string(slot) + ": " + failure)
+            .add("slot", std::int64_t{slot})
+            .add("error", ec.message()));
     if (r == role::replacement) {
       if (reload_ && reload_id == reload_->id) {
         finish_reload(false, "slot " + std::to_string(slot) + ": replacement " + failure +
@@ -155,7 +187,7 @@ void cluster::spawn_into(int slot, role r, std::string why, std::uint64_t reload
     worker none;
     none.slot = slot;
     none.started = os_.now();
-    crashed(slot, none, failure);
+    crashed(slot, none, failure, "start_failed");
     return;
   }
   worker w;
@@ -170,7 +202,9 @@ void cluster::spawn_into(int slot, role r, std::string why, std::uint64_t reload
   w.reload_id = reload_id;
   w.why = std::move(why);
   (r == role::serving ? s.serving : s.replacement) = w.id;
-  say(name(w) + ": started (generation " + std::to_string(w.generation) + ", " + w.why + ")");
+  say(record(w, "worker_started",
+             "started (generation " + std::to_string(w.generation) + ", " + w.why + ")")
+          .add("reason", w.why));
   workers_.emplace(w.id, std::move(w));
 }
 
@@ -182,7 +216,9 @@ void cluster::became_ready(worker& w) {
   w.deadline = program_.watchdog.count() ? now + program_.watchdog : steady_time::max();
   const std::string took = seconds(now - w.started);
   if (w.r != role::replacement) {
-    if (w.r == role::serving) say(name(w) + ": ready in " + took);
+    if (w.r == role::serving) {
+      say(record(w, "worker_ready", "ready in " + took).add("took_s", in_seconds(now - w.started)));
+    }
     return;
   }
   auto& s = slots_[static_cast<std::size_t>(w.slot)];
@@ -190,9 +226,13 @@ void cluster::became_ready(worker& w) {
   worker* old = find(s.serving);
   s.serving = w.id;
   w.r = role::serving;
-  std::string line = name(w) + ": ready in " + took;
-  if (old) line += "; pid " + std::to_string(old->pid) + " stopping";
-  say(line);
+  std::string text = "ready in " + took;
+  if (old) text += "; pid " + std::to_string(old->pid) + " stopping";
+  const std::string line = name(w) + ": " + text;
+  detail::log_record ready = record(w, "worker_ready", text);
+  ready.add("took_s", in_seconds(now - w.started)).add("reason", w.why);
+  if (old) ready.add("replaces_pid", std::int64_t{old->pid});
+  say(std::move(ready));
   const bool in_reload = reload_ && w.reload_id == reload_->id;
   if (in_reload) {
     if (reload_->progress) reload_->progress(line);
@@ -213,17 +253,32 @@ void cluster::retire(worker& w, std::string why) {
   }
   w.r = role::retiring;
   w.why = std::move(why);
+  order_stop(w);
+}
+
+void cluster::order_stop(worker& w) {
   if (w.s == state::stopping || w.killed) return;
   w.s = state::stopping;
   w.stop_sent = os_.now();
   w.deadline = w.stop_sent + program_.kill_timeout;
+  const std::string sig = signal_name(program_.stop_signal);
+  say(record(
+          w, "worker_stop_ordered",
+          sig + " (" + w.why + "); killed if still running after " + seconds(program_.kill_timeout))
+          .add("signal", sig)
+          .add("reason", w.why)
+          .add("kill_after_s", in_seconds(program_.kill_timeout)));
   os_.signal_group(w.pid, program_.stop_signal);
 }
 
-void cluster::kill_now(worker& w) {
+void cluster::kill_now(worker& w, std::string reason, std::string text) {
   if (w.killed) return;
   w.killed = true;
   w.deadline = steady_time::max();
+  detail::log_record r = record(w, "worker_stop_ordered", std::move(text));
+  r.add("signal", std::string("SIGKILL")).add("reason", std::move(reason));
+  if (w.s == state::stopping) r.add("after_s", in_seconds(os_.now() - w.stop_sent));
+  say(std::move(r));
   os_.signal_group(w.pid, SIGKILL);
 }
 
@@ -237,29 +292,43 @@ bool cluster::on_exit(pid_t pid, int wait_status) {
 void cluster::leader_exited(worker& w, int wait_status) {
   w.leader_alive = false;
   const std::string exit = describe_wait_status(wait_status);
+  const bool on_its_own =
+      (WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0) ||
+      (WIFSIGNALED(wait_status) && WTERMSIG(wait_status) == program_.stop_signal);
+  // The last phase of a stop: how it ended, and how long after the order.
+  auto stopped = [&] {
+    const std::string outcome = w.killed ? "forced" : on_its_own ? "graceful" : "failed";
+    std::string text = exit;
+    detail::log_record r = record(w, "worker_exited", "");
+    r.add("exit", exit);
+    if (w.s == state::stopping) {
+      text += " after " + seconds(os_.now() - w.stop_sent);
+      r.add("after_s", in_seconds(os_.now() - w.stop_sent));
+    }
+    r.message += text + " (" + w.why + "): " + outcome;
+    r.add("reason", w.why).add("outcome", outcome);
+    say(std::move(r));
+    ++counters_.exits[outcome];
+  };
   if (order_ != order::run) {
-    const bool on_its_own =
-        (WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0) ||
-        (WIFSIGNALED(wait_status) && WTERMSIG(wait_status) == program_.stop_signal);
     if (w.killed || !on_its_own) unclean_ = true;
-    say(name(w) + ": " + exit +
-        (w.s == state::stopping ? " after " + seconds(os_.now() - w.stop_sent) : ""));
+    stopped();
     return;
   }
   switch (w.r) {
     case role::retiring:
-      say(name(w) + ": " + exit + " after " + seconds(os_.now() - w.stop_sent) + " (" + w.why +
-          ")");
+      stopped();
       break;
     case role::replacement:
       replacement_failed(w, w.killed ? "was not ready within " + seconds(program_.ready_timeout)
                                      : "exited (" + exit + ") before it was ready");
       break;
     case role::serving:
-      crashed(w.slot, w,
-              w.killed && w.s == state::starting
-                  ? "not ready within " + seconds(program_.ready_timeout)
-                  : exit);
+      if (w.killed && w.s == state::starting) {
+        crashed(w.slot, w, "not ready within " + seconds(program_.ready_timeout), "not_ready");
+      } else {
+        crashed(w.slot, w, exit, WIFSIGNALED(wait_status) ? "signal" : "exit");
+      }
       break;
   }
 }
@@ -296,10 +365,10 @@ void cluster::worker_gone(std::uint64_t id) {
     if (reload_->progress) reload_->progress(line);
     advance_reload();
   }
-  if (finished()) say("every worker has exited");
+  if (finished()) say(event_record("all_exited", "every worker has exited"));
 }
 
-void cluster::crashed(int slot, const worker& w, std::string exit) {
+void cluster::crashed(int slot, const worker& w, std::string exit, std::string reason) {
   const steady_time now = os_.now();
   auto& s = slots_[static_cast<std::size_t>(slot)];
   if (s.serving == w.id) s.serving = 0;
@@ -311,19 +380,26 @@ void cluster::crashed(int slot, const worker& w, std::string exit) {
   const auto ran = now - w.started;
   if (ran >= program_.restart.stable_after) s.crashes = 0;
   ++s.crashes;
-  std::string line =
+  detail::log_record r = event_record(
+      "worker_crashed",
       "slot " + std::to_string(slot) +
-      (w.pid ? " pid " + std::to_string(w.pid) + ": " + exit + " after " + seconds(ran)
-             : ": " + exit);
+          (w.pid ? " pid " + std::to_string(w.pid) + ": " + exit + " after " + seconds(ran)
+                 : ": " + exit));
+  r.add("slot", std::int64_t{slot});
+  if (w.pid) r.add("pid", std::int64_t{w.pid}).add("ran_s", in_seconds(ran));
+  r.add("exit", exit).add("crashes", std::int64_t{s.crashes});
   if (s.replacement) {
-    say(line + "; its replacement is starting");
-    return;
+    r.message += "; its replacement is starting";
+  } else {
+    r.message += schedule_restart(slot, reason);
+    r.add("restart_in_s", in_seconds(s.restart_at - now));
   }
-  say(line + schedule_restart(slot));
+  say(std::move(r));
 }
 
-std::string cluster::schedule_restart(int slot) {
+std::string cluster::schedule_restart(int slot, const std::string& reason) {
   auto& s = slots_[static_cast<std::size_t>(slot)];
+  ++counters_.restarts[reason];
   double delay_ms = static_cast<double>(program_.restart.initial.count()) *
                     std::pow(program_.restart.factor, s.crashes - 1);
   delay_ms = std::min(delay_ms, static_cast<double>(program_.restart.max.count()));
@@ -340,7 +416,11 @@ void cluster::keep_slot_filled(int slot) {
   if (s.serving || s.replacement || s.restart_pending) return;
   // Its worker crashed while a replacement was starting, and the replacement failed too.
   ++s.crashes;
-  say("slot " + std::to_string(slot) + ": no worker left" + schedule_restart(slot));
+  const std::string restart = schedule_restart(slot, "failed_replacement");
+  say(event_record("worker_crashed", "slot " + std::to_string(slot) + ": no worker left" + restart)
+          .add("slot", std::int64_t{slot})
+          .add("crashes", std::int64_t{s.crashes})
+          .add("restart_in_s", in_seconds(s.restart_at - os_.now())));
 }
 
 void cluster::replacement_failed(worker& w, std::string why) {
@@ -350,8 +430,14 @@ void cluster::replacement_failed(worker& w, std::string why) {
   }
   w.r = role::retiring;
   w.why = "failed replacement";
-  if (w.leader_alive) kill_now(w);
   const std::string line = name(w) + ": the replacement " + why;
+  if (w.leader_alive) {
+    kill_now(w, w.why, "the replacement " + why + "; killing it");
+  } else {
+    say(record(w, "worker_exited", "the replacement " + why)
+            .add("reason", w.why)
+            .add("outcome", std::string("failed")));
+  }
   if (reload_ && w.reload_id == reload_->id) {
     finish_reload(false, line + "; the old workers keep serving");
     keep_slot_filled(w.slot);
@@ -359,7 +445,6 @@ void cluster::replacement_failed(worker& w, std::string why) {
   }
   // A watchdog or memory replacement: the worker it was to replace still serves, and is
   // checked again (with a new replacement) at its next deadline.
-  say(line);
   if (worker* old = find(slots_[static_cast<std::size_t>(w.slot)].serving)) {
     if (old->s == state::ready && program_.watchdog.count())
       old->deadline = std::min(old->deadline, os_.now() + program_.watchdog);
@@ -370,6 +455,7 @@ void cluster::replacement_failed(worker& w, std::string why) {
 void cluster::replace(int slot, std::string why) {
   auto& s = slots_[static_cast<std::size_t>(slot)];
   if (s.replacement || !s.serving || order_ != order::run) return;
+  ++counters_.restarts[why];
   spawn_into(slot, role::replacement, std::move(why), 0);
 }
 
@@ -382,6 +468,29 @@ void cluster::on_watchdog(pid_t pid) {
   worker* w = find_pid(pid);
   if (w && w->s == state::ready && program_.watchdog.count())
     w->deadline = os_.now() + program_.watchdog;
+}
+
+void cluster::on_notify_status(pid_t pid, bool stopping, std::string_view status) {
+  worker* w = find_pid(pid);
+  if (!w) return;
+  // A worker's own word on its drain (a lameduck server says STOPPING=1 with STATUS=draining
+  // when it begins, lame-duck delay included, and how it ended before it exits). What it says
+  // while it runs is its own business, and could come every second.
+  const bool first_stopping = stopping && !w->said_draining;
+  if (!first_stopping && (status.empty() || w->s != state::stopping)) return;
+  w->said_draining = w->said_draining || stopping;
+  const std::string shown = shown_status(status);
+  std::string text = first_stopping ? "draining, it says" : "it says";
+  if (!status.empty())
+    text += (first_stopping ? " (\"" : " \"") + shown + (first_stopping ? "\")" : "\"");
+  detail::log_record r = record(*w, first_stopping ? "worker_draining" : "worker_status", "");
+  if (!status.empty()) r.add("status", shown);
+  if (w->s == state::stopping) {
+    text += ", " + seconds(os_.now() - w->stop_sent) + " after its stop signal";
+    r.add("after_s", in_seconds(os_.now() - w->stop_sent));
+  }
+  r.message += text;
+  say(std::move(r));
 }
 
 void cluster::on_time() {
@@ -401,25 +510,26 @@ void cluster::on_time() {
           if (w->r == role::replacement) {
             replacement_failed(*w, "was not ready within " + seconds(program_.ready_timeout));
           } else {
-            say(name(*w) + ": not ready within " + seconds(program_.ready_timeout) +
-                "; killing it");
-            kill_now(*w);
+            kill_now(*w, "not ready",
+                     "not ready within " + seconds(program_.ready_timeout) + "; killing it");
           }
         }
         break;
       case state::ready:
         if (now >= w->deadline) {
           w->deadline = steady_time::max();  // once per silence
-          say(name(*w) + ": no watchdog ping for " + seconds(program_.watchdog) + "; replacing it");
+          say(record(*w, "worker_replacing",
+                     "no watchdog ping for " + seconds(program_.watchdog) + "; replacing it")
+                  .add("reason", std::string("watchdog")));
           if (w->r == role::serving) replace(w->slot, "watchdog");
         }
         break;
       case state::stopping:
         if (now >= w->deadline) {
-          say(name(*w) + ": still running " + seconds(program_.kill_timeout) + " after " +
-              signal_name(program_.stop_signal) + "; killing its process group");
           if (order_ != order::run) unclean_ = true;
-          kill_now(*w);
+          kill_now(*w, "kill timeout",
+                   "still running " + seconds(program_.kill_timeout) + " after " +
+                       signal_name(program_.stop_signal) + "; killing its process group");
         }
         break;
     }
@@ -431,7 +541,10 @@ void cluster::on_time() {
         s.restart_pending = false;
         ++s.restarts;
         // Said before the fork, whose time (tens of ms under a sanitizer) is not the delay's.
-        say("slot " + std::to_string(i) + ": restart " + std::to_string(s.restarts));
+        say(event_record("worker_restart",
+                         "slot " + std::to_string(i) + ": restart " + std::to_string(s.restarts))
+                .add("slot", std::int64_t{i})
+                .add("restarts", std::int64_t{s.restarts}));
         spawn_into(i, role::serving, "restart", 0);
       }
     }
@@ -463,8 +576,12 @@ void cluster::check_memory() {
     if (!w || w->s != state::ready || s.replacement) continue;
     const std::uint64_t bytes = os_.resident_bytes(w->pid);
     if (bytes > program_.max_memory) {
-      say(name(*w) + ": resident memory " + std::to_string(bytes >> 20) + " MiB exceeds " +
-          std::to_string(program_.max_memory >> 20) + " MiB; replacing it");
+      say(record(*w, "worker_replacing",
+                 "resident memory " + std::to_string(bytes >> 20) + " MiB exceeds " +
+                     std::to_string(program_.max_memory >> 20) + " MiB; replacing it")
+              .add("reason", std::string("memory"))
+              .add("resident_bytes", count(bytes))
+              .add("limit_bytes", count(program_.max_memory)));
       replace(i, "memory");
     }
   }
@@ -498,8 +615,10 @@ void cluster::start_reload(log_fn progress, done_fn done) {
   r.done = std::move(done);
   const std::string line = "reloading " + std::to_string(slots_.size()) +
                            " workers to generation " + std::to_string(r.generation);
+  say(event_record("reload_started", line)
+          .add("generation", count(r.generation))
+          .add("workers", count(slots_.size())));
   reload_ = std::move(r);
-  say(line);
   if (reload_->progress) reload_->progress(line);
   advance_reload();
 }
@@ -536,7 +655,9 @@ void cluster::advance_reload() {
                                ": no worker to replace (restarting after a crash; its next start "
                                "is generation " +
                                std::to_string(reload_->generation) + ")";
-      say(line);
+      say(event_record("reload_slot_skipped", line)
+              .add("slot", std::int64_t{slot})
+              .add("generation", count(reload_->generation)));
       if (reload_->progress) reload_->progress(line);
       continue;
     }
@@ -551,18 +672,29 @@ void cluster::finish_reload(bool ok, std::string message) {
   if (!reload_) return;
   reload_run r = std::move(*reload_);
   reload_.reset();
+  const auto took = os_.now() - r.started;
+  detail::log_record line = event_record("reload_finished", "");
+  line.add("ok", ok)
+      .add("generation", count(r.generation))
+      .add("replaced", std::int64_t{r.replaced})
+      .add("took_s", in_seconds(took));
   if (!ok) {
+    line.add("error", message);
     for (auto& [id, w] : workers_) {
       if (w.reload_id != r.id || w.r != role::replacement) continue;
       auto& s = slots_[static_cast<std::size_t>(w.slot)];
       if (s.replacement == id) s.replacement = 0;
       w.r = role::retiring;
-      kill_now(w);
+      w.why = "reload failed";
+      kill_now(w, w.why, "the reload failed; killing the replacement");
       keep_slot_filled(w.slot);
     }
-    message = "reload to generation " + std::to_string(r.generation) + " failed: " + message;
+    message = "reload to generation " + std::to_string(r.generation) + " failed after " +
+              seconds(took) + ": " + message;
   }
-  say(message);
+  line.message = message;
+  say(std::move(line));
+  ++counters_.reloads[ok ? "ok" : "failed"];
   if (r.done) r.done({ok, message});
   if (!queued_.empty() && order_ == order::run) {
     queued_reload q = std::move(queued_.front());
@@ -586,13 +718,17 @@ std::string cluster::scale(int instances) {
       const auto& s = slots_[static_cast<std::size_t>(i)];
       if (worker* r = find(s.replacement)) {
         r->r = role::retiring;
-        kill_now(*r);
+        r->why = "scale";
+        kill_now(*r, r->why, "scaled down; killing the replacement");
       }
       if (worker* w = find(s.serving)) retire(*w, "scale");
     }
     slots_.resize(static_cast<std::size_t>(instances));
   }
-  say("scaled from " + std::to_string(before) + " to " + std::to_string(instances) + " workers");
+  say(event_record("scaled", "scaled from " + std::to_string(before) + " to " +
+                                 std::to_string(instances) + " workers")
+          .add("from", std::int64_t{before})
+          .add("to", std::int64_t{instances}));
   return {};
 }
 
@@ -611,14 +747,13 @@ void cluster::stop(order o) {
       s.restart_pending = false;
   }
   for (auto& [id, w] : workers_) {
+    // A worker already stopping keeps its reason: its drain began before the stop.
+    if (w.s != state::stopping && !w.killed) w.why = "stop";
     if (o == order::kill) {
       if (!w.killed) unclean_ = true;
-      kill_now(w);
-    } else if (w.s != state::stopping && !w.killed) {
-      w.s = state::stopping;
-      w.stop_sent = os_.now();
-      w.deadline = w.stop_sent + program_.kill_timeout;
-      os_.signal_group(w.pid, program_.stop_signal);
+      kill_now(w, "kill", "killing its process group (lameduck stop --kill, or a second signal)");
+    } else {
+      order_stop(w);
     }
   }
 }

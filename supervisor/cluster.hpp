@@ -28,6 +28,7 @@
 
 #include "config.hpp"
 #include "control.hpp"
+#include "log/record.hpp"
 
 namespace lameduck::supervisor {
 
@@ -56,10 +57,26 @@ class os {
   virtual std::uint64_t resident_bytes(pid_t pgid) = 0;
 };
 
+/// A log record of event: its message (for a person) and "event" as its first field.
+detail::log_record event_record(std::string event, std::string message);
+
 /// How a reload ended, for whoever asked for it.
 struct reload_result {
   bool ok = false;
   std::string message;
+};
+
+/// What a cluster has counted since it started, carried across upgrades, for the metrics.
+struct cluster_counters {
+  /// Restarts and replacements decided, by reason: after a crash "exit", "signal",
+  /// "not_ready", "start_failed" or "failed_replacement"; "watchdog" and "memory" for a worker
+  /// replaced while it ran.
+  std::map<std::string, std::uint64_t> restarts;
+  /// Reloads finished, by outcome: "ok", "failed".
+  std::map<std::string, std::uint64_t> reloads;
+  /// Workers told to stop that have exited, by outcome: "graceful", "failed", "forced".
+  std::map<std::string, std::uint64_t> exits;
+  bool operator==(const cluster_counters&) const = default;
 };
 
 /// A cluster's state as one supervisor binary hands it to the next (`lameduck upgrade`):
@@ -87,12 +104,17 @@ struct cluster_state {
   bool unclean = false;
   std::vector<worker> workers;
   std::vector<slot> slots;
+  cluster_counters counters;
 };
 
 /// One program's workers, their replacement, restarts and stop.
 class cluster {
  public:
+  /// Receives a line of progress (of a reload, for whoever asked for it).
   using log_fn = std::function<void(std::string_view)>;
+  /// Receives a log record: a message for a person, and for log shippers its "event" and the
+  /// figures (slot, pid, signal, reason, seconds...) as fields.
+  using record_fn = std::function<void(detail::log_record)>;
   using done_fn = std::function<void(const reload_result&)>;
 
   /// The stop asked for; it only gets stronger.
@@ -102,8 +124,10 @@ class cluster {
     kill,  ///< every worker's group is killed now
   };
 
-  /// p must outlive the cluster; log receives one line per thing that happened.
-  cluster(program_config p, os& system, log_fn log);
+  /// log receives one record per thing that happened: each worker's start, readiness and
+  /// every phase of its stop (the signal and why, the drain it reports, its exit, graceful or
+  /// forced, and when), crashes and restarts, and each reload's start and end.
+  cluster(program_config p, os& system, record_fn log);
 
   /// Starts every slot's first worker.
   void start();
@@ -123,6 +147,9 @@ class cluster {
   void on_ready(pid_t pid);
   /// The worker whose first process is pid sent a watchdog ping.
   void on_watchdog(pid_t pid);
+  /// The worker whose first process is pid said, on its notification socket, that it is
+  /// stopping (STOPPING=1) and/or what it is doing (STATUS=, empty when not said).
+  void on_notify_status(pid_t pid, bool stopping, std::string_view status);
   /// Acts on every deadline that has passed (readiness, kill, restart, watchdog, memory).
   void on_time();
   /// The next time on_time() has something to do; time_point::max() when nothing is due.
@@ -153,6 +180,8 @@ class cluster {
   bool reloading() const { return reload_.has_value(); }
   order current_order() const { return order_; }
   const program_config& program() const { return program_; }
+  /// What it has counted, for the metrics.
+  const cluster_counters& counters() const { return counters_; }
   /// Every worker's state, for `lameduck status` (memory read through the os).
   program_status status();
   /// The first processes of every live worker.
@@ -174,6 +203,7 @@ class cluster {
     steady_time ready_after = steady_time::max();  // readiness_mode::after
     bool leader_alive = true;
     bool killed = false;
+    bool said_draining = false;   // it said STOPPING=1 (logged once)
     std::uint64_t reload_id = 0;  // the reload it is part of; 0: none
     std::string why;              // why it was started or retired (for the log)
   };
@@ -203,18 +233,25 @@ class cluster {
   worker* find(std::uint64_t id);
   worker* find_pid(pid_t pid);
   const worker* find(std::uint64_t id) const;
-  void say(std::string_view line);
   std::string name(const worker& w) const;
+  // A record about w: its name before the text; its slot, pid and generation as fields.
+  detail::log_record record(const worker& w, std::string event, std::string text) const;
+  void say(detail::log_record r);
 
   void spawn_into(int slot, role r, std::string why, std::uint64_t reload_id);
   void became_ready(worker& w);
   void retire(worker& w, std::string why);
-  void kill_now(worker& w);
+  // Sends w its stop signal (why: the reason logged), with the kill deadline.
+  void order_stop(worker& w);
+  // Kills w's process group now; text says why, reason names it for the log.
+  void kill_now(worker& w, std::string reason, std::string text);
   void leader_exited(worker& w, int wait_status);
   void worker_gone(std::uint64_t id);
-  void crashed(int slot, const worker& w, std::string exit);
-  // Arms the slot's restart after its crash count's delay; the words saying so, for the log.
-  std::string schedule_restart(int slot);
+  // The slot's worker w ended unexpectedly (exit says how; reason counts it, as restarts do).
+  void crashed(int slot, const worker& w, std::string exit, std::string reason);
+  // Arms the slot's restart after its crash count's delay, counted under reason; the words
+  // saying so, for the log.
+  std::string schedule_restart(int slot, const std::string& reason);
   // Restarts a slot left with no worker at all (no serving one, no replacement, no restart).
   void keep_slot_filled(int slot);
   void replacement_failed(worker& w, std::string why);
@@ -227,7 +264,7 @@ class cluster {
 
   program_config program_;
   os& os_;
-  log_fn log_;
+  record_fn log_;
   order order_ = order::run;
   bool unclean_ = false;
   std::uint64_t generation_ = 1;
@@ -239,6 +276,7 @@ class cluster {
   std::vector<slot_state> slots_;
   std::optional<reload_run> reload_;
   std::deque<queued_reload> queued_;
+  cluster_counters counters_;
 };
 
 /// "exit 1", "killed by SIGSEGV" (with " (core dumped)"), from a wait status.

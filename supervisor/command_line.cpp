@@ -370,6 +370,14 @@ void validate(run_config& config) {
     fail(field("--control", "control") + " " + quote(config.control) + ": a Unix socket path " +
          "has at most " + std::to_string(max_unix_path) + " bytes");
   }
+  if (!config.metrics_listen.empty()) {
+    std::error_code ec;
+    lameduck::detail::parse_listen_address(config.metrics_listen, ec);
+    if (ec) {
+      fail(field("--metrics-listen", "metrics_listen") + " " + quote(config.metrics_listen) +
+           " is not HOST:PORT (HOST an IPv4 address, [IPv6], localhost or *)");
+    }
+  }
   // Only several programs need saying which one is wrong.
   const bool several = config.programs.size() > 1;
   std::set<std::string> names;
@@ -436,6 +444,18 @@ parsed_command parse_command_line(int argc, const char* const* argv) {
       run->add_option("--env", env_values, "An environment variable for the workers (repeatable)")
           ->type_name("NAME=VALUE")
           ->allow_extra_args(false);
+  std::string log_format_value;
+  CLI::Option* log_format_option =
+      run->add_option("--log-format", log_format_value,
+                      "The supervisor's output: text (the default), logfmt or json (one object a "
+                      "line, the workers' lines wrapped as fields)")
+          ->type_name("FORMAT");
+  std::string metrics_value;
+  CLI::Option* metrics_option =
+      run->add_option("--metrics-listen", metrics_value,
+                      "Answer GET /metrics (Prometheus's text format) on HOST:PORT: workers by "
+                      "state, restarts, reloads")
+          ->type_name("HOST:PORT");
   std::string ready_value;
   CLI::Option* ready_option =
       run->add_option("--ready", ready_value,
@@ -569,6 +589,14 @@ parsed_command parse_command_line(int argc, const char* const* argv) {
       config.programs.emplace_back();
     }
     if (run_control->count() > 0) config.control = control;
+    if (metrics_option->count() > 0) config.metrics_listen = metrics_value;
+    if (log_format_option->count() > 0) {
+      try {
+        config.log_format = parse_log_format(log_format_value);
+      } catch (const bad_value& e) {
+        fail(std::string("--log-format: ") + e.what());
+      }
+    }
 
     // Flags are for one program: with several in the file, which one would they change?
     std::vector<std::string> given;

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include <lameduck/options.hpp>
+
 namespace lameduck::supervisor {
 
 using milliseconds = std::chrono::milliseconds;
@@ -90,6 +92,12 @@ struct program_config {
 struct run_config {
   /// The control socket's path; empty: the default (control_default_path()).
   std::string control;
+  /// The format of the supervisor's standard output: its own lines, and the workers' lines
+  /// it relays (wrapped as fields in the structured formats).
+  lameduck::log_format log_format = lameduck::log_format::text;
+  /// "HOST:PORT" where the supervisor answers GET /metrics (Prometheus's text format) itself;
+  /// empty: no metrics.
+  std::string metrics_listen;
   /// The programs, in order; at least one.
   std::vector<program_config> programs;
   bool operator==(const run_config&) const = default;

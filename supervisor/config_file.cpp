@@ -232,6 +232,10 @@ run_config parse_config(std::string_view text, std::string_view file_name) {
     std::string_view k = key.str();
     if (k == "control") {
       config.control = in.string(value, k);
+    } else if (k == "log_format") {
+      config.log_format = in.parsed(value, k, parse_log_format);
+    } else if (k == "metrics_listen") {
+      config.metrics_listen = in.string(value, k);
     } else if (k == "program") {
       has_program = true;
       if (const auto* array = value.as_array()) {
@@ -243,7 +247,9 @@ run_config parse_config(std::string_view text, std::string_view file_name) {
         config.programs.push_back(read_program(in, value, "[program]"));
       }
     } else {
-      in.fail(key.source(), "unknown key " + quote(k) + " (the top level has control and program)");
+      in.fail(key.source(),
+              "unknown key " + quote(k) +
+                  " (the top level has control, log_format, metrics_listen and program)");
     }
   }
   if (!has_program) in.fail("no [program] table (or [[program]] tables) to run");

@@ -1,11 +1,14 @@
 // Durations, sizes, signals and listen specs from text, for the command line and the file.
 #include "config_values.hpp"
 
-#include <array>
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <csignal>
+#include <cstring>
 #include <limits>
+
+#include <nlohmann/json.hpp>
 
 namespace lameduck::supervisor {
 
@@ -34,21 +37,6 @@ std::optional<std::uint64_t> parse_digits(std::string_view digits) {
   if (err != std::errc{} || end != digits.data() + digits.size()) return std::nullopt;
   return value;
 }
-
-struct signal_name {
-  std::string_view name;
-  int number;
-};
-
-// The signals a program may sensibly be asked to stop with, and the ones validate() refuses
-// by name (KILL, STOP) so that the message can say why rather than "unknown signal".
-constexpr std::array<signal_name, 24> signal_names{{
-    {"HUP", SIGHUP},   {"INT", SIGINT},     {"QUIT", SIGQUIT}, {"ILL", SIGILL},   {"TRAP", SIGTRAP},
-    {"ABRT", SIGABRT}, {"BUS", SIGBUS},     {"FPE", SIGFPE},   {"KILL", SIGKILL}, {"USR1", SIGUSR1},
-    {"SEGV", SIGSEGV}, {"USR2", SIGUSR2},   {"PIPE", SIGPIPE}, {"ALRM", SIGALRM}, {"TERM", SIGTERM},
-    {"CHLD", SIGCHLD}, {"CONT", SIGCONT},   {"STOP", SIGSTOP}, {"TSTP", SIGTSTP}, {"TTIN", SIGTTIN},
-    {"TTOU", SIGTTOU}, {"WINCH", SIGWINCH}, {"XCPU", SIGXCPU}, {"PWR", SIGPWR},
-}};
 
 }  // namespace
 
@@ -84,6 +72,17 @@ std::string one_line(std::string message) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
   }
   return message;
+}
+
+std::string valid_utf8(std::string_view text) {
+  if (std::all_of(text.begin(), text.end(), [](char c) { return (c & 0x80) == 0; })) {
+    return std::string(text);  // ASCII, as nearly every line is
+  }
+  // nlohmann's replacing dump knows the whole of UTF-8 (overlong forms, surrogates, the end
+  // of the range); the quoted string it writes reads back as the text repaired.
+  using nlohmann::json;
+  return json::parse(json(std::string(text)).dump(-1, ' ', false, json::error_handler_t::replace))
+      .get<std::string>();
 }
 
 milliseconds parse_duration(std::string_view text) {
@@ -179,14 +178,22 @@ std::uint64_t parse_size(std::string_view text) {
   return bytes;
 }
 
+std::string signal_name(int sig) {
+  const char* abbreviation = ::sigabbrev_np(sig);
+  return abbreviation ? std::string("SIG") + abbreviation : "signal " + std::to_string(sig);
+}
+
 int parse_signal(std::string_view text) {
   if (!text.empty() && is_digit(text.front())) {
     return static_cast<int>(parse_integer(text, 0, std::numeric_limits<int>::max()));
   }
   std::string_view name = text;
   if (name.size() > 3 && equals_ignoring_case(name.substr(0, 3), "SIG")) name.remove_prefix(3);
-  for (const auto& s : signal_names) {
-    if (equals_ignoring_case(name, s.name)) return s.number;
+  // Every signal the C library has a name for, KILL and STOP included, so that validate() can
+  // say why it refuses those rather than "not a signal".
+  for (int sig = 1; sig < NSIG; ++sig) {
+    const char* abbreviation = ::sigabbrev_np(sig);
+    if (abbreviation != nullptr && equals_ignoring_case(name, abbreviation)) return sig;
   }
   throw bad_value(quote(text) + " is not a signal (a name like TERM, INT, QUIT, HUP, USR1, " +
                   "USR2, or a number)");
@@ -197,6 +204,13 @@ readiness_mode parse_readiness(std::string_view text) {
   if (text == "fd") return readiness_mode::fd;
   if (text == "after") return readiness_mode::after;
   throw bad_value(quote(text) + " is not a readiness mode (notify, fd or after)");
+}
+
+lameduck::log_format parse_log_format(std::string_view text) {
+  if (text == "text") return lameduck::log_format::text;
+  if (text == "logfmt") return lameduck::log_format::logfmt;
+  if (text == "json") return lameduck::log_format::json;
+  throw bad_value(quote(text) + " is not a log format (text, logfmt or json)");
 }
 
 listen_spec parse_listen_spec(std::string_view text) {

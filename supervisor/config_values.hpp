@@ -32,6 +32,10 @@ std::string quote(std::string_view text);
 /// The message on one line: line breaks and other control bytes become spaces.
 std::string one_line(std::string message);
 
+/// The text as valid UTF-8: what is not becomes U+FFFD, as a JSON reader needs (a worker may
+/// write any bytes at all).
+std::string valid_utf8(std::string_view text);
+
 /// "250ms", "5s", "1.5s", "2m", "1h" (or "0"): a whole number of milliseconds, ≥ 0.
 milliseconds parse_duration(std::string_view text);
 
@@ -41,11 +45,18 @@ std::string format_duration(milliseconds d);
 /// Bytes: "1048576", "300000K", "512M", "1G" (also KiB, MiB, GiB; powers of 1024).
 std::uint64_t parse_size(std::string_view text);
 
-/// A signal by name ("TERM", "SIGTERM", "usr1") or number ("15"); not range-checked here.
+/// A signal by name ("TERM", "SIGTERM", "usr1": the C library's names, sigabbrev_np) or number
+/// ("15"); not range-checked here.
 int parse_signal(std::string_view text);
+
+/// "SIGTERM", or "signal 40" for one without a name.
+std::string signal_name(int sig);
 
 /// "notify", "fd" or "after".
 readiness_mode parse_readiness(std::string_view text);
+
+/// "text", "logfmt" or "json".
+lameduck::log_format parse_log_format(std::string_view text);
 
 /// "[NAME=]ADDRESS": the name is what comes before the first '=' when that holds no '/', ':' or
 /// '[' (so "/run/a=b.sock" is a path, not a name); the address is checked by validate().

@@ -15,15 +15,79 @@
 #include <cstring>
 #include <limits>
 #include <set>
+#include <type_traits>
 #include <utility>
 
 #include <nlohmann/json.hpp>
 
 namespace lameduck::supervisor {
+
+// The status as JSON, each field named once, written in the order listed ("pid" first, where a
+// person reads it). This is NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE's own expansion, templated on the
+// json type as nlohmann's later releases have it: Debian 12's 3.11.2 ties the macro to
+// nlohmann::json, whose objects are std::maps and come out in alphabetical order.
+#define LAMEDUCK_JSON_FIELDS(Type, ...)                                                       \
+  template <class BasicJsonType,                                                              \
+            std::enable_if_t<nlohmann::detail::is_basic_json<BasicJsonType>::value, int> = 0> \
+  void to_json(BasicJsonType& nlohmann_json_j, const Type& nlohmann_json_t) {                 \
+    NLOHMANN_JSON_EXPAND(NLOHMANN_JSON_PASTE(NLOHMANN_JSON_TO, __VA_ARGS__))                  \
+  }                                                                                           \
+  template <class BasicJsonType,                                                              \
+            std::enable_if_t<nlohmann::detail::is_basic_json<BasicJsonType>::value, int> = 0> \
+  void from_json(const BasicJsonType& nlohmann_json_j, Type& nlohmann_json_t) {               \
+    NLOHMANN_JSON_EXPAND(NLOHMANN_JSON_PASTE(NLOHMANN_JSON_FROM, __VA_ARGS__))                \
+  }
+
+LAMEDUCK_JSON_FIELDS(worker_status, slot, pid, generation, state, uptime_ms, restarts, ready,
+                     memory_bytes, last_exit)
+LAMEDUCK_JSON_FIELDS(program_status, name, instances, generation, reload, workers)
+LAMEDUCK_JSON_FIELDS(supervisor_status, pid, uptime_ms, state, programs)
+#undef LAMEDUCK_JSON_FIELDS
+
 namespace {
 
+// An exception's message without nlohmann's "[json.exception.parse_error.101] " tag, on one
+// line and cut short.
+std::string without_tag(std::string_view what) {
+  if (auto tag = what.find("] "); what.starts_with("[json.") && tag != std::string_view::npos)
+    what.remove_prefix(tag + 2);
+  constexpr std::size_t max_message = 200;
+  std::string message(what.substr(0, max_message));
+  if (what.size() > max_message) message += "...";
+  std::replace(message.begin(), message.end(), '\n', ' ');
+  return message;
+}
+
+// Integers are read strictly: nlohmann's own conversion takes 4294967296 for a pid_t (as 0),
+// -1 for a byte count (as 2^64 - 1), and 4.5 or true for a count.
+template <class T, class = void>
+struct strict_serializer : nlohmann::adl_serializer<T> {};
+
+template <class T>
+struct strict_serializer<T, std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool>>>
+    : nlohmann::adl_serializer<T> {
+  template <class BasicJsonType>
+  static void from_json(const BasicJsonType& j, T& value) {
+    using unsigned_t = typename BasicJsonType::number_unsigned_t;
+    using signed_t = typename BasicJsonType::number_integer_t;
+    if (j.is_number_unsigned() && std::in_range<T>(j.template get_ref<const unsigned_t&>())) {
+      value = static_cast<T>(j.template get_ref<const unsigned_t&>());
+    } else if (j.is_number_integer() && !j.is_number_unsigned() &&
+               std::in_range<T>(j.template get_ref<const signed_t&>())) {
+      value = static_cast<T>(j.template get_ref<const signed_t&>());
+    } else {
+      throw protocol_error("expected an integer from " +
+                           std::to_string(std::numeric_limits<T>::min()) + " to " +
+                           std::to_string(std::numeric_limits<T>::max()) + ", got " +
+                           (j.is_number() ? j.dump() : std::string(j.type_name())));
+    }
+  }
+};
+
 // Insertion order keeps "command" and "type" first on the wire, where a human reads them.
-using json = nlohmann::ordered_json;
+using json =
+    nlohmann::basic_json<nlohmann::ordered_map, std::vector, std::string, bool, std::int64_t,
+                         std::uint64_t, double, std::allocator, strict_serializer>;
 
 struct verb_name {
   request::verb what;
@@ -112,14 +176,7 @@ json parse_line(std::string_view line) {
   try {
     j = json::parse(line.begin(), line.end(), check);
   } catch (const json::exception& e) {
-    // "[json.exception.parse_error.101] parse error at line 1, column 2: ..." without the tag.
-    std::string_view what = e.what();
-    if (auto tag = what.find("] "); tag != std::string_view::npos) what.remove_prefix(tag + 2);
-    constexpr std::size_t max_message = 200;
-    std::string message = "not JSON: " + std::string(what.substr(0, max_message));
-    if (what.size() > max_message) message += "...";
-    std::replace(message.begin(), message.end(), '\n', ' ');
-    refuse(std::move(message));
+    refuse("not JSON: " + without_tag(e.what()));
   }
   if (duplicate) refuse("a key appears twice in one object");
   return j;
@@ -168,91 +225,25 @@ T integer_field(const json& object, const char* key, std::string_view context,
   return static_cast<T>(s);
 }
 
-json to_json(const worker_status& w) {
-  json j = json::object();
-  j["slot"] = w.slot;
-  j["pid"] = w.pid;
-  j["generation"] = w.generation;
-  j["state"] = w.state;
-  j["uptime_ms"] = w.uptime_ms;
-  j["restarts"] = w.restarts;
-  j["ready"] = w.ready;
-  j["memory_bytes"] = w.memory_bytes;
-  j["last_exit"] = w.last_exit;
-  return j;
-}
-
-json to_json(const program_status& p) {
-  json j = json::object();
-  j["name"] = p.name;
-  j["instances"] = p.instances;
-  j["generation"] = p.generation;
-  j["reload"] = p.reload;
-  j["workers"] = json::array();
-  for (const auto& w : p.workers)
-    j["workers"].push_back(to_json(w));
-  return j;
-}
-
-json to_json(const supervisor_status& s) {
-  json j = json::object();
-  j["pid"] = s.pid;
-  j["uptime_ms"] = s.uptime_ms;
-  j["state"] = s.state;
-  j["programs"] = json::array();
-  for (const auto& p : s.programs)
-    j["programs"].push_back(to_json(p));
-  return j;
-}
-
-const json& array_field(const json& object, const char* key, std::string_view context) {
-  const json& v = field(object, key, context);
-  if (!v.is_array()) {
-    refuse(std::string("\"") + key + "\" is not an array in " + std::string(context));
-  }
-  return v;
-}
-
-// Statuses are read strictly in what they must hold (every field, of its type) and leniently
-// in what they may add: a newer supervisor may report more than this client knows.
-worker_status worker_from_json(const json& j) {
-  constexpr std::string_view context = "a worker's status";
-  if (!j.is_object()) refuse("a worker's status is not an object");
-  worker_status w;
-  w.slot = integer_field<int>(j, "slot", context, 0);
-  w.pid = integer_field<pid_t>(j, "pid", context, 0);
-  w.generation = integer_field<std::uint64_t>(j, "generation", context);
-  w.state = string_field(j, "state", context);
-  w.uptime_ms = integer_field<std::int64_t>(j, "uptime_ms", context, 0);
-  w.restarts = integer_field<int>(j, "restarts", context, 0);
-  w.ready = bool_field(j, "ready", context);
-  w.memory_bytes = integer_field<std::uint64_t>(j, "memory_bytes", context);
-  w.last_exit = string_field(j, "last_exit", context);
-  return w;
-}
-
-program_status program_from_json(const json& j) {
-  constexpr std::string_view context = "a program's status";
-  if (!j.is_object()) refuse("a program's status is not an object");
-  program_status p;
-  p.name = string_field(j, "name", context);
-  p.instances = integer_field<int>(j, "instances", context, 0);
-  p.generation = integer_field<std::uint64_t>(j, "generation", context);
-  p.reload = string_field(j, "reload", context);
-  for (const auto& w : array_field(j, "workers", context))
-    p.workers.push_back(worker_from_json(w));
-  return p;
-}
-
+// Statuses are read strictly in what they must hold (every field, of its type: integers by
+// the strict serializer) and leniently in what they may add: a newer supervisor may report
+// more than this client knows. What the types cannot say is checked here.
 supervisor_status status_from_json(const json& j) {
-  constexpr std::string_view context = "the status";
-  if (!j.is_object()) refuse("the status is not an object");
   supervisor_status s;
-  s.pid = integer_field<pid_t>(j, "pid", context, 0);
-  s.uptime_ms = integer_field<std::int64_t>(j, "uptime_ms", context, 0);
-  s.state = string_field(j, "state", context);
-  for (const auto& p : array_field(j, "programs", context)) {
-    s.programs.push_back(program_from_json(p));
+  try {
+    j.get_to(s);
+  } catch (const std::exception& e) {  // json::exception, or a strict integer's protocol_error
+    refuse("the status is not readable: " + without_tag(e.what()));
+  }
+  auto negative = [](auto... values) { return ((values < 0) || ...); };
+  if (negative(s.pid, s.uptime_ms)) refuse("the status has a negative pid or uptime");
+  for (const auto& p : s.programs) {
+    if (negative(p.instances)) refuse("a program's status has negative instances");
+    for (const auto& w : p.workers) {
+      if (negative(w.slot, w.pid, w.uptime_ms, w.restarts)) {
+        refuse("a worker's status has a negative slot, pid, uptime or restart count");
+      }
+    }
   }
   return s;
 }
@@ -341,7 +332,7 @@ std::string encode_result(bool ok, std::string_view message, const supervisor_st
   j["type"] = "result";
   j["ok"] = ok;
   j["message"] = message;
-  if (status) j["status"] = to_json(*status);
+  if (status) j["status"] = *status;
   return dump_line(j);
 }
 
@@ -368,7 +359,7 @@ answer_line decode_answer(std::string_view line) {
 }
 
 std::string format_status_json(const supervisor_status& s) {
-  std::string text = to_json(s).dump(2, ' ', false, json::error_handler_t::replace);
+  std::string text = json(s).dump(2, ' ', false, json::error_handler_t::replace);
   text += '\n';
   return text;
 }

@@ -28,6 +28,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -36,13 +37,27 @@
 #include <nlohmann/json.hpp>
 
 #include "cluster.hpp"
+#include "config_values.hpp"
 #include "control.hpp"
+#include "log/record.hpp"
+#include "metrics.hpp"
 #include "net/address.hpp"
 #include "net/listener.hpp"
 #include "process/systemd.hpp"
 #include "spawner.hpp"
 
 namespace lameduck::supervisor {
+
+// `lameduck upgrade` hands the state to the next binary as JSON, each field by name.
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(cluster_state::worker, id, pid, slot, generation, role, state,
+                                   started, ready_at, stop_sent, deadline, ready_after,
+                                   leader_alive, killed, why)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(cluster_state::slot, serving, replacement, crashes, restarts,
+                                   restart_pending, restart_at, last_exit)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(cluster_counters, restarts, reloads, exits)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(cluster_state, generation, next_id, started, unclean, workers,
+                                   slots, counters)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(shared_socket, fd, name)
 
 namespace {
 
@@ -83,6 +98,51 @@ constexpr std::size_t max_client_backlog = 4 << 20;
 // The longest request line a client may send.
 constexpr std::size_t max_request = 64 * 1024;
 
+// A line a worker wrote, kept for `lameduck logs`.
+struct logged_line {
+  int slot = 0;
+  std::string text;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(logged_line, slot, text)
+
+// What `lameduck upgrade` hands to the next binary: the descriptors it inherits, by number,
+// and the state that goes with them. Internal to one binary and the next; a binary that reads
+// another version refuses it (its workers then drain, as when a supervisor dies).
+struct upgrade_state {
+  static constexpr int current_version = 2;
+  struct channel {
+    int kind = 0;
+    int fd = -1;
+    std::size_t program = 0;
+    int slot = -1;
+    pid_t pid = 0;
+    std::string partial;
+  };
+  struct program {
+    std::string name;
+    std::vector<shared_socket> sockets;
+    cluster_state cluster;
+    std::vector<logged_line> lines;
+  };
+  int version = current_version;
+  std::string control_path;
+  int control_fd = -1;
+  int lifeline_read = -1, lifeline_write = -1;
+  bool announced_ready = false;
+  std::uint64_t next_notify = 1;  // the names of live workers' sockets stay taken
+  std::int64_t started = 0;
+  int answer = -1;      // the connection of the client that asked, to answer once done
+  int metrics_fd = -1;  // --metrics-listen's socket
+  std::uint64_t upgrades = 0;
+  std::vector<channel> channels;
+  std::vector<program> programs;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(upgrade_state::channel, kind, fd, program, slot, pid, partial)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(upgrade_state::program, name, sockets, cluster, lines)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(upgrade_state, version, control_path, control_fd, lifeline_read,
+                                   lifeline_write, announced_ready, next_notify, started, answer,
+                                   metrics_fd, upgrades, channels, programs)
+
 class daemon final : public os {
  public:
   explicit daemon(run_config c) : config_(std::move(c)) {}
@@ -108,7 +168,17 @@ class daemon final : public os {
   std::uint64_t resident_bytes(pid_t pgid) override;
 
  private:
-  enum class kind { signals, control, client, output, errors, notify, ready };
+  enum class kind {
+    signals,
+    control,
+    client,
+    output,
+    errors,
+    notify,
+    ready,
+    metrics_listener,
+    metrics_client
+  };
   struct channel {
     channel(kind what, unique_fd f, std::size_t p = 0, int s = -1, pid_t worker = 0)
         : k(what), fd(std::move(f)), program(p), slot(s), pid(worker) {}
@@ -124,10 +194,8 @@ class daemon final : public os {
     std::optional<int> follow_slot;
     std::optional<std::size_t> follow_program;
     bool waiting_for_stop = false;
-  };
-  struct logged_line {
-    int slot;
-    std::string text;
+    std::unique_ptr<metrics_exchange> exchange;  // metrics_client: its request and response
+    steady_time deadline = steady_time::max();   // metrics_client: for its request
   };
   struct program_entry {
     std::unique_ptr<cluster> c;
@@ -142,19 +210,38 @@ class daemon final : public os {
   void close_channel(std::uint64_t id);
   void close_worker_channels(pid_t pid);
   void on_event(std::uint64_t id, std::uint32_t events);
-  void on_signals();
+  void on_signals(const channel& ch);
   void reap();
-  void on_output(std::uint64_t id, channel& ch);
+  // Reads what the worker wrote: one buffer's worth, or with until_empty all there is.
+  void on_output(std::uint64_t id, channel& ch, bool until_empty = false);
   void on_notify(channel& ch);
   void on_ready_pipe(std::uint64_t id, channel& ch);
-  void on_control();
+  void on_control(const channel& ch);
   void on_client(std::uint64_t id, channel& ch, std::uint32_t events);
+  // A client's connection woke: its answer so far is flushed, and what it wrote read into
+  // data; how much, 0 when nothing, or when it went away (then its channel is closed).
+  std::size_t client_input(std::uint64_t id, channel& ch, std::uint32_t events,
+                           std::span<char> data);
+  bool open_metrics();
+  void on_metrics_listener(const channel& ch);
+  void on_metrics_client(std::uint64_t id, channel& ch, std::uint32_t events);
+  // Answers 408 to the scrapers whose request is late; the next such deadline.
+  steady_time check_metrics_clients(steady_time now);
+  std::string scrape();
   void handle_request(std::uint64_t id, std::string_view line);
   void send(std::uint64_t id, std::string_view line, bool last = false);
   void flush(std::uint64_t id, channel& ch);
 
-  void worker_line(std::size_t program, int slot, pid_t pid, std::string_view text);
-  void say(std::string_view text);
+  void worker_line(const channel& from, std::string_view text);
+  // A line of the supervisor's own, in the configured format, on standard output.
+  void say(detail::log_record r);
+  void say(std::string event, std::string message) {
+    say(event_record(std::move(event), std::move(message)));
+  }
+  // The record as one line stamped with time: "TIME WHO: MESSAGE" in text; in the structured
+  // formats, the message and the fields, time first among them.
+  std::string format_line(const std::string& time, std::string_view who,
+                          detail::log_record r) const;
   void after_events();
   void reload(std::vector<std::size_t> programs, bool wait, std::uint64_t client);
   void stop(cluster::order o);
@@ -163,19 +250,24 @@ class daemon final : public os {
   int exit_status() const;
   void upgrade(std::uint64_t client);
   bool take_over(int state_fd);
-  bool take_over(const nlohmann::json& state);
+  bool take_over(const upgrade_state& state);
 
   run_config config_;
   std::string control_path_;
   std::vector<program_entry> programs_;
   unique_fd epoll_, signal_write_, lifeline_read_, lifeline_write_;
+  // By serial. A node-based map: a channel stays where it is while others are added and
+  // removed, so each handler keeps the one on_event found for it by id.
   std::unordered_map<std::uint64_t, channel> channels_;
   std::uint64_t next_channel_ = 1;
   std::uint64_t next_notify_ = 1;
   steady_time started_{};
+  steady_time stop_began_{};
   bool announced_ready_ = false;
   bool stop_asked_ = false;
   int reloads_running_ = 0;
+  std::size_t metrics_clients_ = 0;
+  std::uint64_t upgrades_ = 0;  // binaries replaced, this one's predecessors
   // The binary to execute on upgrade: the path this one was started from, so that a new
   // file installed there (by rename, as package managers do) is what runs next.
   std::string binary_;
@@ -195,6 +287,7 @@ void daemon::close_channel(std::uint64_t id) {
   auto it = channels_.find(id);
   if (it == channels_.end()) return;
   ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second.fd.get(), nullptr);
+  if (it->second.k == kind::metrics_client) --metrics_clients_;
   channels_.erase(it);
 }
 
@@ -206,18 +299,43 @@ void daemon::close_worker_channels(pid_t pid) {
     close_channel(id);
 }
 
-void daemon::say(std::string_view text) {
-  std::string line = timestamp() + " lameduck: ";
-  line += text;
-  line += '\n';
-  write_all(STDOUT_FILENO, line);
+std::string daemon::format_line(const std::string& time, std::string_view who,
+                                detail::log_record r) const {
+  if (config_.log_format == log_format::text) {
+    return time + " " + std::string(who) + ": " + r.message;
+  }
+  r.fields.insert(r.fields.begin(), {"time", time});
+  r.message = valid_utf8(r.message);
+  for (auto& [key, value] : r.fields)
+    if (auto* text = std::get_if<std::string>(&value)) *text = valid_utf8(*text);
+  return detail::format_log(config_.log_format, r);
 }
 
-void daemon::worker_line(std::size_t program, int slot, pid_t pid, std::string_view text) {
+void daemon::say(detail::log_record r) {
+  write_all(STDOUT_FILENO, format_line(timestamp(), "lameduck", std::move(r)) + "\n");
+}
+
+void daemon::worker_line(const channel& from, std::string_view text) {
+  const std::size_t program = from.program;
+  const int slot = from.slot;
   auto& p = programs_[program];
-  std::string line = timestamp() + " " + p.c->program().name + "." + std::to_string(slot) + "[" +
-                     std::to_string(pid) + "]: ";
-  line += text;
+  const std::string time = timestamp();
+  const std::string who =
+      p.c->program().name + "." + std::to_string(slot) + "[" + std::to_string(from.pid) + "]";
+  // Kept for `lameduck logs` as text, whatever the format: that command is read by a person.
+  const std::string line = time + " " + who + ": " + std::string(text);
+  std::string out = line;
+  if (config_.log_format != log_format::text) {
+    // One object a line for a log shipper: the worker's line is a field, never mixed in.
+    detail::log_record r;
+    r.message = "output";
+    r.add("program", p.c->program().name)
+        .add("slot", std::int64_t{slot})
+        .add("pid", std::int64_t{from.pid})
+        .add("stream", std::string(from.k == kind::errors ? "stderr" : "stdout"))
+        .add("line", std::string(text));
+    out = format_line(time, who, std::move(r));
+  }
   // The file first: whoever sees the line on standard output finds it in the file too.
   if (const std::string& dir = p.c->program().log_dir; !dir.empty()) {
     unique_fd& file = p.files[slot];
@@ -225,11 +343,15 @@ void daemon::worker_line(std::size_t program, int slot, pid_t pid, std::string_v
       const std::string path =
           dir + "/" + p.c->program().name + "." + std::to_string(slot) + ".log";
       file.reset(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
-      if (!file) say("cannot open " + path + ": " + std::strerror(errno));
+      if (!file) {
+        say(event_record("log_file_error", "cannot open " + path + ": " + std::strerror(errno))
+                .add("path", path)
+                .add("error", std::string(std::strerror(errno))));
+      }
     }
-    if (file) write_all(file.get(), line + "\n");
+    if (file) write_all(file.get(), out + "\n");
   }
-  write_all(STDOUT_FILENO, line + "\n");
+  write_all(STDOUT_FILENO, out + "\n");
   p.lines.push_back({slot, line});
   while (p.lines.size() > p.c->program().log_lines)
     p.lines.pop_front();
@@ -298,8 +420,10 @@ std::uint64_t daemon::resident_bytes(pid_t pgid) {
 
 daemon::program_entry daemon::make_entry(const program_config& p) {
   program_entry entry;
-  entry.c = std::make_unique<cluster>(p, *this, [this, name = p.name](std::string_view line) {
-    say(name + ": " + std::string(line));
+  entry.c = std::make_unique<cluster>(p, *this, [this, name = p.name](detail::log_record r) {
+    r.message.insert(0, name + ": ");
+    r.fields.insert(r.fields.empty() ? r.fields.end() : r.fields.begin() + 1, {"program", name});
+    say(std::move(r));
   });
   return entry;
 }
@@ -375,7 +499,11 @@ bool daemon::open_sockets() {
       // that calls accept() expects to block); the supervisor itself never accepts.
       ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
       entry.sockets.push_back({fd, spec.name});
-      say("listening on " + shown + (spec.name.empty() ? "" : " (" + spec.name + ")"));
+      detail::log_record r = event_record(
+          "listening", "listening on " + shown + (spec.name.empty() ? "" : " (" + spec.name + ")"));
+      r.add("program", p.name).add("address", shown);
+      if (!spec.name.empty()) r.add("name", spec.name);
+      say(std::move(r));
     }
   }
   return true;
@@ -414,6 +542,7 @@ int daemon::start() {
   }
   epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
   add_channel(channel(kind::control, unique_fd(control)));
+  if (!open_metrics()) return 1;
 
   for (const auto& p : config_.programs)
     programs_.push_back(make_entry(p));
@@ -450,7 +579,7 @@ void daemon::catch_signals() {
 int daemon::serve() {
   std::vector<epoll_event> events(64);
   while (!finished()) {
-    steady_time next = steady_time::max();
+    steady_time next = check_metrics_clients(now());
     for (auto& entry : programs_)
       next = std::min(next, entry.c->next_deadline());
     int timeout = -1;
@@ -477,7 +606,15 @@ int daemon::serve() {
     ::fcntl(ch.fd.get(), F_SETFL, ::fcntl(ch.fd.get(), F_GETFL) & ~O_NONBLOCK);
     write_all(ch.fd.get(), ch.out);
   }
-  say(exit_status() == 0 ? "stopped" : "stopped; some workers had to be killed or failed");
+  const auto took = now() - stop_began_;
+  char seconds[32];
+  std::snprintf(seconds, sizeof seconds, "%.2fs", std::chrono::duration<double>(took).count());
+  say(event_record("stopped",
+                   std::string("stopped in ") + seconds +
+                       (exit_status() == 0 ? "" : "; some workers had to be killed or failed"))
+          .add("ok", exit_status() == 0)
+          .add("exit_status", std::int64_t{exit_status()})
+          .add("took_s", std::chrono::duration<double>(took).count()));
   return exit_status();
 }
 
@@ -498,7 +635,7 @@ void daemon::after_events() {
                                  [](const program_entry& e) { return e.c->all_ready(); });
   if (ready && !announced_ready_) {
     announced_ready_ = true;
-    say("every worker is ready");
+    say("ready", "every worker is ready");
     notify_service_manager("READY=1\nSTATUS=every worker is ready");
   }
 }
@@ -509,10 +646,10 @@ void daemon::on_event(std::uint64_t id, std::uint32_t events) {
   channel& ch = it->second;
   switch (ch.k) {
     case kind::signals:
-      on_signals();
+      on_signals(ch);
       break;
     case kind::control:
-      on_control();
+      on_control(ch);
       break;
     case kind::client:
       on_client(id, ch, events);
@@ -527,15 +664,19 @@ void daemon::on_event(std::uint64_t id, std::uint32_t events) {
     case kind::ready:
       on_ready_pipe(id, ch);
       break;
+    case kind::metrics_listener:
+      on_metrics_listener(ch);
+      break;
+    case kind::metrics_client:
+      on_metrics_client(id, ch, events);
+      break;
   }
 }
 
-void daemon::on_signals() {
+void daemon::on_signals(const channel& ch) {
   unsigned char bytes[64];
   ssize_t n;
-  auto it = std::find_if(channels_.begin(), channels_.end(),
-                         [](const auto& e) { return e.second.k == kind::signals; });
-  const int fd = it->second.fd.get();
+  const int fd = ch.fd.get();
   while ((n = ::read(fd, bytes, sizeof bytes)) > 0) {
     for (ssize_t i = 0; i < n; ++i) {
       switch (bytes[i]) {
@@ -545,8 +686,10 @@ void daemon::on_signals() {
         case SIGTERM:
         case SIGINT:
           if (!stop_asked_) {
-            say(std::string("stopping (") + (bytes[i] == SIGTERM ? "SIGTERM" : "SIGINT") +
-                "): every worker drains; a second signal kills them");
+            const std::string sig = bytes[i] == SIGTERM ? "SIGTERM" : "SIGINT";
+            say(event_record("stopping", "stopping (" + sig +
+                                             "): every worker drains; a second signal kills them")
+                    .add("trigger", sig));
           }
           stop(stop_asked_ ? cluster::order::kill : cluster::order::stop);
           break;
@@ -561,7 +704,7 @@ void daemon::on_signals() {
           // Log rotation: the files are reopened (created anew) at their next line.
           for (auto& entry : programs_)
             entry.files.clear();
-          say("SIGUSR1: log files reopened");
+          say("log_files_reopened", "SIGUSR1: log files reopened");
           break;
         case SIGUSR2:
           upgrade(0);
@@ -578,6 +721,20 @@ void daemon::reap() {
     int status = 0;
     const pid_t pid = ::waitpid(-1, &status, WNOHANG);
     if (pid <= 0) break;
+    // What it wrote and said last (STATUS= before it exits) is read before its exit is: the
+    // order of the two in one batch of events is the kernel's, and its notification socket
+    // closes with it.
+    std::vector<std::uint64_t> said;
+    for (const auto& [id, ch] : channels_)
+      if (ch.pid == pid && ch.k != kind::ready) said.push_back(id);
+    for (const std::uint64_t id : said) {
+      channel& ch = channels_.at(id);
+      if (ch.k == kind::notify) {
+        on_notify(ch);
+      } else {
+        on_output(id, ch, /*until_empty=*/true);
+      }
+    }
     for (auto& entry : programs_) {
       if (entry.c->on_exit(pid, status)) {
         close_worker_channels(pid);
@@ -590,34 +747,42 @@ void daemon::reap() {
 }
 
 void daemon::stop(cluster::order o) {
-  if (!stop_asked_) notify_service_manager("STOPPING=1\nSTATUS=stopping: workers drain");
+  if (!stop_asked_) {
+    stop_began_ = now();
+    notify_service_manager("STOPPING=1\nSTATUS=stopping: workers drain");
+  }
   stop_asked_ = true;
   for (auto& entry : programs_)
     entry.c->stop(o);
 }
 
-void daemon::on_output(std::uint64_t id, channel& ch) {
-  char buffer[64 * 1024];
-  const ssize_t n = ::read(ch.fd.get(), buffer, sizeof buffer);
-  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-  if (n <= 0) {
-    if (!ch.partial.empty()) worker_line(ch.program, ch.slot, ch.pid, ch.partial);
-    close_channel(id);
-    return;
-  }
-  ch.partial.append(buffer, static_cast<std::size_t>(n));
-  std::size_t start = 0;
-  for (;;) {
-    const auto end = ch.partial.find('\n', start);
-    if (end == std::string::npos) break;
-    worker_line(ch.program, ch.slot, ch.pid,
-                std::string_view(ch.partial).substr(start, end - start));
-    start = end + 1;
-  }
-  ch.partial.erase(0, start);
-  while (ch.partial.size() >= max_line) {
-    worker_line(ch.program, ch.slot, ch.pid, std::string_view(ch.partial).substr(0, max_line));
-    ch.partial.erase(0, max_line);
+void daemon::on_output(std::uint64_t id, channel& ch, bool until_empty) {
+  // A pipe holds 64 KiB: a worker's last words fit in a few reads, and a group that goes on
+  // writing after its first process exited does not hold the loop.
+  constexpr int max_reads = 16;
+  for (int reads = 0; reads < (until_empty ? max_reads : 1); ++reads) {
+    char buffer[64 * 1024];
+    const ssize_t n = ::read(ch.fd.get(), buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return;
+    if (n <= 0) {
+      if (!ch.partial.empty()) worker_line(ch, ch.partial);
+      close_channel(id);
+      return;
+    }
+    ch.partial.append(buffer, static_cast<std::size_t>(n));
+    std::size_t start = 0;
+    for (;;) {
+      const auto end = ch.partial.find('\n', start);
+      if (end == std::string::npos) break;
+      worker_line(ch, std::string_view(ch.partial).substr(start, end - start));
+      start = end + 1;
+    }
+    ch.partial.erase(0, start);
+    while (ch.partial.size() >= max_line) {
+      worker_line(ch, std::string_view(ch.partial).substr(0, max_line));
+      ch.partial.erase(0, max_line);
+    }
   }
 }
 
@@ -646,6 +811,8 @@ void daemon::on_notify(channel& ch) {
     if (!in_group && cred->uid != ::geteuid() && cred->uid != 0) continue;
     std::string_view text(data, static_cast<std::size_t>(n));
     cluster& c = *programs_[ch.program].c;
+    bool stopping = false;
+    std::string_view status;
     while (!text.empty()) {
       const auto end = text.find('\n');
       const std::string_view field = text.substr(0, end);
@@ -653,9 +820,12 @@ void daemon::on_notify(channel& ch) {
       // the pipe or the timer says it (NOTIFY_SOCKET is still there for WATCHDOG=1).
       if (field == "READY=1" && c.program().readiness == readiness_mode::notify) c.on_ready(ch.pid);
       if (field == "WATCHDOG=1") c.on_watchdog(ch.pid);
+      if (field == "STOPPING=1") stopping = true;
+      if (field.starts_with("STATUS=")) status = field.substr(7);
       if (end == std::string_view::npos) break;
       text.remove_prefix(end + 1);
     }
+    if (stopping || !status.empty()) c.on_notify_status(ch.pid, stopping, status);
   }
 }
 
@@ -671,10 +841,8 @@ void daemon::on_ready_pipe(std::uint64_t id, channel& ch) {
   if (n <= 0) close_channel(id);
 }
 
-void daemon::on_control() {
-  auto it = std::find_if(channels_.begin(), channels_.end(),
-                         [](const auto& e) { return e.second.k == kind::control; });
-  const int listener = it->second.fd.get();
+void daemon::on_control(const channel& ch) {
+  const int listener = ch.fd.get();
   for (;;) {
     const int fd = ::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return;
@@ -686,21 +854,99 @@ void daemon::on_control() {
   }
 }
 
-void daemon::on_client(std::uint64_t id, channel& ch, std::uint32_t events) {
+bool daemon::open_metrics() {
+  if (config_.metrics_listen.empty()) return true;
+  std::error_code ec;
+  detail::socket_address address = detail::parse_listen_address(config_.metrics_listen, ec);
+  const int fd = ec ? -1 : detail::open_listener(address, {.backlog = 64}, ec);
+  if (fd < 0) {
+    std::fprintf(stderr, "lameduck: cannot listen on %s for metrics: %s\n",
+                 config_.metrics_listen.c_str(), ec.message().c_str());
+    return false;
+  }
+  add_channel(channel(kind::metrics_listener, unique_fd(fd)));
+  const std::string url = "http://" + detail::format_address(&address.any) + "/metrics";
+  say(event_record("metrics_listening", "metrics on " + url).add("address", url));
+  return true;
+}
+
+void daemon::on_metrics_listener(const channel& ch) {
+  for (;;) {
+    const int fd = ::accept4(ch.fd.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) return;
+    if (metrics_clients_ >= max_metrics_connections) {
+      ::close(fd);  // a scraper gone wrong, or someone else's traffic: the loop has work to do
+      continue;
+    }
+    channel client(kind::metrics_client, unique_fd(fd));
+    client.exchange = std::make_unique<metrics_exchange>();
+    client.deadline = now() + metrics_request_timeout;
+    add_channel(std::move(client));
+    ++metrics_clients_;
+  }
+}
+
+std::size_t daemon::client_input(std::uint64_t id, channel& ch, std::uint32_t events,
+                                 std::span<char> data) {
   if (events & EPOLLOUT) {
     flush(id, ch);
-    if (!channels_.count(id)) return;
+    if (!channels_.count(id)) return 0;
   }
-  if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) return;
-  char data[4096];
-  const ssize_t n = ::read(ch.fd.get(), data, sizeof data);
-  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) return 0;
+  const ssize_t n = ::read(ch.fd.get(), data.data(), data.size());
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
   if (n <= 0) {
     close_channel(id);  // the client went away; a reload it asked for goes on
-    return;
+    return 0;
   }
+  return static_cast<std::size_t>(n);
+}
+
+void daemon::on_metrics_client(std::uint64_t id, channel& ch, std::uint32_t events) {
+  char data[4096];
+  const std::size_t n = client_input(id, ch, events, data);
+  if (n == 0) return;
+  if (ch.exchange->answered()) return;  // what follows its request is read and dropped
+  if (ch.exchange->feed({data, n}, [this] { return scrape(); })) {
+    ch.deadline = steady_time::max();
+    send(id, ch.exchange->response(), /*last=*/true);
+  }
+}
+
+steady_time daemon::check_metrics_clients(steady_time t) {
+  steady_time next = steady_time::max();
+  if (metrics_clients_ == 0) return next;
+  std::vector<std::uint64_t> late;
+  for (const auto& [id, ch] : channels_) {
+    if (ch.k != kind::metrics_client || ch.deadline == steady_time::max()) continue;
+    if (t >= ch.deadline) {
+      late.push_back(id);
+    } else {
+      next = std::min(next, ch.deadline);
+    }
+  }
+  for (const std::uint64_t id : late) {
+    channel& ch = channels_.at(id);
+    ch.exchange->time_out();
+    ch.deadline = steady_time::max();
+    send(id, ch.exchange->response(), /*last=*/true);
+  }
+  return next;
+}
+
+std::string daemon::scrape() {
+  std::vector<program_metrics> programs;
+  for (auto& entry : programs_)
+    programs.push_back({entry.c->status(), entry.c->counters()});
+  return format_metrics(programs, upgrades_);
+}
+
+void daemon::on_client(std::uint64_t id, channel& ch, std::uint32_t events) {
+  char data[4096];
+  const std::size_t n = client_input(id, ch, events, data);
+  if (n == 0) return;
   if (ch.close_when_written || ch.follow || ch.waiting_for_stop) return;  // one request each
-  ch.partial.append(data, static_cast<std::size_t>(n));
+  ch.partial.append(data, n);
   const auto end = ch.partial.find('\n');
   if (end == std::string::npos) {
     if (ch.partial.size() > max_request) send(id, encode_result(false, "request too long"), true);
@@ -775,8 +1021,12 @@ void daemon::handle_request(std::uint64_t id, std::string_view line) {
     case request::verb::kill:
       channels_.at(id).waiting_for_stop = true;
       if (!stop_asked_)
-        say(r.what == request::verb::stop ? "stopping (lameduck stop)"
-                                          : "killing (lameduck stop --kill)");
+        say(event_record("stopping", r.what == request::verb::stop
+                                         ? "stopping (lameduck stop)"
+                                         : "killing (lameduck stop --kill)")
+                .add("trigger",
+                     std::string(r.what == request::verb::stop ? "lameduck stop"
+                                                               : "lameduck stop --kill")));
       stop(r.what == request::verb::stop ? cluster::order::stop : cluster::order::kill);
       break;
     case request::verb::scale: {
@@ -856,77 +1106,50 @@ void daemon::reload(std::vector<std::size_t> programs, bool wait, std::uint64_t 
 // never closed, and its parent-death signal stays unsent, as no thread of the supervisor ends.
 void daemon::upgrade(std::uint64_t client) {
   auto refuse = [&](const std::string& why) {
-    say("upgrade refused: " + why);
+    say(event_record("upgrade_refused", "upgrade refused: " + why).add("error", why));
     if (client) send(client, encode_result(false, why), true);
   };
   if (stop_asked_) return refuse("the supervisor is stopping");
   if (reloads_running_) return refuse("a reload is running; upgrade once it has finished");
   if (binary_.empty()) return refuse("cannot find the supervisor's own binary");
-  using nlohmann::json;
   std::vector<int> kept;
-  json state;
-  state["version"] = 1;
-  state["control"] = {{"path", control_path_}};
-  state["lifeline"] = {lifeline_read_.get(), lifeline_write_.get()};
+  upgrade_state state;
+  state.control_path = control_path_;
+  state.lifeline_read = lifeline_read_.get();
+  state.lifeline_write = lifeline_write_.get();
   kept.push_back(lifeline_read_.get());
   kept.push_back(lifeline_write_.get());
-  state["announced_ready"] = announced_ready_;
-  state["next_notify"] = next_notify_;  // the names of live workers' sockets stay taken
-  state["started"] = started_.time_since_epoch().count();
-  state["answer"] = -1;
-  json channels = json::array();
+  state.announced_ready = announced_ready_;
+  state.next_notify = next_notify_;
+  state.started = started_.time_since_epoch().count();
+  state.upgrades = upgrades_ + 1;  // counted by the binary that takes over, if it does
   for (auto& [id, ch] : channels_) {
     if (ch.k == kind::control) {
-      state["control"]["fd"] = ch.fd.get();
-    } else if (ch.k == kind::client) {
+      state.control_fd = ch.fd.get();
+    } else if (ch.k == kind::client || ch.k == kind::metrics_client) {
       if (id != client) continue;  // other clients' connections end with this binary
-      state["answer"] = ch.fd.get();
+      state.answer = ch.fd.get();
+    } else if (ch.k == kind::metrics_listener) {
+      state.metrics_fd = ch.fd.get();
     } else if (ch.k != kind::signals) {
-      channels.push_back({{"kind", static_cast<int>(ch.k)},
-                          {"fd", ch.fd.get()},
-                          {"program", ch.program},
-                          {"slot", ch.slot},
-                          {"pid", ch.pid},
-                          {"partial", ch.partial}});
+      state.channels.push_back(
+          {static_cast<int>(ch.k), ch.fd.get(), ch.program, ch.slot, ch.pid, ch.partial});
     } else {
       continue;
     }
     kept.push_back(ch.fd.get());
   }
-  state["channels"] = std::move(channels);
-  json programs = json::array();
   for (auto& entry : programs_) {
-    json sockets = json::array();
-    for (const auto& sock : entry.sockets) {
-      sockets.push_back({{"fd", sock.fd}, {"name", sock.name}});
+    for (const auto& sock : entry.sockets)
       kept.push_back(sock.fd);
-    }
-    const cluster_state c = entry.c->hand_over();
-    json workers = json::array(), slots = json::array();
-    for (const auto& w : c.workers) {
-      workers.push_back({w.id, w.pid, w.slot, w.generation, w.role, w.state, w.started, w.ready_at,
-                         w.stop_sent, w.deadline, w.ready_after, w.leader_alive, w.killed, w.why});
-    }
-    for (const auto& sl : c.slots) {
-      slots.push_back({sl.serving, sl.replacement, sl.crashes, sl.restarts, sl.restart_pending,
-                       sl.restart_at, sl.last_exit});
-    }
-    json lines = json::array();
-    for (const auto& l : entry.lines)
-      lines.push_back({l.slot, l.text});
-    programs.push_back({{"name", entry.c->program().name},
-                        {"sockets", std::move(sockets)},
-                        {"generation", c.generation},
-                        {"next_id", c.next_id},
-                        {"started", c.started},
-                        {"unclean", c.unclean},
-                        {"workers", std::move(workers)},
-                        {"slots", std::move(slots)},
-                        {"lines", std::move(lines)}});
+    state.programs.push_back({entry.c->program().name,
+                              entry.sockets,
+                              entry.c->hand_over(),
+                              {entry.lines.begin(), entry.lines.end()}});
   }
-  state["programs"] = std::move(programs);
 
-  const std::string text = state.dump(-1, ' ', false, json::error_handler_t::replace);
+  using nlohmann::json;
+  const std::string text = json(state).dump(-1, ' ', false, json::error_handler_t::replace);
   unique_fd memory(::memfd_create("lameduck-upgrade", 0));  // inherited: no MFD_CLOEXEC
   if (!memory) return refuse(std::string("memfd_create: ") + std::strerror(errno));
   write_all(memory.get(), text);
@@ -949,7 +1172,7 @@ void daemon::upgrade(std::uint64_t client) {
     argv.push_back(a.data());
   argv.push_back(nullptr);
 
-  say("upgrading: executing " + binary_);
+  say(event_record("upgrading", "upgrading: executing " + binary_).add("binary", binary_));
   for (int fd : kept)
     ::fcntl(fd, F_SETFD, 0);
   ::setenv("LAMEDUCK_UPGRADE_FD", std::to_string(memory.get()).c_str(), 1);
@@ -972,87 +1195,82 @@ bool daemon::take_over(int state_fd) {
       text.append(buffer, static_cast<std::size_t>(n));
     ::close(state_fd);
   }
+  // The workers notice this process's end (parent-death signal, lifeline) and drain.
+  upgrade_state state;
   try {
-    return take_over(json::parse(text));
+    const json j = json::parse(text);
+    if (j.value("version", 0) != upgrade_state::current_version) {
+      std::fprintf(stderr,
+                   "lameduck: upgrade: the state handed over is version %d; this binary reads "
+                   "version %d\n",
+                   j.value("version", 0), upgrade_state::current_version);
+      return false;
+    }
+    j.get_to(state);
   } catch (const json::exception& e) {
-    // The workers notice this process's end (parent-death signal, lifeline) and drain.
     std::fprintf(stderr, "lameduck: upgrade: the state handed over is not readable: %s\n",
                  e.what());
     return false;
   }
+  return take_over(state);
 }
 
-bool daemon::take_over(const nlohmann::json& state) {
-  using nlohmann::json;
+bool daemon::take_over(const upgrade_state& state) {
   auto own = [](int fd) {
     ::fcntl(fd, F_SETFD, FD_CLOEXEC);
     return fd;
   };
   epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
-  control_path_ = state["control"]["path"].get<std::string>();
-  add_channel(channel(kind::control, unique_fd(own(state["control"]["fd"].get<int>()))));
-  lifeline_read_.reset(own(state["lifeline"][0].get<int>()));
-  lifeline_write_.reset(own(state["lifeline"][1].get<int>()));
-  announced_ready_ = state["announced_ready"].get<bool>();
-  next_notify_ = state["next_notify"].get<std::uint64_t>();
-  started_ = steady_time(steady_time::duration(state["started"].get<std::int64_t>()));
-  std::vector<std::size_t> index_of;  // the state's program index → programs_ index
-  for (const json& p : state["programs"]) {
-    const std::string name = p["name"].get<std::string>();
+  control_path_ = state.control_path;
+  add_channel(channel(kind::control, unique_fd(own(state.control_fd))));
+  lifeline_read_.reset(own(state.lifeline_read));
+  lifeline_write_.reset(own(state.lifeline_write));
+  announced_ready_ = state.announced_ready;
+  next_notify_ = state.next_notify;
+  upgrades_ = state.upgrades;
+  if (state.metrics_fd >= 0)
+    add_channel(channel(kind::metrics_listener, unique_fd(own(state.metrics_fd))));
+  started_ = steady_time(steady_time::duration(state.started));
+  for (const upgrade_state::program& p : state.programs) {
     auto config = std::find_if(config_.programs.begin(), config_.programs.end(),
-                               [&](const program_config& c) { return c.name == name; });
+                               [&](const program_config& c) { return c.name == p.name; });
     program_config program;
     if (config != config_.programs.end()) {
       program = *config;
     } else {
       // Gone from the configuration: its workers are stopped, gracefully.
-      program.name = name;
+      program.name = p.name;
       program.command = {"true"};
     }
     program_entry entry = make_entry(program);
-    for (const json& sock : p["sockets"])
-      entry.sockets.push_back({own(sock["fd"].get<int>()), sock["name"].get<std::string>()});
-    cluster_state c;
-    c.generation = p["generation"].get<std::uint64_t>();
-    c.next_id = p["next_id"].get<std::uint64_t>();
-    c.started = p["started"].get<std::int64_t>();
-    c.unclean = p["unclean"].get<bool>();
-    for (const json& w : p["workers"]) {
-      c.workers.push_back(
-          {w[0].get<std::uint64_t>(), w[1].get<pid_t>(), w[2].get<int>(), w[3].get<std::uint64_t>(),
-           w[4].get<int>(), w[5].get<int>(), w[6].get<std::int64_t>(), w[7].get<std::int64_t>(),
-           w[8].get<std::int64_t>(), w[9].get<std::int64_t>(), w[10].get<std::int64_t>(),
-           w[11].get<bool>(), w[12].get<bool>(), w[13].get<std::string>()});
-    }
-    for (const json& sl : p["slots"]) {
-      c.slots.push_back({sl[0].get<std::uint64_t>(), sl[1].get<std::uint64_t>(), sl[2].get<int>(),
-                         sl[3].get<int>(), sl[4].get<bool>(), sl[5].get<std::int64_t>(),
-                         sl[6].get<std::string>()});
-    }
-    for (const json& l : p["lines"])
-      entry.lines.push_back({l[0].get<int>(), l[1].get<std::string>()});
-    entry.c->take_over(c);
+    for (const shared_socket& sock : p.sockets)
+      entry.sockets.push_back({own(sock.fd), sock.name});
+    entry.lines.assign(p.lines.begin(), p.lines.end());
+    entry.c->take_over(p.cluster);
     if (config == config_.programs.end()) {
-      say(name + ": no longer in the configuration; stopping its workers");
+      say(event_record("program_removed",
+                       p.name + ": no longer in the configuration; stopping its workers")
+              .add("program", p.name));
       entry.c->stop(cluster::order::stop);
     }
-    index_of.push_back(programs_.size());
     programs_.push_back(std::move(entry));
   }
-  for (const json& ch : state["channels"]) {
-    channel c(static_cast<kind>(ch["kind"].get<int>()), unique_fd(own(ch["fd"].get<int>())),
-              index_of.at(ch["program"].get<std::size_t>()), ch["slot"].get<int>(),
-              ch["pid"].get<pid_t>());
-    c.partial = ch["partial"].get<std::string>();
+  for (const upgrade_state::channel& ch : state.channels) {
+    if (ch.program >= programs_.size()) {
+      std::fprintf(stderr, "lameduck: upgrade: a channel names program %zu of %zu\n", ch.program,
+                   programs_.size());
+      return false;
+    }
+    channel c(static_cast<kind>(ch.kind), unique_fd(own(ch.fd)), ch.program, ch.slot, ch.pid);
+    c.partial = ch.partial;
     add_channel(std::move(c));
   }
   catch_signals();
-  const int answer = state["answer"].get<int>();
   const std::string done = "upgraded: pid " + std::to_string(::getpid()) + " runs " + binary_ +
-                           " with " + std::to_string(state["channels"].size()) + " worker channels";
-  say(done);
-  if (answer >= 0) {
-    const std::uint64_t id = add_channel(channel(kind::client, unique_fd(own(answer))));
+                           " with " + std::to_string(state.channels.size()) + " worker channels";
+  say(event_record("upgraded", done).add("binary", binary_));
+  if (state.answer >= 0) {
+    const std::uint64_t id = add_channel(channel(kind::client, unique_fd(own(state.answer))));
     send(id, encode_result(true, done), true);
   }
   reap();  // whatever exited while the binary was being replaced

@@ -257,6 +257,10 @@ spawned_worker spawn_worker(const program_config& p, const spawn_context& c, std
     ec.assign(error, std::system_category());
     return out;
   }
+  // The supervisor's ends never block: the loop reads what is there, and at a worker's exit
+  // everything it wrote before it (its last words come before the line saying it exited).
+  for (const unique_fd* end : {&out_read, &err_read, &ready_read})
+    if (*end) ::fcntl(end->get(), F_SETFL, ::fcntl(end->get(), F_GETFL) | O_NONBLOCK);
   out.pid = pid;
   out.output = std::move(out_read);
   out.errors = std::move(err_read);

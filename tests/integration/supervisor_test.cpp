@@ -22,6 +22,7 @@
 #include <cstring>
 #include <fstream>
 #include <future>
+#include <map>
 #include <mutex>
 #include <regex>
 #include <sstream>
@@ -162,9 +163,13 @@ class supervisor {
     if (line.empty()) return 0;
     return static_cast<std::uint16_t>(std::stoi(line.substr(line.rfind(':') + 1)));
   }
-  /// Waits until every worker is ready (the supervisor says so once).
-  bool ready(std::chrono::milliseconds within = 10s) {
-    return !wait_for("every worker is ready", within).empty();
+  /// Waits until every worker is ready (the supervisor says so once); a failure shows the
+  /// supervisor's output.
+  ::testing::AssertionResult ready(std::chrono::milliseconds within = 10s) {
+    if (!wait_for("every worker is ready", within).empty()) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure()
+           << "not every worker is ready within " << within.count() << " ms:\n"
+           << output();
   }
   /// Runs `lameduck VERB ARGS --control PATH`.
   command_result ctl(std::vector<std::string> args, std::chrono::milliseconds within = 30s) {
@@ -177,17 +182,30 @@ class supervisor {
   void signal(int sig) { ::kill(pid_, sig); }
   /// Waits for the supervisor to exit; its exit status (128+n for signal n), -1 at the deadline.
   int wait_exit(std::chrono::milliseconds within = 20s) {
+    if (status_ >= 0) return status_;
     const auto deadline = clock::now() + within;
     for (;;) {
       int status = 0;
       const pid_t r = ::waitpid(pid_, &status, WNOHANG);
       if (r == pid_) {
         status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        // Its last lines may still be in the pipe: output() holds them all once this returns.
+        std::unique_lock lock(mutex_);
+        cv_.wait_until(lock, deadline, [this] { return ended_; });
         return status_;
       }
       if (clock::now() >= deadline) return -1;
       std::this_thread::sleep_for(5ms);  // no event for a child's exit but SIGCHLD
     }
+  }
+  /// Waits for the supervisor to exit with status; a failure shows its output.
+  ::testing::AssertionResult exits_with(int status, std::chrono::milliseconds within = 20s) {
+    const int exited = wait_exit(within);
+    if (exited == status) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure()
+           << (exited < 0 ? "still running" : "exit status " + std::to_string(exited))
+           << " instead of exit status " << status << ":\n"
+           << output();
   }
 
  private:
@@ -292,10 +310,12 @@ class load {
     for (auto& t : threads_)
       if (t.joinable()) t.join();
   }
-  int ok() const { return ok_; }
-  std::string failures() {
+  /// Stops the traffic, which must have had responses and no failure.
+  ::testing::AssertionResult stop_without_failure() {
+    stop();
     std::lock_guard lock(mutex_);
-    return failures_;
+    if (ok_ > 0 && failures_.empty()) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << ok_ << " responses; failures:\n" << failures_;
   }
 
  private:
@@ -327,12 +347,48 @@ class load {
   std::vector<std::thread> threads_;
 };
 
-TEST(SupervisorRun, Step1RunsEveryWorkerOnTheSharedSocketAndReportsThemReady) {
+// A test of the supervisor: a directory of its own, and the supervisors it starts there (killed,
+// if still running, when the test ends).
+class supervisor_test : public ::testing::Test {
+ protected:
+  /// Starts `lameduck run OPTIONS -- PROGRAM`, its control socket in the test's directory.
+  supervisor& start(std::vector<std::string> options, std::vector<std::string> program,
+                    const launch& how = {}) {
+    started_.push_back(
+        std::make_unique<supervisor>(dir, std::move(options), std::move(program), how));
+    return *started_.back();
+  }
+  /// Starts `instances` lameduck-hello workers on a TCP port of the kernel's choosing (port()),
+  /// with more options after.
+  supervisor& start_hello(int instances, std::vector<std::string> options = {},
+                          const launch& how = {}) {
+    options.insert(options.begin(),
+                   {"--instances", std::to_string(instances), "--listen", "127.0.0.1:0"});
+    return start(std::move(options), hello(), how);
+  }
+
   temp_dir dir;
-  supervisor s(dir, {"--instances", "2", "--listen", "127.0.0.1:0"}, hello());
+
+ private:
+  std::vector<std::unique_ptr<supervisor>> started_;
+};
+
+using SupervisorRun = supervisor_test;
+using SupervisorReload = supervisor_test;
+using SupervisorCrash = supervisor_test;
+using SupervisorStop = supervisor_test;
+using SupervisorProcess = supervisor_test;
+using SupervisorWorkers = supervisor_test;
+using SupervisorUpgrade = supervisor_test;
+using SupervisorControl = supervisor_test;
+using SupervisorLogs = supervisor_test;
+using SupervisorMetricsEndpoint = supervisor_test;
+
+TEST_F(SupervisorRun, Step1RunsEveryWorkerOnTheSharedSocketAndReportsThemReady) {
+  supervisor& s = start_hello(2);
   const std::uint16_t port = s.port();
   ASSERT_NE(port, 0) << s.output();
-  ASSERT_TRUE(s.ready()) << s.output();
+  ASSERT_TRUE(s.ready());
   EXPECT_EQ(status_of(get_once(port)), 200);
   const auto pids = worker_pids(s);
   ASSERT_EQ(pids.size(), 2u) << s.ctl({"status", "--json"}).out;
@@ -343,13 +399,12 @@ TEST(SupervisorRun, Step1RunsEveryWorkerOnTheSharedSocketAndReportsThemReady) {
   for (int pid : pids)
     EXPECT_EQ(::getpgid(pid), pid);
   s.signal(SIGTERM);
-  EXPECT_EQ(s.wait_exit(), 0) << s.output();
+  EXPECT_TRUE(s.exits_with(0));
   for (int pid : pids)
     EXPECT_FALSE(process_exists(pid));
 }
 
-TEST(SupervisorRun, Step1EachWorkerGetsItsSlotGenerationAndTheSocketsByName) {
-  temp_dir dir;
+TEST_F(SupervisorRun, Step1EachWorkerGetsItsSlotGenerationAndTheSocketsByName) {
   const std::string out = dir.file("env");
   const std::string worker =
       script(dir, "env.sh",
@@ -358,11 +413,10 @@ TEST(SupervisorRun, Step1EachWorkerGetsItsSlotGenerationAndTheSocketsByName) {
                  out +
                  "\n"
                  "echo > /dev/fd/$LAMEDUCK_READY_FD\nexec sleep 600");
-  supervisor s(dir,
-               {"--instances", "2", "--listen", "web=127.0.0.1:0", "--listen", "health=127.0.0.1:0",
-                "--ready-fd", "5"},
-               {worker});
-  ASSERT_TRUE(s.ready()) << s.output();
+  supervisor& s = start({"--instances", "2", "--listen", "web=127.0.0.1:0", "--listen",
+                         "health=127.0.0.1:0", "--ready-fd", "5"},
+                        {worker});
+  ASSERT_TRUE(s.ready());
   std::ifstream in(out);
   std::vector<std::string> seen;
   for (std::string line; std::getline(in, line);)
@@ -381,8 +435,7 @@ TEST(SupervisorRun, Step1EachWorkerGetsItsSlotGenerationAndTheSocketsByName) {
   }
 }
 
-TEST(SupervisorRun, Step1SocketsPassedToTheSupervisorArePassedOnByName) {
-  temp_dir dir;
+TEST_F(SupervisorRun, Step1SocketsPassedToTheSupervisorArePassedOnByName) {
   // A socket bound by "systemd": the supervisor binds nothing for --listen web=...
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in address{};
@@ -396,9 +449,9 @@ TEST(SupervisorRun, Step1SocketsPassedToTheSupervisorArePassedOnByName) {
   launch how;
   how.passed_socket = fd;
   how.socket_name = "web";
-  supervisor s(dir, {"--instances", "2", "--listen", "web=127.0.0.1:1"}, hello(), how);
+  supervisor& s = start({"--instances", "2", "--listen", "web=127.0.0.1:1"}, hello(), how);
   ::close(fd);
-  ASSERT_TRUE(s.ready()) << s.output();
+  ASSERT_TRUE(s.ready());
   EXPECT_EQ(status_of(get_once(port)), 200) << s.output();
   EXPECT_NE(
       s.output().find("listening on http://127.0.0.1:" + std::to_string(port) + ", passed (web)"),
@@ -406,12 +459,11 @@ TEST(SupervisorRun, Step1SocketsPassedToTheSupervisorArePassedOnByName) {
       << s.output();
 }
 
-TEST(SupervisorRun, Step1UnderSystemdItSaysReadyReloadingAndStopping) {
-  temp_dir dir;
+TEST_F(SupervisorRun, Step1UnderSystemdItSaysReadyReloadingAndStopping) {
   notify_socket manager;
   launch how;
   how.environment = {"NOTIFY_SOCKET=" + manager.name()};
-  supervisor s(dir, {"--instances", "2", "--listen", "127.0.0.1:0"}, hello(), how);
+  supervisor& s = start_hello(2, {}, how);
   const std::string ready = manager.receive(10s);
   EXPECT_NE(ready.find("READY=1"), std::string::npos) << ready;
   EXPECT_EQ(worker_pids(s).size(), 2u) << "READY=1 only once every worker is ready";
@@ -423,17 +475,16 @@ TEST(SupervisorRun, Step1UnderSystemdItSaysReadyReloadingAndStopping) {
   EXPECT_NE(manager.receive(10s).find("READY=1"), std::string::npos);
   s.signal(SIGTERM);
   EXPECT_NE(manager.receive(10s).find("STOPPING=1"), std::string::npos);
-  EXPECT_EQ(s.wait_exit(), 0);
+  EXPECT_TRUE(s.exits_with(0));
 }
 
-TEST(SupervisorRun, Step1AUnixSocketIsBoundOnceAndPassedToo) {
-  temp_dir dir;
+TEST_F(SupervisorRun, Step1AUnixSocketIsBoundOnceAndPassedToo) {
   const std::string path = dir.file("web.sock");
   const std::string worker = script(dir, "unix.sh",
                                     "[ \"$LISTEN_FDS\" = 1 ] || exit 9\n"
                                     "echo > /dev/fd/$LAMEDUCK_READY_FD\nexec sleep 600");
-  supervisor s(dir, {"--instances", "1", "--listen", path, "--ready", "fd"}, {worker});
-  ASSERT_TRUE(s.ready()) << s.output();
+  supervisor& s = start({"--instances", "1", "--listen", path, "--ready", "fd"}, {worker});
+  ASSERT_TRUE(s.ready());
   EXPECT_NE(s.output().find("listening on unix:" + path), std::string::npos) << s.output();
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_un address{};
@@ -444,17 +495,16 @@ TEST(SupervisorRun, Step1AUnixSocketIsBoundOnceAndPassedToo) {
   ::close(fd);
 }
 
-TEST(SupervisorRun, Step1SeveralProgramsFromOneFileRunSideBySide) {
-  temp_dir dir;
+TEST_F(SupervisorRun, Step1SeveralProgramsFromOneFileRunSideBySide) {
   const std::string file = dir.file("lameduck.toml");
   std::ofstream(file) << "[[program]]\nname = \"web\"\ninstances = 2\n"
                          "listen = [\"127.0.0.1:0\"]\ncommand = [\""
                       << bin_path("lameduck-hello") << "\", \"--idle-grace\", \"2\"]\n"
                       << "[[program]]\nname = \"jobs\"\ninstances = 1\nready = \"after\"\n"
                          "ready_after = \"50ms\"\ncommand = [\"sleep\", \"600\"]\n";
-  supervisor s(dir, {"--config", file}, {});
+  supervisor& s = start({"--config", file}, {});
   const std::uint16_t port = s.port();
-  ASSERT_TRUE(s.ready()) << s.output();
+  ASSERT_TRUE(s.ready());
   EXPECT_EQ(status_of(get_once(port)), 200);
   const command_result status = s.ctl({"status"});
   EXPECT_NE(status.out.find("web: generation 1"), std::string::npos) << status.out;
@@ -465,14 +515,13 @@ TEST(SupervisorRun, Step1SeveralProgramsFromOneFileRunSideBySide) {
   EXPECT_NE(after.out.find("web: generation 1"), std::string::npos) << after.out;
   EXPECT_NE(after.out.find("jobs: generation 2"), std::string::npos) << after.out;
   s.signal(SIGTERM);
-  EXPECT_EQ(s.wait_exit(), 0) << s.output();
+  EXPECT_TRUE(s.exits_with(0));
 }
 
-TEST(SupervisorReload, Step2ReplacesEveryWorkerUnderLoadWithoutAFailedRequest) {
-  temp_dir dir;
-  supervisor s(dir, {"--instances", "2", "--listen", "127.0.0.1:0"}, hello());
+TEST_F(SupervisorReload, Step2ReplacesEveryWorkerUnderLoadWithoutAFailedRequest) {
+  supervisor& s = start_hello(2);
   const std::uint16_t port = s.port();
-  ASSERT_TRUE(s.ready()) << s.output();
+  ASSERT_TRUE(s.ready());
   const auto before = worker_pids(s);
   load traffic(port);
   for (int i = 0; i < 3; ++i) {
@@ -484,25 +533,22 @@ TEST(SupervisorReload, Step2ReplacesEveryWorkerUnderLoadWithoutAFailedRequest) {
         << said;
     EXPECT_NE(said.find("drained in"), std::string::npos) << said;
   }
-  traffic.stop();
-  EXPECT_EQ(traffic.failures(), "");
-  EXPECT_GT(traffic.ok(), 0);
+  EXPECT_TRUE(traffic.stop_without_failure());
   const auto after = worker_pids(s);
   ASSERT_EQ(after.size(), 2u);
   for (int pid : before)
     EXPECT_FALSE(process_exists(pid)) << "old worker " << pid << " is gone";
 }
 
-TEST(SupervisorReload, Step2AReplacementThatNeverGetsReadyFailsAndTheOldWorkersServeOn) {
-  temp_dir dir;
+TEST_F(SupervisorReload, Step2AReplacementThatNeverGetsReadyFailsAndTheOldWorkersServeOn) {
   // Generation 1 is lameduck-hello; later generations never say they are ready.
   const std::string worker = script(dir, "worker.sh",
                                     "[ \"$LAMEDUCK_GENERATION\" = 1 ] || exec sleep 600\nexec " +
                                         bin_path("lameduck-hello") + " --threads 1 --idle-grace 2");
-  supervisor s(dir, {"--instances", "2", "--listen", "127.0.0.1:0", "--ready-timeout", "1s"},
-               {worker});
+  supervisor& s =
+      start({"--instances", "2", "--listen", "127.0.0.1:0", "--ready-timeout", "1s"}, {worker});
   const std::uint16_t port = s.port();
-  ASSERT_TRUE(s.ready()) << s.output();
+  ASSERT_TRUE(s.ready());
   const auto before = worker_pids(s);
   load traffic(port);
   const auto start = clock::now();
@@ -511,19 +557,17 @@ TEST(SupervisorReload, Step2AReplacementThatNeverGetsReadyFailsAndTheOldWorkersS
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE((r.out + r.err).find("not ready within 1.00s"), std::string::npos) << r.out << r.err;
   EXPECT_LT(took, 3s);
-  traffic.stop();
-  EXPECT_EQ(traffic.failures(), "");
+  EXPECT_TRUE(traffic.stop_without_failure());
   EXPECT_EQ(worker_pids(s), before) << "the old workers are untouched";
   EXPECT_EQ(s.ctl({"status"}).exit_code, 0);
 }
 
-TEST(SupervisorReload, Step2AReplacementThatCrashesAtStartFailsTheReload) {
-  temp_dir dir;
+TEST_F(SupervisorReload, Step2AReplacementThatCrashesAtStartFailsTheReload) {
   const std::string worker = script(dir, "worker.sh",
                                     "[ \"$LAMEDUCK_GENERATION\" = 1 ] || exit 3\nexec " +
                                         bin_path("lameduck-hello") + " --threads 1");
-  supervisor s(dir, {"--instances", "2", "--listen", "127.0.0.1:0"}, {worker});
-  ASSERT_TRUE(s.ready()) << s.output();
+  supervisor& s = start({"--instances", "2", "--listen", "127.0.0.1:0"}, {worker});
+  ASSERT_TRUE(s.ready());
   const auto before = worker_pids(s);
   const command_result r = s.ctl({"reload"});
   EXPECT_NE(r.exit_code, 0);
@@ -531,13 +575,9 @@ TEST(SupervisorReload, Step2AReplacementThatCrashesAtStartFailsTheReload) {
   EXPECT_EQ(worker_pids(s), before);
 }
 
-TEST(SupervisorReload, Step3AReloadWhileOneRunsIsRefusedOrWithWaitQueued) {
-  temp_dir dir;
-  supervisor s(
-      dir,
-      {"--instances", "1", "--listen", "127.0.0.1:0", "--ready", "after", "--ready-after", "700ms"},
-      hello());
-  ASSERT_TRUE(s.ready()) << s.output();
+TEST_F(SupervisorReload, Step3AReloadWhileOneRunsIsRefusedOrWithWaitQueued) {
+  supervisor& s = start_hello(1, {"--ready", "after", "--ready-after", "700ms"});
+  ASSERT_TRUE(s.ready());
   std::thread first([&] { EXPECT_EQ(s.ctl({"reload"}).exit_code, 0); });
   ASSERT_FALSE(s.wait_for("reloading 1 workers to generation 2").empty());
   const command_result refused = s.ctl({"reload"});
@@ -550,12 +590,11 @@ TEST(SupervisorReload, Step3AReloadWhileOneRunsIsRefusedOrWithWaitQueued) {
   EXPECT_NE((queued.out + queued.err).find("generation 3"), std::string::npos) << queued.out;
 }
 
-TEST(SupervisorCrash, Step4ACrashedWorkerIsRestartedWithBackoffWithinTenPercent) {
-  temp_dir dir;
-  supervisor s(dir,
-               {"--instances", "1", "--ready", "after", "--ready-after", "10s", "--restart-delay",
-                "100ms", "--restart-factor", "2", "--restart-max", "400ms"},
-               {"/bin/sh", "-c", "exit 1"});
+TEST_F(SupervisorCrash, Step4ACrashedWorkerIsRestartedWithBackoffWithinTenPercent) {
+  supervisor& s =
+      start({"--instances", "1", "--ready", "after", "--ready-after", "10s", "--restart-delay",
+             "100ms", "--restart-factor", "2", "--restart-max", "400ms"},
+            {"/bin/sh", "-c", "exit 1"});
   // Exits at 0, then restarts 100, 200, 400, 400 ms after each exit.
   ASSERT_FALSE(s.wait_for("crash 5 in a row", 10s).empty()) << s.output();
   auto stamp = [](const std::string& line) {
@@ -582,8 +621,7 @@ TEST(SupervisorCrash, Step4ACrashedWorkerIsRestartedWithBackoffWithinTenPercent)
   EXPECT_NE(status.out.find("exit 1"), std::string::npos) << status.out;
 }
 
-TEST(SupervisorCrash, Step4NoZombieAfterAThousandCrashRestarts) {
-  temp_dir dir;
+TEST_F(SupervisorCrash, Step4NoZombieAfterAThousandCrashRestarts) {
   // Each of two slots crashes 500 times (leaving a grandchild each time, for the subreaper to
   // reap), then stays up.
   const std::string worker =
@@ -592,10 +630,9 @@ TEST(SupervisorCrash, Step4NoZombieAfterAThousandCrashRestarts) {
                  ".$LAMEDUCK_WORKER\n"
                  "n=$(cat $count 2>/dev/null || echo 0)\necho $((n + 1)) > $count\n"
                  "[ $n -ge 500 ] && exec sleep 600\nsleep 0 &\nexit 1");
-  supervisor s(dir,
-               {"--instances", "2", "--ready", "after", "--ready-after", "10s", "--restart-delay",
-                "1ms", "--restart-factor", "1", "--restart-max", "1ms"},
-               {worker});
+  supervisor& s = start({"--instances", "2", "--ready", "after", "--ready-after", "10s",
+                         "--restart-delay", "1ms", "--restart-factor", "1", "--restart-max", "1ms"},
+                        {worker});
   ASSERT_TRUE(eventually([&] { return s.count("restarting in") >= 1000; }, 60s))
       << s.count("restarting in");
   EXPECT_TRUE(eventually([&] { return zombies_of(s.pid()) == 0; }, 5s)) << zombies_of(s.pid());
@@ -604,57 +641,54 @@ TEST(SupervisorCrash, Step4NoZombieAfterAThousandCrashRestarts) {
   EXPECT_EQ(s.wait_exit(), 0) << s.output().substr(0, 2000);
 }
 
-TEST(SupervisorStop, Step5StopLetsRequestsInFlightFinishAndExitsZero) {
-  temp_dir dir;
-  supervisor s(dir, {"--instances", "2", "--listen", "127.0.0.1:0"}, hello());
+TEST_F(SupervisorStop, Step5StopLetsRequestsInFlightFinishAndExitsZero) {
+  supervisor& s = start_hello(2);
   const std::uint16_t port = s.port();
-  ASSERT_TRUE(s.ready()) << s.output();
+  ASSERT_TRUE(s.ready());
   raw_client busy(port);
   busy.send("GET /delay?ms=700 HTTP/1.1\r\nHost: t\r\n\r\n");
   ASSERT_FALSE(busy.readable_within(100ms));
   const command_result r = s.ctl({"stop"});
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_EQ(status_of(busy.read_response()), 200);
-  EXPECT_EQ(s.wait_exit(), 0) << s.output();
+  EXPECT_TRUE(s.exits_with(0));
 }
 
-TEST(SupervisorStop, Step5AWorkerThatIgnoresItsStopSignalIsKilledWithItsGroup) {
-  temp_dir dir;
+TEST_F(SupervisorStop, Step5AWorkerThatIgnoresItsStopSignalIsKilledWithItsGroup) {
   const std::string pids = dir.file("pids");
   const std::string worker = script(dir, "stubborn.sh",
                                     "trap '' TERM\nsleep 600 &\necho $! >> " + pids +
                                         "\n"
                                         "echo > /dev/fd/$LAMEDUCK_READY_FD\nwait");
-  supervisor s(dir, {"--instances", "1", "--ready-fd", "3", "--kill-timeout", "500ms"}, {worker});
-  ASSERT_TRUE(s.ready()) << s.output();
+  supervisor& s =
+      start({"--instances", "1", "--ready-fd", "3", "--kill-timeout", "500ms"}, {worker});
+  ASSERT_TRUE(s.ready());
   std::ifstream in(pids);
   int grandchild = 0;
   in >> grandchild;
   ASSERT_GT(grandchild, 0);
   const auto start = clock::now();
   s.signal(SIGTERM);
-  EXPECT_EQ(s.wait_exit(), 1) << "a worker had to be killed: " << s.output();
+  EXPECT_TRUE(s.exits_with(1)) << "a worker had to be killed";
   EXPECT_GE(clock::now() - start, 500ms);
   EXPECT_LT(clock::now() - start, 5s);
   EXPECT_FALSE(process_exists(grandchild)) << "its grandchild died with its group";
   EXPECT_FALSE(s.wait_for("killing its process group").empty()) << s.output();
 }
 
-TEST(SupervisorStop, Step5ASecondSignalKillsAtOnce) {
-  temp_dir dir;
+TEST_F(SupervisorStop, Step5ASecondSignalKillsAtOnce) {
   const std::string worker =
       script(dir, "stubborn.sh",
              "trap '' TERM\necho > /dev/fd/$LAMEDUCK_READY_FD\nwhile :; do sleep 1; done");
-  supervisor s(dir, {"--instances", "1", "--ready-fd", "3", "--kill-timeout", "60s"}, {worker});
-  ASSERT_TRUE(s.ready()) << s.output();
+  supervisor& s = start({"--instances", "1", "--ready-fd", "3", "--kill-timeout", "60s"}, {worker});
+  ASSERT_TRUE(s.ready());
   s.signal(SIGTERM);
   ASSERT_FALSE(s.wait_for("a second signal kills them").empty());
   s.signal(SIGTERM);
-  EXPECT_EQ(s.wait_exit(5s), 1) << s.output();
+  EXPECT_TRUE(s.exits_with(1, 5s));
 }
 
-TEST(SupervisorProcess, Step6AWrapperWorkersReadinessIsAttributedThroughTheShell) {
-  temp_dir dir;
+TEST_F(SupervisorProcess, Step6AWrapperWorkersReadinessIsAttributedThroughTheShell) {
   // The shell is the worker's first process; READY=1 comes from another pid, its child, in
   // the worker's process group (as with `npm start` or `sh -c` without exec). As root, the
   // child also drops to another user, so that only its process group vouches for it.
@@ -667,62 +701,52 @@ TEST(SupervisorProcess, Step6AWrapperWorkersReadinessIsAttributedThroughTheShell
                            "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
                            "s.sendto(b'READY=1', '\\0' + os.environ['NOTIFY_SOCKET'][1:])\n"
                            "time.sleep(600)\n";
-  supervisor s(dir, {"--instances", "1", "--ready-timeout", "5s"},
-               {"/bin/sh", "-c", "/usr/bin/python3 " + notify + "; true"});
-  ASSERT_TRUE(s.ready(4s)) << s.output();
+  supervisor& s = start({"--instances", "1", "--ready-timeout", "5s"},
+                        {"/bin/sh", "-c", "/usr/bin/python3 " + notify + "; true"});
+  ASSERT_TRUE(s.ready(4s));
   s.signal(SIGTERM);
-  EXPECT_EQ(s.wait_exit(), 0) << s.output();
+  EXPECT_TRUE(s.exits_with(0));
 }
 
-TEST(SupervisorProcess, Step6WhenTheSupervisorIsKilledWorkersDrainAndThePortIsFree) {
-  temp_dir dir;
+TEST_F(SupervisorProcess, Step6WhenTheSupervisorIsKilledWorkersDrainAndThePortIsFree) {
+  supervisor& killed = start_hello(2);
   // A port of the kernel's choosing that a second supervisor binds again.
-  std::uint16_t port = 0;
-  std::vector<int> pids;
-  {
-    supervisor s(dir, {"--instances", "2", "--listen", "127.0.0.1:0"}, hello());
-    port = s.port();
-    ASSERT_TRUE(s.ready()) << s.output();
-    pids = worker_pids(s);
-    s.signal(SIGKILL);
-    s.wait_exit();
-  }
+  const std::uint16_t port = killed.port();
+  ASSERT_TRUE(killed.ready());
+  const std::vector<int> pids = worker_pids(killed);
+  killed.signal(SIGKILL);
+  killed.wait_exit();
   ASSERT_EQ(pids.size(), 2u);
   for (int pid : pids)
     EXPECT_TRUE(eventually([&] { return !process_exists(pid); }, 5s)) << "worker " << pid;
-  temp_dir again;
-  const auto start = clock::now();
-  supervisor s(again, {"--instances", "1", "--listen", "127.0.0.1:" + std::to_string(port)},
-               hello());
-  ASSERT_TRUE(s.ready()) << s.output();
+  const auto begun = clock::now();
+  supervisor& next =
+      start({"--instances", "1", "--listen", "127.0.0.1:" + std::to_string(port)}, hello());
+  ASSERT_TRUE(next.ready());
   EXPECT_EQ(status_of(get_once(port)), 200);
-  EXPECT_LT(clock::now() - start, 1s);
+  EXPECT_LT(clock::now() - begun, 1s);
 }
 
-TEST(SupervisorProcess, Step6AnyWorkerGetsItsStopSignalWhenTheSupervisorIsKilled) {
-  temp_dir dir;
+TEST_F(SupervisorProcess, Step6AnyWorkerGetsItsStopSignalWhenTheSupervisorIsKilled) {
   // Not a lameduck server: no lifeline is watched, only the kernel's parent-death signal.
   const std::string pids = dir.file("pids");
   const std::string worker =
       script(dir, "plain.sh",
              "echo $$ >> " + pids + "\necho > /dev/fd/$LAMEDUCK_READY_FD\nexec sleep 600");
+  supervisor& s = start({"--instances", "2", "--ready", "fd"}, {worker});
+  ASSERT_TRUE(s.ready());
   std::vector<int> workers;
-  {
-    supervisor s(dir, {"--instances", "2", "--ready", "fd"}, {worker});
-    ASSERT_TRUE(s.ready()) << s.output();
-    std::ifstream in(pids);
-    for (int pid; in >> pid;)
-      workers.push_back(pid);
-    s.signal(SIGKILL);
-    s.wait_exit();
-  }
+  std::ifstream in(pids);
+  for (int pid; in >> pid;)
+    workers.push_back(pid);
+  s.signal(SIGKILL);
+  s.wait_exit();
   ASSERT_EQ(workers.size(), 2u);
   for (int pid : workers)
     EXPECT_TRUE(eventually([&] { return !process_exists(pid); }, 5s)) << "worker " << pid;
 }
 
-TEST(SupervisorProcess, Step7AHungWorkerIsReplacedByTheWatchdogNewOneFirst) {
-  temp_dir dir;
+TEST_F(SupervisorProcess, Step7AHungWorkerIsReplacedByTheWatchdogNewOneFirst) {
   // The first worker pings twice, then hangs and ignores SIGTERM (a loop stuck in a
   // handler); the ones after it ping on.
   const std::string worker = dir.file("hang.py");
@@ -741,11 +765,10 @@ TEST(SupervisorProcess, Step7AHungWorkerIsReplacedByTheWatchdogNewOneFirst) {
                            "while True:\n"
                            "    time.sleep(0.1)\n"
                            "    s.sendto(b'WATCHDOG=1', addr)\n";
-  supervisor s(dir,
-               {"--instances", "1", "--watchdog", "500ms", "--kill-timeout", "300ms", "--env",
-                "MARKER=" + dir.file("started")},
-               {"/usr/bin/python3", worker});
-  ASSERT_TRUE(s.ready()) << s.output();
+  supervisor& s = start({"--instances", "1", "--watchdog", "500ms", "--kill-timeout", "300ms",
+                         "--env", "MARKER=" + dir.file("started")},
+                        {"/usr/bin/python3", worker});
+  ASSERT_TRUE(s.ready());
   const std::string hung = s.wait_for("no watchdog ping for 0.50s; replacing it", 5s);
   ASSERT_FALSE(hung.empty()) << s.output();
   const std::string pid = hung.substr(hung.find(" pid ") + 5,
@@ -761,8 +784,7 @@ TEST(SupervisorProcess, Step7AHungWorkerIsReplacedByTheWatchdogNewOneFirst) {
   EXPECT_EQ(s.count("no watchdog ping"), 1u) << s.output();
 }
 
-TEST(SupervisorProcess, Step7AWorkerOverItsMemoryLimitIsReplaced) {
-  temp_dir dir;
+TEST_F(SupervisorProcess, Step7AWorkerOverItsMemoryLimitIsReplaced) {
   // The first worker grows past the limit; the next one does not.
   const std::string worker = dir.file("grow.py");
   std::ofstream(worker) << "import os, time\n"
@@ -772,33 +794,29 @@ TEST(SupervisorProcess, Step7AWorkerOverItsMemoryLimitIsReplaced) {
                            "    open(os.environ['MARKER'], 'w').close()\n"
                            "    hog = bytearray(80 << 20)\n"
                            "time.sleep(600)\n";
-  supervisor s(dir,
-               {"--instances", "1", "--ready", "fd", "--max-memory", "50M", "--env",
-                "MARKER=" + dir.file("started")},
-               {"/usr/bin/python3", worker});
-  ASSERT_TRUE(s.ready()) << s.output();
+  supervisor& s = start({"--instances", "1", "--ready", "fd", "--max-memory", "50M", "--env",
+                         "MARKER=" + dir.file("started")},
+                        {"/usr/bin/python3", worker});
+  ASSERT_TRUE(s.ready());
   ASSERT_FALSE(s.wait_for("exceeds 50 MiB; replacing it", 5s).empty()) << s.output();
   EXPECT_FALSE(s.wait_for("(memory)", 5s).empty()) << "the old worker is stopped: " << s.output();
   EXPECT_EQ(s.count("exceeds 50 MiB"), 1u) << s.output();
 }
 
-TEST(SupervisorWorkers, Step10ThePythonWorkerOfTheGuideReloadsWithoutAFailedRequest) {
-  temp_dir dir;
-  supervisor s(dir, {"--instances", "2", "--listen", "127.0.0.1:0", "--ready", "fd"},
-               {"/usr/bin/python3", source_path("../../examples/python/worker.py")});
+TEST_F(SupervisorWorkers, Step10ThePythonWorkerOfTheGuideReloadsWithoutAFailedRequest) {
+  supervisor& s = start({"--instances", "2", "--listen", "127.0.0.1:0", "--ready", "fd"},
+                        {"/usr/bin/python3", source_path("../../examples/python/worker.py")});
   const std::uint16_t port = s.port();
-  ASSERT_TRUE(s.ready()) << s.output();
+  ASSERT_TRUE(s.ready());
   EXPECT_NE(get_once(port).find("Hello from Python"), std::string::npos);
   load traffic(port, 4);
   for (int i = 0; i < 2; ++i) {
     const command_result r = s.ctl({"reload"});
     EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   }
-  traffic.stop();
-  EXPECT_EQ(traffic.failures(), "");
-  EXPECT_GT(traffic.ok(), 0);
+  EXPECT_TRUE(traffic.stop_without_failure());
   s.signal(SIGTERM);
-  EXPECT_EQ(s.wait_exit(), 0) << s.output();
+  EXPECT_TRUE(s.exits_with(0));
 }
 
 // The Node.js worker of the guide (examples/node/worker.js), when Node.js is installed
@@ -808,33 +826,29 @@ std::vector<std::string> node_worker(std::string idle_grace) {
           std::move(idle_grace)};
 }
 
-TEST(SupervisorWorkers, Step10TheNodeWorkerOfTheGuideReloadsWithoutAFailedRequest) {
+TEST_F(SupervisorWorkers, Step10TheNodeWorkerOfTheGuideReloadsWithoutAFailedRequest) {
   if (::access("/usr/bin/node", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/node";
-  temp_dir dir;
-  supervisor s(dir, {"--instances", "2", "--listen", "127.0.0.1:0", "--ready", "fd"},
-               node_worker("2"));
+  supervisor& s =
+      start({"--instances", "2", "--listen", "127.0.0.1:0", "--ready", "fd"}, node_worker("2"));
   const std::uint16_t port = s.port();
-  ASSERT_TRUE(s.ready(20s)) << s.output();
+  ASSERT_TRUE(s.ready(20s));
   EXPECT_NE(get_once(port).find("Hello, World!"), std::string::npos);
   load traffic(port, 4);
   for (int i = 0; i < 2; ++i) {
     const command_result r = s.ctl({"reload"});
     EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   }
-  traffic.stop();
-  EXPECT_EQ(traffic.failures(), "");
-  EXPECT_GT(traffic.ok(), 0);
+  EXPECT_TRUE(traffic.stop_without_failure());
   s.signal(SIGTERM);
-  EXPECT_EQ(s.wait_exit(), 0) << s.output();
+  EXPECT_TRUE(s.exits_with(0));
 }
 
-TEST(SupervisorWorkers, TheNodeWorkerKeepsAnIdleConnectionForItsNextRequestWhileItDrains) {
+TEST_F(SupervisorWorkers, TheNodeWorkerKeepsAnIdleConnectionForItsNextRequestWhileItDrains) {
   if (::access("/usr/bin/node", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/node";
-  temp_dir dir;
-  supervisor s(dir, {"--instances", "1", "--listen", "127.0.0.1:0", "--ready", "fd"},
-               node_worker("10"));
+  supervisor& s =
+      start({"--instances", "1", "--listen", "127.0.0.1:0", "--ready", "fd"}, node_worker("10"));
   const std::uint16_t port = s.port();
-  ASSERT_TRUE(s.ready(20s)) << s.output();
+  ASSERT_TRUE(s.ready(20s));
   raw_client idle(port);
   idle.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
   std::string r = idle.read_response(5s);
@@ -859,14 +873,13 @@ TEST(SupervisorWorkers, TheNodeWorkerKeepsAnIdleConnectionForItsNextRequestWhile
   EXPECT_EQ(reloaded.exit_code, 0) << reloaded.out << reloaded.err;
   EXPECT_FALSE(s.wait_for("drained in", 5s).empty()) << s.output();
   s.signal(SIGTERM);
-  EXPECT_EQ(s.wait_exit(), 0) << s.output();
+  EXPECT_TRUE(s.exits_with(0));
 }
 
-TEST(SupervisorUpgrade, Step9TheSupervisorReplacesItsBinaryUnderLoadKeepingItsWorkers) {
-  temp_dir dir;
-  supervisor s(dir, {"--instances", "2", "--listen", "127.0.0.1:0"}, hello());
+TEST_F(SupervisorUpgrade, Step9TheSupervisorReplacesItsBinaryUnderLoadKeepingItsWorkers) {
+  supervisor& s = start_hello(2);
   const std::uint16_t port = s.port();
-  ASSERT_TRUE(s.ready()) << s.output();
+  ASSERT_TRUE(s.ready());
   const auto workers = worker_pids(s);
   load traffic(port);
   const command_result r = s.ctl({"upgrade"});
@@ -879,32 +892,29 @@ TEST(SupervisorUpgrade, Step9TheSupervisorReplacesItsBinaryUnderLoadKeepingItsWo
   EXPECT_EQ(reload.exit_code, 0) << reload.out << reload.err;
   s.signal(SIGUSR2);  // the signal does the same
   ASSERT_FALSE(s.wait_for("upgraded: pid", 10s, false).empty()) << s.output();
-  traffic.stop();
-  EXPECT_EQ(traffic.failures(), "");
+  EXPECT_TRUE(traffic.stop_without_failure());
   for (int pid : workers)
     EXPECT_FALSE(process_exists(pid));
   s.signal(SIGTERM);
-  EXPECT_EQ(s.wait_exit(), 0) << s.output();
+  EXPECT_TRUE(s.exits_with(0));
 }
 
-TEST(SupervisorControl, Step8ASecondSupervisorOnTheSameControlSocketRefusesToStart) {
-  temp_dir dir;
-  supervisor first(dir, {"--instances", "1", "--listen", "127.0.0.1:0"}, hello());
-  ASSERT_TRUE(first.ready()) << first.output();
-  supervisor second(dir, {"--instances", "1", "--listen", "127.0.0.1:0"}, hello());
-  EXPECT_EQ(second.wait_exit(), 1);
+TEST_F(SupervisorControl, Step8ASecondSupervisorOnTheSameControlSocketRefusesToStart) {
+  supervisor& first = start_hello(1);
+  ASSERT_TRUE(first.ready());
+  supervisor& second = start_hello(1);
+  EXPECT_TRUE(second.exits_with(1));
   EXPECT_NE(second.output().find("another supervisor is running on"), std::string::npos)
       << second.output();
   EXPECT_EQ(first.ctl({"status"}).exit_code, 0) << "the first one is undisturbed";
 }
 
-TEST(SupervisorControl, Step8LogsKeepsTheWorkersLastLinesBySlot) {
-  temp_dir dir;
+TEST_F(SupervisorControl, Step8LogsKeepsTheWorkersLastLinesBySlot) {
   const std::string worker = script(dir, "talk.sh",
                                     "echo \"hello from $LAMEDUCK_WORKER\"\necho oops >&2\n"
                                     "echo > /dev/fd/$LAMEDUCK_READY_FD\nexec sleep 600");
-  supervisor s(dir, {"--instances", "2", "--ready-fd", "3"}, {worker});
-  ASSERT_TRUE(s.ready()) << s.output();
+  supervisor& s = start({"--instances", "2", "--ready-fd", "3"}, {worker});
+  ASSERT_TRUE(s.ready());
   ASSERT_FALSE(s.wait_for("hello from 1").empty());
   const command_result one = s.ctl({"logs", "--worker", "1"});
   EXPECT_EQ(one.exit_code, 0) << one.err;
@@ -917,14 +927,13 @@ TEST(SupervisorControl, Step8LogsKeepsTheWorkersLastLinesBySlot) {
       << one.out;
 }
 
-TEST(SupervisorControl, Step8LogsFollowStreamsNewLinesAsTheyCome) {
-  temp_dir dir;
+TEST_F(SupervisorControl, Step8LogsFollowStreamsNewLinesAsTheyCome) {
   const std::string worker =
       script(dir, "tick.sh",
              "echo > /dev/fd/$LAMEDUCK_READY_FD\n"
              "i=0; while :; do i=$((i + 1)); echo \"tick $i\"; sleep 0.05; done");
-  supervisor s(dir, {"--instances", "1", "--ready", "fd"}, {worker});
-  ASSERT_TRUE(s.ready()) << s.output();
+  supervisor& s = start({"--instances", "1", "--ready", "fd"}, {worker});
+  ASSERT_TRUE(s.ready());
   ASSERT_FALSE(s.wait_for("tick 3").empty());
   // It does not end by itself: the harness stops it at its deadline, with what it printed.
   const command_result r = s.ctl({"logs", "-f", "-n", "1"}, 700ms);
@@ -933,15 +942,14 @@ TEST(SupervisorControl, Step8LogsFollowStreamsNewLinesAsTheyCome) {
   EXPECT_EQ(s.ctl({"status"}).exit_code, 0) << "the supervisor is undisturbed by its going";
 }
 
-TEST(SupervisorControl, Step8LogFilesPerSlotAreReopenedOnSigusr1) {
-  temp_dir dir;
+TEST_F(SupervisorControl, Step8LogFilesPerSlotAreReopenedOnSigusr1) {
   const std::string worker =
       script(dir, "talk.sh",
              "echo \"first from $LAMEDUCK_WORKER\"\necho > /dev/fd/$LAMEDUCK_READY_FD\n"
              "trap 'echo \"second from $LAMEDUCK_WORKER\"' USR2\nwhile :; do sleep 0.05; done");
-  supervisor s(dir, {"--name", "web", "--instances", "2", "--ready", "fd", "--log-dir", dir.path()},
-               {worker});
-  ASSERT_TRUE(s.ready()) << s.output();
+  supervisor& s = start(
+      {"--name", "web", "--instances", "2", "--ready", "fd", "--log-dir", dir.path()}, {worker});
+  ASSERT_TRUE(s.ready());
   ASSERT_FALSE(s.wait_for("first from 1").empty());
   ASSERT_FALSE(s.wait_for("first from 0").empty());
   auto read = [](const std::string& path) {
@@ -962,16 +970,194 @@ TEST(SupervisorControl, Step8LogFilesPerSlotAreReopenedOnSigusr1) {
   EXPECT_EQ(read(dir.file("web.1.log.old")).find("second from 1"), std::string::npos);
 }
 
-TEST(SupervisorControl, Step8ScaleAddsAndRemovesWorkers) {
-  temp_dir dir;
-  supervisor s(dir, {"--instances", "1", "--listen", "127.0.0.1:0"}, hello());
-  ASSERT_TRUE(s.ready()) << s.output();
+TEST_F(SupervisorControl, Step8ScaleAddsAndRemovesWorkers) {
+  supervisor& s = start_hello(1);
+  ASSERT_TRUE(s.ready());
   EXPECT_EQ(s.ctl({"scale", "3"}).exit_code, 0);
   EXPECT_TRUE(eventually([&] { return worker_pids(s).size() == 3; })) << s.output();
   const auto three = worker_pids(s);
   EXPECT_EQ(s.ctl({"scale", "1"}).exit_code, 0);
   EXPECT_TRUE(eventually([&] { return worker_pids(s).size() == 1; })) << s.output();
   EXPECT_EQ(s.ctl({"status", "--json"}).out.find("\"slot\": 2"), std::string::npos);
+}
+
+// Records in order: find() is the position of the first one at or after `from` that matches.
+class record_log {
+ public:
+  explicit record_log(const std::vector<std::string>& lines) {
+    for (const auto& line : lines) {
+      try {
+        records_.push_back(nlohmann::json::parse(line));
+      } catch (const nlohmann::json::exception&) {
+        ADD_FAILURE() << "not one JSON object: " << line;
+      }
+    }
+  }
+  static constexpr std::size_t none = std::size_t(-1);
+  /// The first record at or after from whose fields include every one of `fields`.
+  std::size_t find(const nlohmann::json& fields, std::size_t from = 0) const {
+    for (std::size_t i = from == none ? records_.size() : from; i < records_.size(); ++i) {
+      const bool all =
+          std::all_of(fields.items().begin(), fields.items().end(), [&](const auto& f) {
+            return records_[i].contains(f.key()) && records_[i][f.key()] == f.value();
+          });
+      if (all) return i;
+    }
+    return none;
+  }
+  const nlohmann::json& operator[](std::size_t i) const { return records_.at(i); }
+  std::string dump() const {
+    std::string all;
+    for (const auto& r : records_)
+      all += r.dump() + "\n";
+    return all;
+  }
+
+ private:
+  std::vector<nlohmann::json> records_;
+};
+
+TEST_F(SupervisorLogs, JsonLinesShowEveryPhaseOfEachStopInOrder) {
+  supervisor& s = start_hello(1, {"--log-format", "json"});
+  ASSERT_TRUE(s.ready());
+  const std::vector<int> before = worker_pids(s);
+  const command_result reload = s.ctl({"reload"});
+  ASSERT_EQ(reload.exit_code, 0) << reload.out << reload.err;
+  const std::vector<int> after = worker_pids(s);
+  s.signal(SIGTERM);
+  ASSERT_TRUE(s.exits_with(0));
+  ASSERT_EQ(before.size(), 1u);
+  ASSERT_EQ(after.size(), 1u);
+  const int old = before[0], next = after[0];
+  const record_log log(s.lines());
+  // Each step at or after the one before; a worker's own line is a field of its record.
+  std::size_t at = 0;
+  auto then = [&](const nlohmann::json& fields) {
+    at = log.find(fields, at);
+    EXPECT_NE(at, record_log::none) << fields.dump() << " in order in\n" << log.dump();
+    return at;
+  };
+  then({{"event", "reload_started"}, {"program", "app"}, {"generation", 2}});
+  then({{"event", "worker_ready"}, {"pid", next}, {"replaces_pid", old}});
+  const std::size_t ordered = then({{"event", "worker_stop_ordered"},
+                                    {"pid", old},
+                                    {"signal", "SIGTERM"},
+                                    {"reason", "reload"}});
+  then({{"event", "worker_draining"}, {"pid", old}, {"status", "draining"}});
+  const std::size_t exited =
+      then({{"event", "worker_exited"}, {"pid", old}, {"exit", "exit 0"}, {"outcome", "graceful"}});
+  then({{"event", "reload_finished"}, {"ok", true}, {"generation", 2}});
+  // What the worker itself wrote of its drain (lameduck-hello's stop lines), relayed between
+  // the order and its exit.
+  const std::size_t relayed = log.find({{"pid", old}, {"stream", "stderr"}, {"slot", 0}}, ordered);
+  ASSERT_LT(relayed, exited) << log.dump();
+  EXPECT_EQ(log[relayed]["program"], "app");
+  EXPECT_EQ(log[relayed]["msg"], "output");
+  EXPECT_NE(log[relayed]["line"].get<std::string>().find("lameduck: drain ordered"),
+            std::string::npos)
+      << log[relayed];
+  const std::size_t last = log.find({{"pid", old}, {"stream", "stderr"}}, relayed + 1);
+  ASSERT_LT(last, exited) << "its last line before the one that says it exited: " << log.dump();
+  EXPECT_NE(log[last]["line"].get<std::string>().find("lameduck: stopped gracefully"),
+            std::string::npos)
+      << log[last];
+  // The supervisor's own stop.
+  then({{"event", "stopping"}, {"trigger", "SIGTERM"}});
+  then({{"event", "worker_stop_ordered"}, {"pid", next}, {"reason", "stop"}});
+  then({{"event", "worker_exited"}, {"pid", next}, {"outcome", "graceful"}});
+  then({{"event", "stopped"}, {"ok", true}});
+  EXPECT_TRUE(log[at].contains("took_s"));
+  EXPECT_TRUE(log[at].contains("time"));
+}
+
+/// A scrape by curl, parsed by Prometheus's own parser (prometheus_parse.py: prometheus_client
+/// from Debian's python3-prometheus-client): each sample's value by its name and labels
+/// (sorted by name), as "lameduck_supervisor_workers{program=\"app\",state=\"ready\"}".
+std::map<std::string, double> scrape(const std::string& url) {
+  const command_result r = run({"curl", "-sS", "--max-time", "5", "-i", url});
+  std::map<std::string, double> samples;
+  const auto body = r.out.find("\r\n\r\n");
+  EXPECT_TRUE(r.exit_code == 0 && r.out.starts_with("HTTP/1.1 200 OK\r\n") &&
+              body != std::string::npos)
+      << r.out << r.err;
+  if (body == std::string::npos) return samples;
+  EXPECT_EQ(header_of(r.out, "Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
+  const command_result parsed = run({"/usr/bin/python3", source_path("prometheus_parse.py")}, 30s,
+                                    std::string_view(r.out).substr(body + 4));
+  EXPECT_EQ(parsed.exit_code, 0) << parsed.err << r.out;
+  std::istringstream lines(parsed.out);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.starts_with("TYPE ") || line.starts_with("HELP ")) continue;
+    const auto space = line.rfind(' ');
+    samples[line.substr(0, space)] = std::stod(line.substr(space + 1));
+  }
+  return samples;
+}
+
+TEST_F(SupervisorMetricsEndpoint, CountersMoveThroughAReloadACrashAndAnUpgrade) {
+  supervisor& s = start_hello(2, {"--metrics-listen", "127.0.0.1:0", "--restart-delay", "10ms"});
+  ASSERT_TRUE(s.ready());
+  const std::string said = s.wait_for("metrics on http://127.0.0.1:");
+  ASSERT_FALSE(said.empty()) << s.output();
+  const std::string url = said.substr(said.find("http://"));
+  const auto port = static_cast<std::uint16_t>(std::stoi(url.substr(url.rfind(':') + 1)));
+  // A scraper that never finishes its request is answered 408 at the deadline (checked last).
+  raw_client late(port);
+  late.send("GET /metrics HTTP/1.1\r\n");
+  const auto late_since = clock::now();
+
+  const std::string ready = "lameduck_supervisor_workers{program=\"app\",state=\"ready\"}";
+  const std::string reloads_ok =
+      "lameduck_supervisor_reloads_total{outcome=\"ok\",program=\"app\"}";
+  const std::string graceful =
+      "lameduck_supervisor_worker_exits_total{outcome=\"graceful\",program=\"app\"}";
+  const std::string signalled =
+      "lameduck_supervisor_restarts_total{program=\"app\",reason=\"signal\"}";
+  auto m = scrape(url);
+  EXPECT_EQ(m[ready], 2);
+  EXPECT_EQ(m["lameduck_supervisor_generation{program=\"app\"}"], 1);
+  EXPECT_EQ(m[reloads_ok], 0);
+  EXPECT_EQ(m[graceful], 0);
+  EXPECT_EQ(m[signalled], 0);
+  EXPECT_GT(m["lameduck_supervisor_worker_resident_bytes{program=\"app\",slot=\"1\"}"], 0);
+
+  const command_result reload = s.ctl({"reload"});
+  ASSERT_EQ(reload.exit_code, 0) << reload.out << reload.err;
+  m = scrape(url);
+  EXPECT_EQ(m[reloads_ok], 1);
+  EXPECT_EQ(m["lameduck_supervisor_generation{program=\"app\"}"], 2);
+  EXPECT_EQ(m[graceful], 2) << "both old workers drained and exited on their own";
+
+  // A crash: the worker is restarted, and the restart counted by its reason.
+  const std::vector<int> pids = worker_pids(s);
+  ASSERT_EQ(pids.size(), 2u);
+  ::kill(pids[0], SIGKILL);
+  EXPECT_TRUE(eventually([&] {
+    m = scrape(url);
+    return m[signalled] == 1 && m[ready] == 2;
+  })) << s.output();
+
+  // (An upgrade ends the connections of scrapers, as of control clients: checked before.)
+  const std::string timed_out = late.read_response(5s);
+  EXPECT_EQ(status_of(timed_out), 408) << timed_out;
+  EXPECT_GE(clock::now() - late_since, 1900ms);
+  EXPECT_TRUE(late.closed_within(1s));
+
+  // The counters live on through an upgrade, which is counted too.
+  const command_result upgrade = s.ctl({"upgrade"});
+  ASSERT_EQ(upgrade.exit_code, 0) << upgrade.out << upgrade.err;
+  m = scrape(url);
+  EXPECT_EQ(m["lameduck_supervisor_upgrades_total"], 1);
+  EXPECT_EQ(m[reloads_ok], 1);
+  EXPECT_EQ(m[signalled], 1);
+
+  // Only GET (and HEAD) /metrics; every answer closes its connection.
+  const command_result missing = run({"curl", "-sS", "-i", url + "x"});
+  EXPECT_TRUE(missing.out.starts_with("HTTP/1.1 404 ")) << missing.out << missing.err;
+  const command_result post = run({"curl", "-sS", "-i", "-X", "POST", url});
+  EXPECT_TRUE(post.out.starts_with("HTTP/1.1 405 ")) << post.out << post.err;
+  EXPECT_EQ(header_of(post.out, "Allow"), "GET, HEAD");
+  EXPECT_EQ(header_of(post.out, "Connection"), "close");
 }
 
 TEST(SupervisorCommandLine, Step8BadFlagsAreOneLineAndExitTwo) {

@@ -71,7 +71,8 @@ class Cluster : public ::testing::Test {
   }
 
   cluster& start() {
-    c = std::make_unique<cluster>(program, os, [this](std::string_view l) { log.emplace_back(l); });
+    c = std::make_unique<cluster>(program, os,
+                                  [this](detail::log_record r) { log.push_back(std::move(r)); });
     c->start();
     return *c;
   }
@@ -117,9 +118,40 @@ class Cluster : public ::testing::Test {
     return out;
   }
 
+  /// The events logged, in order, about the worker pid (with pid 0: about none).
+  std::vector<std::string> events(pid_t pid = 0) const {
+    std::vector<std::string> out;
+    for (const auto& r : log)
+      if (field(r, "pid") == (pid ? std::to_string(pid) : "")) out.push_back(field(r, "event"));
+    return out;
+  }
+  /// The n-th record of event about pid (n from 0); ADD_FAILURE and an empty one if none.
+  detail::log_record record(std::string_view event, pid_t pid = 0, int n = 0) const {
+    for (const auto& r : log) {
+      if (field(r, "event") == event && (!pid || field(r, "pid") == std::to_string(pid)) &&
+          n-- == 0)
+        return r;
+    }
+    ADD_FAILURE() << "no " << event << " record about pid " << pid;
+    return {};
+  }
+  /// A field's value as text ("" when the record has none).
+  static std::string field(const detail::log_record& r, std::string_view key) {
+    for (const auto& [k, v] : r.fields) {
+      if (k != key) continue;
+      if (const auto* s = std::get_if<std::string>(&v)) return *s;
+      if (const auto* i = std::get_if<std::int64_t>(&v)) return std::to_string(*i);
+      if (const auto* b = std::get_if<bool>(&v)) return *b ? "true" : "false";
+      char text[32];
+      std::snprintf(text, sizeof text, "%.3f", std::get<double>(v));
+      return text;
+    }
+    return "";
+  }
+
   program_config program;
   fake_os os;
-  std::vector<std::string> log;
+  std::vector<detail::log_record> log;
   std::unique_ptr<cluster> c;
 };
 
@@ -481,7 +513,7 @@ TEST_F(Cluster, Step9AnUpgradedSupervisorCarriesOnWithTheWorkersItWasHanded) {
   const program_status before = c->status();
   const cluster_state state = c->hand_over();
 
-  cluster next(program, os, [](std::string_view) {});
+  cluster next(program, os, [](detail::log_record) {});
   next.take_over(state);
   EXPECT_EQ(next.status(), before);
   EXPECT_EQ(next.next_deadline(), c->next_deadline());
@@ -497,6 +529,151 @@ TEST_F(Cluster, Step9AnUpgradedSupervisorCarriesOnWithTheWorkersItWasHanded) {
   next.on_ready(os.next_pid - 1);
   EXPECT_EQ(os.signals_to(104), std::vector<int>{SIGTERM});
   EXPECT_EQ(next.on_exit(104, exited(0)), true);
+}
+
+using strings = std::vector<std::string>;
+
+TEST_F(Cluster, EachPhaseOfAReloadedWorkersStopIsLoggedInOrder) {
+  program.instances = 1;
+  start();
+  c->on_ready(100);
+  auto r = reload();
+  advance(30ms);
+  c->on_ready(101);
+  advance(10ms);
+  c->on_notify_status(100, true, "draining");
+  advance(240ms);
+  c->on_notify_status(100, false, "stopped; running cleanup hooks");
+  exit(100, exited(0));
+  ASSERT_TRUE(r->finished);
+  EXPECT_EQ(events(100), (strings{"worker_started", "worker_ready", "worker_stop_ordered",
+                                  "worker_draining", "worker_status", "worker_exited"}));
+  const auto ordered = record("worker_stop_ordered", 100);
+  EXPECT_EQ(ordered.message,
+            "slot 0 pid 100: SIGTERM (reload); killed if still running after 10.00s");
+  EXPECT_EQ(field(ordered, "signal"), "SIGTERM");
+  EXPECT_EQ(field(ordered, "reason"), "reload");
+  EXPECT_EQ(field(ordered, "kill_after_s"), "10.000");
+  EXPECT_EQ(field(ordered, "slot"), "0");
+  EXPECT_EQ(field(ordered, "generation"), "1");
+  const auto draining = record("worker_draining", 100);
+  EXPECT_EQ(draining.message,
+            "slot 0 pid 100: draining, it says (\"draining\"), 0.01s after its stop signal");
+  EXPECT_EQ(field(draining, "status"), "draining");
+  EXPECT_EQ(field(record("worker_status", 100), "status"), "stopped; running cleanup hooks");
+  const auto exited = record("worker_exited", 100);
+  EXPECT_EQ(exited.message, "slot 0 pid 100: exit 0 after 0.25s (reload): graceful");
+  EXPECT_EQ(field(exited, "exit"), "exit 0");
+  EXPECT_EQ(field(exited, "outcome"), "graceful");
+  EXPECT_EQ(field(exited, "after_s"), "0.250");
+  EXPECT_EQ(field(exited, "reason"), "reload");
+  // Its replacement says whom it replaced; the reload, how long it took in all.
+  EXPECT_EQ(field(record("worker_ready", 101), "replaces_pid"), "100");
+  EXPECT_EQ(events(), (strings{"reload_started", "reload_finished"}));
+  const auto finished = record("reload_finished");
+  EXPECT_EQ(field(finished, "ok"), "true");
+  EXPECT_EQ(field(finished, "generation"), "2");
+  EXPECT_EQ(field(finished, "took_s"), "0.280");
+  EXPECT_EQ(finished.message, "reloaded 1 workers to generation 2 in 0.28s");
+  // And the metrics count them.
+  EXPECT_EQ(c->counters().reloads, (std::map<std::string, std::uint64_t>{{"ok", 1}}));
+  EXPECT_EQ(c->counters().exits, (std::map<std::string, std::uint64_t>{{"graceful", 1}}));
+  EXPECT_TRUE(c->counters().restarts.empty());
+}
+
+TEST_F(Cluster, AWorkerKilledAtItsKillTimeoutIsLoggedAsForced) {
+  program.instances = 1;
+  start();
+  c->on_ready(100);
+  c->stop(cluster::order::stop);
+  advance(program.kill_timeout);
+  exit(100, killed_by(SIGKILL));
+  EXPECT_EQ(events(100), (strings{"worker_started", "worker_ready", "worker_stop_ordered",
+                                  "worker_stop_ordered", "worker_exited"}));
+  EXPECT_EQ(field(record("worker_stop_ordered", 100, 0), "reason"), "stop");
+  const auto killing = record("worker_stop_ordered", 100, 1);
+  EXPECT_EQ(field(killing, "signal"), "SIGKILL");
+  EXPECT_EQ(field(killing, "reason"), "kill timeout");
+  EXPECT_EQ(field(killing, "after_s"), "10.000");
+  const auto exited = record("worker_exited", 100);
+  EXPECT_EQ(exited.message, "slot 0 pid 100: killed by SIGKILL after 10.00s (stop): forced");
+  EXPECT_EQ(field(exited, "outcome"), "forced");
+  EXPECT_EQ(events(), strings{"all_exited"});
+  EXPECT_EQ(c->counters().exits, (std::map<std::string, std::uint64_t>{{"forced", 1}}));
+}
+
+TEST_F(Cluster, EachStopSaysWhyAndAFailedExitIsNotGraceful) {
+  program.instances = 2;
+  program.max_memory = 100 << 20;
+  program.watchdog = 2s;
+  start();
+  all_ready();
+  c->on_watchdog(101);
+  os.memory[100] = 200 << 20;
+  advance(1s);
+  c->on_ready(102);  // 100's replacement
+  EXPECT_EQ(field(record("worker_replacing", 100), "reason"), "memory");
+  EXPECT_EQ(field(record("worker_stop_ordered", 100), "reason"), "memory");
+  exit(100, exited(1));
+  EXPECT_EQ(field(record("worker_exited", 100), "outcome"), "failed");
+  advance(500ms);
+  c->on_watchdog(102);
+  advance(1500ms);  // 101 has been silent for 3 s, 102 for 1.5 s
+  EXPECT_EQ(events(102), (strings{"worker_started", "worker_ready"}));
+  c->on_ready(103);
+  EXPECT_EQ(field(record("worker_replacing", 101), "reason"), "watchdog");
+  EXPECT_EQ(field(record("worker_stop_ordered", 101), "reason"), "watchdog");
+  exit(101, killed_by(SIGTERM));  // the stop signal's own default action: graceful
+  EXPECT_EQ(field(record("worker_exited", 101), "outcome"), "graceful");
+  ASSERT_EQ(c->scale(1), "");
+  EXPECT_EQ(field(record("worker_stop_ordered", 103), "reason"), "scale");
+  EXPECT_EQ(c->counters().restarts,
+            (std::map<std::string, std::uint64_t>{{"memory", 1}, {"watchdog", 1}}));
+  EXPECT_EQ(c->counters().exits,
+            (std::map<std::string, std::uint64_t>{{"failed", 1}, {"graceful", 1}}));
+}
+
+TEST_F(Cluster, RestartsAreCountedByReasonAndFailedReloadsByOutcome) {
+  program.instances = 1;
+  program.restart.initial = 10ms;
+  start();
+  c->on_ready(100);
+  exit(100, killed_by(SIGSEGV));
+  advance(10ms);  // 101
+  exit(101, exited(3));
+  advance(20ms);  // 102, never ready
+  advance(program.ready_timeout);
+  exit(102, killed_by(SIGKILL));
+  os.failing_spawns = 1;
+  advance(40ms);  // cannot start
+  advance(80ms);  // 103
+  c->on_ready(103);
+  auto r = reload();
+  exit(104, exited(1));  // its replacement fails
+  ASSERT_TRUE(r->finished);
+  EXPECT_EQ(c->counters().restarts,
+            (std::map<std::string, std::uint64_t>{
+                {"signal", 1}, {"exit", 1}, {"not_ready", 1}, {"start_failed", 1}}));
+  EXPECT_EQ(c->counters().reloads, (std::map<std::string, std::uint64_t>{{"failed", 1}}));
+  // A new supervisor binary carries them on.
+  cluster next(program, os, [](detail::log_record) {});
+  next.take_over(c->hand_over());
+  EXPECT_EQ(next.counters(), c->counters());
+}
+
+TEST_F(Cluster, WhatAWorkerSaysIsLoggedOnlyWhileItStops) {
+  program.instances = 1;
+  start();
+  c->on_ready(100);
+  c->on_notify_status(100, false, "serving 127.0.0.1:8080");
+  EXPECT_EQ(events(100), (strings{"worker_started", "worker_ready"}));
+  c->stop(cluster::order::stop);
+  c->on_notify_status(100, true, "");
+  c->on_notify_status(100, true, "draining\x1b[2J");  // STOPPING=1 again: said once
+  EXPECT_EQ(events(100), (strings{"worker_started", "worker_ready", "worker_stop_ordered",
+                                  "worker_draining", "worker_status"}));
+  EXPECT_EQ(field(record("worker_status", 100), "status"), "draining [2J")
+      << "control bytes do not reach the terminal";
 }
 
 TEST(DescribeWaitStatus, SaysHowAProcessEnded) {

@@ -133,6 +133,8 @@ TEST(CommandLine, RunWithOnlyAProgramHasEveryDefault) {
   EXPECT_EQ(p.log_lines, 1000u);
   EXPECT_EQ(c.run.control, control_default_path());
   EXPECT_EQ(c.control, control_default_path());
+  EXPECT_EQ(c.run.log_format, log_format::text);
+  EXPECT_EQ(c.run.metrics_listen, "");
 }
 
 TEST(CommandLine, EverythingAfterTheSeparatorBelongsToTheProgram) {
@@ -374,6 +376,24 @@ TEST(CommandLine, Logs) {
   EXPECT_ERROR(args("run", "--log-lines", "many", "--", "a"), "--log-lines", "not a number");
 }
 
+TEST(CommandLine, LogFormat) {
+  EXPECT_EQ(parse({"run", "--log-format", "json", "--", "a"}).run.log_format, log_format::json);
+  EXPECT_EQ(parse({"run", "--log-format", "logfmt", "--", "a"}).run.log_format, log_format::logfmt);
+  EXPECT_EQ(parse({"run", "--log-format", "text", "--", "a"}).run.log_format, log_format::text);
+  EXPECT_ERROR(args("run", "--log-format", "xml", "--", "a"), "--log-format",
+               "\"xml\" is not a log format (text, logfmt or json)");
+}
+
+TEST(CommandLine, MetricsListen) {
+  EXPECT_EQ(parse({"run", "--metrics-listen", "127.0.0.1:9100", "--", "a"}).run.metrics_listen,
+            "127.0.0.1:9100");
+  EXPECT_EQ(parse({"run", "--metrics-listen", "[::1]:0", "--", "a"}).run.metrics_listen, "[::1]:0");
+  EXPECT_ERROR(args("run", "--metrics-listen", "nowhere", "--", "a"),
+               "--metrics-listen (metrics_listen) \"nowhere\" is not HOST:PORT");
+  EXPECT_ERROR(args("run", "--metrics-listen", "/run/m.sock", "--", "a"), "--metrics-listen",
+               "not HOST:PORT");
+}
+
 TEST(CommandLine, EnvironmentDirectoryAndName) {
   auto p = only_program(parse({"run", "--env", "A=1", "--env", "B=x=y", "--env", "EMPTY=", "--env",
                                "A=2", "--directory", "/srv", "--name", "web-1.a_b", "--", "a"}));
@@ -507,6 +527,8 @@ TEST(CommandLine, Version) {
 
 constexpr std::string_view full_program = R"(
 control = "/tmp/full.sock"
+log_format = "logfmt"
+metrics_listen = "127.0.0.1:9100"
 [program]
 name = "web"
 command = ["/bin/web", "--port", "8080"]
@@ -532,6 +554,8 @@ TEST(ConfigFile, EveryKey) {
   auto config = parse_config(full_program, "full.toml");
   validate(config);
   EXPECT_EQ(config.control, "/tmp/full.sock");
+  EXPECT_EQ(config.log_format, log_format::logfmt);
+  EXPECT_EQ(config.metrics_listen, "127.0.0.1:9100");
   ASSERT_EQ(config.programs.size(), 1u);
   const auto& p = config.programs[0];
   EXPECT_EQ(p.name, "web");
@@ -646,6 +670,8 @@ TEST(ConfigFile, SyntaxErrorsQuoteTomlWithTheLine) {
 TEST(ConfigFile, WrongShapes) {
   EXPECT_FILE_ERROR("", "lameduck.toml: no [program]");
   EXPECT_FILE_ERROR("control = \"/c\"\n", "no [program]");
+  EXPECT_FILE_ERROR("log_format = \"xml\"\n[program]\ncommand = [\"a\"]\n",
+                    "lameduck.toml:1: ", "log_format: \"xml\" is not a log format");
   EXPECT_FILE_ERROR("program = 5\n", "lameduck.toml:1: ", "[program] must be a table");
   EXPECT_FILE_ERROR("program = []\n", "empty");
   EXPECT_FILE_ERROR("program = [1]\n", "[[program]] must be a table");
@@ -740,10 +766,28 @@ TEST(ConfigFile, TheExampleIsValid) {
 
 TEST(ConfigAndFlags, FlagsOverrideTheFile) {
   temp_config file(full_program);
-  auto c = parse({"run",       "--config",       file.path(), "--instances",   "5",
-                  "--listen",  "*:9000",         "--env",     "B=three",       "--env",
-                  "C=4",       "--ready",        "notify",    "--restart-max", "2m",
-                  "--control", "/tmp/flag.sock", "--",        "/bin/other",    "x"});
+  auto c = parse({"run",
+                  "--config",
+                  file.path(),
+                  "--instances",
+                  "5",
+                  "--listen",
+                  "*:9000",
+                  "--env",
+                  "B=three",
+                  "--env",
+                  "C=4",
+                  "--ready",
+                  "notify",
+                  "--restart-max",
+                  "2m",
+                  "--control",
+                  "/tmp/flag.sock",
+                  "--log-format",
+                  "json",
+                  "--",
+                  "/bin/other",
+                  "x"});
   const auto& p = only_program(c);
   EXPECT_EQ(p.instances, 5);
   EXPECT_EQ(p.listen, (std::vector<listen_spec>{{"", "*:9000"}}));
@@ -759,6 +803,11 @@ TEST(ConfigAndFlags, FlagsOverrideTheFile) {
   EXPECT_EQ(p.log_dir, "/var/log/web");
   EXPECT_EQ(c.run.control, "/tmp/flag.sock");
   EXPECT_EQ(c.control, "/tmp/flag.sock");
+  EXPECT_EQ(c.run.log_format, log_format::json);
+  EXPECT_EQ(c.run.metrics_listen, "127.0.0.1:9100") << "from the file";
+  EXPECT_EQ(
+      parse({"run", "--config", file.path(), "--metrics-listen", "*:9200"}).run.metrics_listen,
+      "*:9200");
 }
 
 TEST(ConfigAndFlags, TheFileAloneIsEnough) {
@@ -903,6 +952,14 @@ TEST(ConfigValues, QuoteKeepsOneLine) {
   EXPECT_EQ(quote("a\"b\\c\nd\x01"), "\"a\\\"b\\\\c\\nd\\x01\"");
   EXPECT_EQ(quote(std::string(100, 'x')), "\"" + std::string(80, 'x') + "...\"");
   EXPECT_EQ(one_line("a\nb\rc"), "a b c");
+}
+
+TEST(ConfigValues, ValidUtf8ReplacesOnlyWhatIsNot) {
+  EXPECT_EQ(valid_utf8("plain"), "plain");
+  EXPECT_EQ(valid_utf8("caf\xc3\xa9 \xf0\x9f\xa6\x86"), "caf\xc3\xa9 \xf0\x9f\xa6\x86");
+  EXPECT_EQ(valid_utf8(std::string("a\0b", 3)), std::string("a\0b", 3));
+  EXPECT_EQ(valid_utf8("bad \xff cut \xc3"), "bad \xef\xbf\xbd cut \xef\xbf\xbd");
+  EXPECT_EQ(valid_utf8("overlong \xc0\xaf"), "overlong \xef\xbf\xbd\xef\xbf\xbd");
 }
 
 }  // namespace
