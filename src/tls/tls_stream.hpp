@@ -9,7 +9,7 @@
 // epoll event, so the stream says may_read() until a read wants the socket again; a read may
 // want the socket writable (its handshake's answer did not fit) and a write may want it
 // readable. Each OpenSSL call starts with an empty error queue, so that SSL_get_error() speaks
-// of that call alone.
+// of that call alone (forget_stale_errors()).
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -80,7 +80,7 @@ class tls_stream {
     if (!sniffed_) {
       if (io_result r = sniff(); r.status != io_status::ok) return r;
     }
-    ERR_clear_error();
+    forget_stale_errors();
     std::size_t got = 0;
     drained_ = false;
     if (SSL_read_ex(ssl_, p, n, &got) == 1) {
@@ -109,7 +109,7 @@ class tls_stream {
 
   io_result write(const char* p, std::size_t n) noexcept {
     if (!ssl_) return failed_ ? io_result{0, io_status::error} : tcp_.write(p, n);
-    ERR_clear_error();
+    forget_stale_errors();
     std::size_t sent = 0;
     if (SSL_write_ex(ssl_, p, n, &sent) == 1) return {sent, io_status::ok};
     switch (SSL_get_error(ssl_, 0)) {
@@ -128,7 +128,7 @@ class tls_stream {
   io_result shutdown_send() noexcept {
     if (!ssl_) return failed_ ? io_result{0, io_status::error} : tcp_.shutdown_send();
     if (SSL_is_init_finished(ssl_)) {
-      ERR_clear_error();
+      forget_stale_errors();
       if (SSL_shutdown(ssl_) < 0) {
         const int e = SSL_get_error(ssl_, -1);
         if (e == SSL_ERROR_WANT_WRITE) return {0, io_status::want_write};
@@ -146,6 +146,16 @@ class tls_stream {
   }
 
  private:
+  // Empties the thread's error queue if something (a handler's own use of OpenSSL, say) left an
+  // error in it. SSL_get_error() looks at the queue with ERR_peek_error(), so this is all it
+  // needs; ERR_clear_error() alone resets every one of the queue's 16 slots, whether used or not:
+  // 840 instructions a call, twice per keep-alive request, 8.5 % of the process's user-space
+  // instructions per HTTPS request (callgrind, 6,400 requests on 64 connections: 19,761 per
+  // request before, 18,376 after).
+  static void forget_stale_errors() noexcept {
+    if (ERR_peek_error() != 0) ERR_clear_error();
+  }
+
   // Before the first byte goes to OpenSSL: a TLS connection starts with a handshake record
   // (22); a letter is a plain-text request (a method) on the wrong port, which is told so in
   // plain text: from here on the stream is plain TCP. Anything else is left to OpenSSL to
