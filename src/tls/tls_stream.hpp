@@ -1,9 +1,9 @@
 #pragma once
 // A TLS stream for connection<Stream> (net/stream.hpp): OpenSSL on the non-blocking socket
-// through a socket BIO, as nginx does (one that never raises SIGPIPE), with read-ahead (whole
-// records per read) and released buffers (an idle connection holds no record buffer). The handshake
-// happens inside the first reads (a connection in its handshake has received no request byte: it is
-// fresh).
+// through a socket BIO, as nginx does (one that reads and writes with tcp_stream's recv and
+// send, so never raises SIGPIPE), with read-ahead (whole records per read) and released
+// buffers (an idle connection holds no record buffer). The handshake happens inside the first
+// reads (a connection in its handshake has received no request byte: it is fresh).
 //
 // What an edge-triggered loop needs of it: records that OpenSSL has already read raise no
 // epoll event, so the stream says may_read() until a read wants the socket again; a read may
@@ -36,7 +36,7 @@ class tls_stream {
     BIO* bio = ssl_ && socket_bio_method() ? BIO_new(socket_bio_method()) : nullptr;
     if (bio) {
       BIO_set_fd(bio, fd, BIO_NOCLOSE);
-      BIO_set_callback_arg(bio, reinterpret_cast<char*>(&drained_));
+      BIO_set_callback_arg(bio, reinterpret_cast<char*>(&tcp_));
       SSL_set_bio(ssl_, bio, bio);
       SSL_set_app_data(ssl_, &endpoint);
       SSL_set_accept_state(ssl_);
@@ -54,7 +54,7 @@ class tls_stream {
         sniffed_(o.sniffed_),
         data_read_(o.data_read_),
         failed_(o.failed_) {
-    if (ssl_) BIO_set_callback_arg(SSL_get_rbio(ssl_), reinterpret_cast<char*>(&drained_));
+    if (ssl_) BIO_set_callback_arg(SSL_get_rbio(ssl_), reinterpret_cast<char*>(&tcp_));
   }
   tls_stream& operator=(tls_stream&&) = delete;
   ~tls_stream() { close(); }
@@ -82,13 +82,13 @@ class tls_stream {
     }
     forget_stale_errors();
     std::size_t got = 0;
-    drained_ = false;
     if (SSL_read_ex(ssl_, p, n, &got) == 1) {
-      // The socket read that brought these bytes came back short: the socket is empty. Unless
-      // OpenSSL holds more, or the client's end of stream came with the same edge, the next
-      // read waits for an edge, as tcp_stream's does: that saves a read() that would say
-      // EAGAIN, measured at 0.7 per keep-alive request.
-      if (drained_ && !SSL_has_pending(ssl_) && !tcp_.hung_up()) readable_ = false;
+      // OpenSSL reads the socket through tcp_ (socket_bio_method()), which says !may_read()
+      // once a read came back short, until the next edge: the socket is empty. Unless OpenSSL
+      // holds more (or the client's end of stream came with the same edge: tcp_ reads on),
+      // the next read waits for an edge, as tcp_stream's does: that saves a read that would
+      // say EAGAIN, measured at 0.7 per keep-alive request.
+      if (!tcp_.may_read() && !SSL_has_pending(ssl_)) readable_ = false;
       data_read_ = true;
       return {got, io_status::ok};
     }
@@ -177,13 +177,12 @@ class tls_stream {
     return {};
   }
 
-  tcp_stream tcp_;  // the socket, and the stream itself once it has turned plain
+  tcp_stream tcp_;  // the socket, which OpenSSL reads and writes; the stream once it turns plain
   SSL* ssl_;
   bool readable_ = false;          // a read may find something without a new edge
   bool read_wants_write_ = false;  // the last read waits for the socket to be writable
   bool sniffed_ = false;           // the first byte was seen
   bool data_read_ = false;         // a byte of data has come through the session
-  bool drained_ = false;           // the last socket read came back short (set by the BIO)
   bool failed_ = false;            // no session could be made
 };
 

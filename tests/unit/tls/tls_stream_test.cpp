@@ -72,6 +72,13 @@ class TlsStream : public ::testing::Test {
               static_cast<int>(bytes.size()));
   }
 
+  // One read, which must bring data.
+  std::string read_once(tls_stream& s) {
+    io_result r = s.read(buffer, sizeof buffer);
+    EXPECT_EQ(r.status, io_status::ok);
+    return std::string(buffer, r.status == io_status::ok ? r.bytes : 0);
+  }
+
   std::string read_all_now(tls_stream& s) {
     std::string got;
     while (s.may_read()) {
@@ -89,6 +96,22 @@ class TlsStream : public ::testing::Test {
   SSL* client = nullptr;
   char buffer[4096];
 };
+
+TEST_F(TlsStream, RecordsAlreadyReadAreReadWithoutANewEdgeThenItWaitsForOne) {
+  tls_stream s(ours, *endpoint);
+  handshake(s);
+  // Two records in one socket read (read-ahead): the second raises no epoll event.
+  client_sends("first");
+  client_sends("second");
+  s.on_ready(EPOLLIN);
+  EXPECT_EQ(read_once(s), "first");
+  EXPECT_TRUE(s.may_read()) << "the second record is in OpenSSL's buffer";
+  EXPECT_EQ(read_once(s), "second");
+  EXPECT_FALSE(s.may_read()) << "the socket is drained and nothing is buffered";
+  client_sends("third");
+  s.on_ready(EPOLLIN);
+  EXPECT_EQ(read_all_now(s), "third");
+}
 
 TEST_F(TlsStream, AnErrorLeftInTheThreadsQueueIsNotTakenForTheReadsOrTheWrites) {
   tls_stream s(ours, *endpoint);
