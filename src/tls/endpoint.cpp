@@ -2,11 +2,12 @@
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
-#include <sys/socket.h>
-
-#include <cerrno>
 
 #include <chrono>
+#include <cstddef>
+
+#include "net/stream.hpp"
+#include "net/tcp_stream.hpp"
 
 namespace lameduck::detail {
 
@@ -46,37 +47,56 @@ int ticket_key(SSL* ssl, unsigned char name[16], unsigned char* iv, EVP_CIPHER_C
   return r == 1 && SSL_version(ssl) == TLS1_3_VERSION ? 2 : r;
 }
 
-int write_without_sigpipe(BIO* b, const char* data, int size) {
-  // kTLS sends its control records (alerts) with sendmsg() and a flag that BIO keeps among
-  // the bits it reserves for kTLS: those go the socket BIO's own way.
-  constexpr int ktls_control_message = 0x1000;
+// kTLS's bits among the BIO's flags (OpenSSL 3.0's include/internal/bio.h): its control
+// records (alerts) go out, and with kTLS receiving every record comes in, through
+// sendmsg()/recvmsg() with the record type, which the socket BIO's own write and read do.
+constexpr int ktls_control_message = 0x1000;  // BIO_FLAGS_KTLS_TX_CTRL_MSG
+constexpr int ktls_receive = 0x2000;          // BIO_FLAGS_KTLS_RX
+
+tcp_stream& stream_of(BIO* b) noexcept {
+  return *reinterpret_cast<tcp_stream*>(BIO_get_callback_arg(b));
+}
+
+int write_through_stream(BIO* b, const char* data, int size) {
   if (BIO_test_flags(b, ktls_control_message)) {
     return BIO_meth_get_write(const_cast<BIO_METHOD*>(BIO_s_socket()))(b, data, size);
   }
-  int fd = -1;
-  BIO_get_fd(b, &fd);
-  errno = 0;
-  const ssize_t n = ::send(fd, data, static_cast<std::size_t>(size), MSG_NOSIGNAL);
   BIO_clear_retry_flags(b);
-  if (n <= 0 && BIO_sock_should_retry(static_cast<int>(n))) BIO_set_retry_write(b);
-  return static_cast<int>(n);
+  const io_result r = stream_of(b).write(data, static_cast<std::size_t>(size));
+  if (r.status == io_status::ok) return static_cast<int>(r.bytes);
+  if (r.status == io_status::want_write) BIO_set_retry_write(b);
+  return -1;  // errno says why
 }
 
-// The socket BIO's read, which also notes whether the read came back short (the socket is
-// drained) in the flag the stream set as the BIO's callback argument.
-int read_noting_drained(BIO* b, char* data, int size) {
-  static const auto read = BIO_meth_get_read(const_cast<BIO_METHOD*>(BIO_s_socket()));
-  const int n = read(b, data, size);
-  if (auto* drained = reinterpret_cast<bool*>(BIO_get_callback_arg(b))) *drained = n < size;
-  return n;
+// The socket BIO's read did read(2), which costs the kernel more than tcp_stream's recv (the
+// file layer's checks and fsnotify): 2.2 % of the server's samples were vfs_read alone
+// (perf, wrk -c64 over TLS 1.3).
+int read_through_stream(BIO* b, char* data, int size) {
+  if (BIO_test_flags(b, ktls_receive)) {
+    return BIO_meth_get_read(const_cast<BIO_METHOD*>(BIO_s_socket()))(b, data, size);
+  }
+  BIO_clear_retry_flags(b);
+  const io_result r = stream_of(b).read(data, static_cast<std::size_t>(size));
+  switch (r.status) {
+    case io_status::ok:
+      return static_cast<int>(r.bytes);
+    case io_status::eof:  // SSL_OP_IGNORE_UNEXPECTED_EOF asks BIO_eof() whether it was one
+      BIO_set_flags(b, BIO_FLAGS_IN_EOF);
+      return 0;
+    case io_status::want_read:
+      BIO_set_retry_read(b);
+      return -1;
+    default:
+      return -1;  // errno says why
+  }
 }
 
 BIO_METHOD* make_socket_bio_method() {
   auto* base = const_cast<BIO_METHOD*>(BIO_s_socket());
   BIO_METHOD* m = BIO_meth_new(BIO_TYPE_SOCKET, "lameduck socket");
   if (!m) return nullptr;
-  BIO_meth_set_write(m, write_without_sigpipe);
-  BIO_meth_set_read(m, read_noting_drained);
+  BIO_meth_set_write(m, write_through_stream);
+  BIO_meth_set_read(m, read_through_stream);
   BIO_meth_set_puts(m, BIO_meth_get_puts(base));
   BIO_meth_set_ctrl(m, BIO_meth_get_ctrl(base));
   BIO_meth_set_create(m, BIO_meth_get_create(base));

@@ -33,10 +33,11 @@ inline tls_endpoint& endpoint_of(const SSL* ssl) noexcept {
   return *static_cast<tls_endpoint*>(SSL_get_app_data(ssl));
 }
 
-/// OpenSSL's socket BIO, except that its writes never raise SIGPIPE (send with MSG_NOSIGNAL,
-/// as tcp_stream's do): a client that resets its connection while a response goes out must
-/// not kill the process that embeds the server, which may not ignore SIGPIPE. And each read
-/// sets the bool its callback argument points to (if any) to whether it came back short.
+/// OpenSSL's socket BIO, except that it reads and writes through the tcp_stream its callback
+/// argument points to: its writes never raise SIGPIPE (a client that resets its connection
+/// while a response goes out must not kill the process that embeds the server, which may not
+/// ignore SIGPIPE), and a read that empties the socket leaves that stream saying !may_read(),
+/// as its own reads do.
 const BIO_METHOD* socket_bio_method() noexcept;
 
 /// Gives a context of a listener's certificate set the settings every handshake on the

@@ -1,15 +1,15 @@
 #pragma once
 // A TLS stream for connection<Stream> (net/stream.hpp): OpenSSL on the non-blocking socket
-// through a socket BIO, as nginx does (one that never raises SIGPIPE), with read-ahead (whole
-// records per read) and released buffers (an idle connection holds no record buffer). The handshake
-// happens inside the first reads (a connection in its handshake has received no request byte: it is
-// fresh).
+// through a socket BIO, as nginx does (one that reads and writes with tcp_stream's recv and
+// send, so never raises SIGPIPE), with read-ahead (whole records per read) and released
+// buffers (an idle connection holds no record buffer). The handshake happens inside the first
+// reads (a connection in its handshake has received no request byte: it is fresh).
 //
 // What an edge-triggered loop needs of it: records that OpenSSL has already read raise no
 // epoll event, so the stream says may_read() until a read wants the socket again; a read may
 // want the socket writable (its handshake's answer did not fit) and a write may want it
 // readable. Each OpenSSL call starts with an empty error queue, so that SSL_get_error() speaks
-// of that call alone.
+// of that call alone (forget_stale_errors()).
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -36,7 +36,7 @@ class tls_stream {
     BIO* bio = ssl_ && socket_bio_method() ? BIO_new(socket_bio_method()) : nullptr;
     if (bio) {
       BIO_set_fd(bio, fd, BIO_NOCLOSE);
-      BIO_set_callback_arg(bio, reinterpret_cast<char*>(&drained_));
+      BIO_set_callback_arg(bio, reinterpret_cast<char*>(&tcp_));
       SSL_set_bio(ssl_, bio, bio);
       SSL_set_app_data(ssl_, &endpoint);
       SSL_set_accept_state(ssl_);
@@ -55,7 +55,7 @@ class tls_stream {
         data_read_(o.data_read_),
         handshake_counted_(o.handshake_counted_),
         failed_(o.failed_) {
-    if (ssl_) BIO_set_callback_arg(SSL_get_rbio(ssl_), reinterpret_cast<char*>(&drained_));
+    if (ssl_) BIO_set_callback_arg(SSL_get_rbio(ssl_), reinterpret_cast<char*>(&tcp_));
   }
   tls_stream& operator=(tls_stream&&) = delete;
   ~tls_stream() { close(); }
@@ -81,15 +81,15 @@ class tls_stream {
     if (!sniffed_) {
       if (io_result r = sniff(); r.status != io_status::ok) return r;
     }
-    ERR_clear_error();
+    forget_stale_errors();
     std::size_t got = 0;
-    drained_ = false;
     if (SSL_read_ex(ssl_, p, n, &got) == 1) {
-      // The socket read that brought these bytes came back short: the socket is empty. Unless
-      // OpenSSL holds more, or the client's end of stream came with the same edge, the next
-      // read waits for an edge, as tcp_stream's does: that saves a read() that would say
-      // EAGAIN, measured at 0.7 per keep-alive request.
-      if (drained_ && !SSL_has_pending(ssl_) && !tcp_.hung_up()) readable_ = false;
+      // OpenSSL reads the socket through tcp_ (socket_bio_method()), which says !may_read()
+      // once a read came back short, until the next edge: the socket is empty. Unless OpenSSL
+      // holds more (or the client's end of stream came with the same edge: tcp_ reads on),
+      // the next read waits for an edge, as tcp_stream's does: that saves a read that would
+      // say EAGAIN, measured at 0.7 per keep-alive request.
+      if (!tcp_.may_read() && !SSL_has_pending(ssl_)) readable_ = false;
       if (!handshake_counted_) count_handshake(false);
       data_read_ = true;
       return {got, io_status::ok};
@@ -113,7 +113,7 @@ class tls_stream {
 
   io_result write(const char* p, std::size_t n) noexcept {
     if (!ssl_) return failed_ ? io_result{0, io_status::error} : tcp_.write(p, n);
-    ERR_clear_error();
+    forget_stale_errors();
     std::size_t sent = 0;
     if (SSL_write_ex(ssl_, p, n, &sent) == 1) return {sent, io_status::ok};
     switch (SSL_get_error(ssl_, 0)) {
@@ -132,7 +132,7 @@ class tls_stream {
   io_result shutdown_send() noexcept {
     if (!ssl_) return failed_ ? io_result{0, io_status::error} : tcp_.shutdown_send();
     if (SSL_is_init_finished(ssl_)) {
-      ERR_clear_error();
+      forget_stale_errors();
       if (SSL_shutdown(ssl_) < 0) {
         const int e = SSL_get_error(ssl_, -1);
         if (e == SSL_ERROR_WANT_WRITE) return {0, io_status::want_write};
@@ -164,6 +164,16 @@ class tls_stream {
     handshake_counted_ = true;
   }
 
+  // Empties the thread's error queue if something (a handler's own use of OpenSSL, say) left an
+  // error in it. SSL_get_error() looks at the queue with ERR_peek_error(), so this is all it
+  // needs; ERR_clear_error() alone resets every one of the queue's 16 slots, whether used or not:
+  // 840 instructions a call, twice per keep-alive request, 8.5 % of the process's user-space
+  // instructions per HTTPS request (callgrind, 6,400 requests on 64 connections: 19,761 per
+  // request before, 18,376 after).
+  static void forget_stale_errors() noexcept {
+    if (ERR_peek_error() != 0) ERR_clear_error();
+  }
+
   // Before the first byte goes to OpenSSL: a TLS connection starts with a handshake record
   // (22); a letter is a plain-text request (a method) on the wrong port, which is told so in
   // plain text: from here on the stream is plain TCP. Anything else is left to OpenSSL to
@@ -185,14 +195,13 @@ class tls_stream {
     return {};
   }
 
-  tcp_stream tcp_;  // the socket, and the stream itself once it has turned plain
+  tcp_stream tcp_;  // the socket, which OpenSSL reads and writes; the stream once it turns plain
   SSL* ssl_;
   bool readable_ = false;           // a read may find something without a new edge
   bool read_wants_write_ = false;   // the last read waits for the socket to be writable
   bool sniffed_ = false;            // the first byte was seen
   bool data_read_ = false;          // a byte of data has come through the session
   bool handshake_counted_ = false;  // for the metrics: finished or failed
-  bool drained_ = false;            // the last socket read came back short (set by the BIO)
   bool failed_ = false;             // no session could be made
 };
 
