@@ -88,6 +88,10 @@
 //   token requested;
 // - an upgraded connection's on_close comes once, last, and always for an upgrade made in the
 //   handler;
+// - the metrics (metrics/server_metrics.hpp) agree: the loop's bytes received and sent are what
+//   the streams' reads returned and what they took; every response counted by status class is
+//   in the duration histogram once; they are the requests counted answered plus at most one
+//   error response per connection;
 // - when a stop completes (the registry empties), its report counts every connection it reached
 //   once by state, and requests_completed + requests_aborted are the requests of the stop;
 // - at the end every connection is closed and freed: ASan and LeakSanitizer see the rest.
@@ -1067,6 +1071,7 @@ class fuzz_run {
       }
     }
     CHECK(registered == open, "the registry and the open connections differ");
+    check_metrics();
     CHECK(count(connection_state::closed) == closed, "closed does not count every close");
     CHECK(shared_.open_connections.load() == open, "open_connections differs from the registry");
     // Every request the handler saw is answered, aborted, or still with the application.
@@ -1074,6 +1079,26 @@ class fuzz_run {
     CHECK(counted <= handler_calls_, "more requests counted than the handler saw");
     CHECK(handler_calls_ - counted <= active, "a request neither answered nor counted aborted");
     check_stop_done();
+  }
+
+  // The loop's counters for the metrics against the streams and the request counts.
+  void check_metrics() {
+    std::uint64_t read = 0, written = 0, responses = 0, observed = 0;
+    for (const auto& rec : records_) {
+      read += rec->st->bytes_read;
+      written += rec->st->output.size();
+    }
+    const detail::loop_counters& m = w_->metrics;
+    CHECK(m.received_bytes.load() == read, "received bytes differ from what the reads returned");
+    CHECK(m.sent_bytes.load() == written, "sent bytes differ from what the writes took");
+    for (const auto& n : m.responses)
+      responses += n.load();
+    for (const auto& n : m.duration_buckets)
+      observed += n.load();
+    CHECK(responses == observed, "a response counted by class and not in the histogram");
+    const std::uint64_t completed = w_->requests_completed.load();
+    CHECK(responses >= completed, "a request counted answered has no response counted");
+    CHECK(responses - completed <= records_.size(), "more error responses than connections");
   }
 
   // ---- The end ----

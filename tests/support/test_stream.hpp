@@ -43,6 +43,8 @@ struct test_stream_state {
 
   /// Everything written.
   std::string output;
+  /// Bytes the reads returned.
+  std::size_t bytes_read = 0;
   std::size_t reads = 0, writes = 0;
   bool shut_down = false;  ///< shutdown_send() was called
   bool closed = false;     ///< close() was called
@@ -97,6 +99,7 @@ class test_stream {
     piece.copy(p, k);
     piece.erase(0, k);
     if (piece.empty()) s.input.pop_front();
+    s.bytes_read += k;
     return {k, io_status::ok};
   }
 
