@@ -77,7 +77,8 @@ std::string format_metrics(const std::vector<program_metrics>& programs, std::ui
     counted(w, p.status.name, "reason", restart_reasons, p.counters.restarts);
   w.family("lameduck_supervisor_worker_exits_total", metric_type::counter,
            "Workers told to stop that have exited, by outcome: graceful (on their own, status 0 "
-           "or the stop signal), failed (another status), forced (killed at the kill timeout).");
+           "or the stop signal), failed (another status), forced (killed: at the kill timeout, "
+           "by lameduck stop --kill, or a replacement given up on).");
   for (const auto& p : programs)
     counted(w, p.status.name, "outcome", exit_outcomes, p.counters.exits);
   w.family("lameduck_supervisor_worker_resident_bytes", metric_type::gauge,
