@@ -228,9 +228,10 @@ int signal_shutdown::run(server& s) {
   });
   bool announced = false;
   if (!s.ready() && !stopped->load()) {
-    // Visible at once, in `systemctl status` and in the log; READY=1 follows when it is.
-    notify_service_manager("STATUS=waiting for the application to be ready");
+    // Visible at once, in the log and in `systemctl status`; READY=1 follows when it is. The
+    // line first: whoever reads the status finds the line already written.
     s.log("lameduck: listening, but not ready yet: waiting for the application to be ready");
+    notify_service_manager("STATUS=waiting for the application to be ready");
   }
   int signals = 0, forcing_signal = 0;
   bool lifeline_ended = false;
