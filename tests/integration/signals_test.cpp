@@ -16,8 +16,11 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <string>
+#include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "harness.hpp"
@@ -282,19 +285,53 @@ TEST(ServiceManager, APassedSocketThatIsNotListeningIsALineAndStatus2) {
 }
 
 // A supervisor's lifeline: a pipe whose write end only the supervisor holds, which ends however
-// it dies (SIGKILL included).
+// it dies (SIGKILL included). Here this test stands for the supervisor: it starts hello (as its
+// parent) with the read end as descriptor 3, after `wrapper` and with `more` as 4..., and ends
+// the lifeline with end().
+class lifeline_hello {
+ public:
+  explicit lifeline_hello(std::vector<std::string> wrapper = {}, std::vector<int> more = {}) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) throw std::system_error(errno, std::system_category());
+    write_end_ = fds[1];
+    wrapper.insert(wrapper.end(),
+                   {"/usr/bin/env", "LAMEDUCK_LIFELINE_FD=3", bin_path("lameduck-hello"),
+                    "--listen", "127.0.0.1:0", "--threads", "1"});
+    more.insert(more.begin(), fds[0]);
+    server_.emplace(std::move(wrapper), 10s, more);
+    ::close(fds[0]);
+  }
+  ~lifeline_hello() { end(); }
+  lifeline_hello(const lifeline_hello&) = delete;
+  lifeline_hello& operator=(const lifeline_hello&) = delete;
+
+  server_process& server() { return *server_; }
+  int write_end() const { return write_end_; }
+  void end() {
+    if (write_end_ >= 0) ::close(std::exchange(write_end_, -1));
+  }
+  // Ends the lifeline and waits until hello says it drains for that.
+  bool end_and_see_the_drain() {
+    end();
+    return eventually([&] {
+      return server_->error_output().find("the supervisor's lifeline ended; draining") !=
+             std::string::npos;
+    });
+  }
+
+ private:
+  int write_end_ = -1;
+  std::optional<server_process> server_;
+};
+
 TEST(Lifeline, ItsEndDrainsTheServerAsASigtermWouldAndExitsZero) {
-  int lifeline[2];
-  ASSERT_EQ(::pipe2(lifeline, O_CLOEXEC), 0);
-  server_process server({"/usr/bin/env", "LAMEDUCK_LIFELINE_FD=3", bin_path("lameduck-hello"),
-                         "--listen", "127.0.0.1:0", "--threads", "1"},
-                        10s, {lifeline[0]});
-  ::close(lifeline[0]);
-  ASSERT_EQ(::write(lifeline[1], "x", 1), 1);  // bytes on it are not its end
+  lifeline_hello hello;
+  server_process& server = hello.server();
+  ASSERT_EQ(::write(hello.write_end(), "x", 1), 1);  // bytes on it are not its end
   raw_client busy(server.port());
   busy.send("GET /delay?ms=500 HTTP/1.1\r\nHost: t\r\n\r\n");
   EXPECT_EQ(status_of(get_once(server.port(), "/")), 200) << "still serving";
-  ::close(lifeline[1]);           // the supervisor is gone
+  hello.end();                    // the supervisor is gone
   auto r = busy.read_response();  // the request in flight is answered completely
   EXPECT_EQ(status_of(r), 200);
   EXPECT_EQ(header_of(r, "Connection"), "close");
@@ -307,20 +344,13 @@ TEST(Lifeline, ItsEndDrainsTheServerAsASigtermWouldAndExitsZero) {
 
 // A supervisor that dies also sends its death signal (PR_SET_PDEATHSIG), as itself, and often
 // after the worker saw its lifeline end. That signal is not a second one: the drain goes on.
-// Here this test is the supervisor (hello's parent), and sends it.
 TEST(Lifeline, TheSupervisorsDeathSignalAfterItsEndDoesNotForceTheDrain) {
-  int lifeline[2];
-  ASSERT_EQ(::pipe2(lifeline, O_CLOEXEC), 0);
-  server_process server({"/usr/bin/env", "LAMEDUCK_LIFELINE_FD=3", bin_path("lameduck-hello"),
-                         "--listen", "127.0.0.1:0", "--threads", "1"},
-                        10s, {lifeline[0]});
-  ::close(lifeline[0]);
+  lifeline_hello hello;
+  server_process& server = hello.server();
   raw_client busy(server.port());
   busy.send("GET /delay?ms=500 HTTP/1.1\r\nHost: t\r\n\r\n");
   EXPECT_EQ(status_of(get_once(server.port(), "/")), 200) << "still serving";
-  ::close(lifeline[1]);
-  ASSERT_TRUE(eventually(
-      [&] { return server.error_output().find("lifeline ended; draining") != std::string::npos; }));
+  ASSERT_TRUE(hello.end_and_see_the_drain());
   server.signal(SIGTERM);  // from hello's parent, as the kernel's death signal is
   auto r = busy.read_response();
   EXPECT_EQ(status_of(r), 200) << "the request in flight is still answered";
@@ -331,35 +361,24 @@ TEST(Lifeline, TheSupervisorsDeathSignalAfterItsEndDoesNotForceTheDrain) {
 // A killed supervisor also takes the read end of its workers' standard error with it: the
 // drain's log lines must not end the process by SIGPIPE.
 TEST(Lifeline, ItsEndDrainsEvenWhenStandardErrorHasNoReaderLeft) {
-  int lifeline[2], errors[2];
-  ASSERT_EQ(::pipe2(lifeline, O_CLOEXEC), 0);
+  int errors[2];
   ASSERT_EQ(::pipe2(errors, O_CLOEXEC), 0);
-  server_process server(
-      {"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>&4", "/usr/bin/env", "LAMEDUCK_LIFELINE_FD=3",
-       bin_path("lameduck-hello"), "--listen", "127.0.0.1:0", "--threads", "1"},
-      10s, {lifeline[0], errors[1]});
-  ::close(lifeline[0]);
+  lifeline_hello hello({"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>&4"}, {errors[1]});
   ::close(errors[1]);
   ::close(errors[0]);  // no reader: each line written there is an EPIPE
-  EXPECT_EQ(status_of(get_once(server.port(), "/")), 200);
-  ::close(lifeline[1]);
-  EXPECT_EQ(server.wait_exit(5s), 0);
+  EXPECT_EQ(status_of(get_once(hello.server().port(), "/")), 200);
+  hello.end();
+  EXPECT_EQ(hello.server().wait_exit(5s), 0);
 }
 
 // Anyone else's signal after the lifeline's end is a second signal, as always.
 TEST(Lifeline, AnotherSignalAfterItsEndStillForcesTheStop) {
-  int lifeline[2];
-  ASSERT_EQ(::pipe2(lifeline, O_CLOEXEC), 0);
-  server_process server({"/usr/bin/env", "LAMEDUCK_LIFELINE_FD=3", bin_path("lameduck-hello"),
-                         "--listen", "127.0.0.1:0", "--threads", "1"},
-                        10s, {lifeline[0]});
-  ::close(lifeline[0]);
+  lifeline_hello hello;
+  server_process& server = hello.server();
   raw_client busy(server.port());
   busy.send("GET /delay?ms=5000 HTTP/1.1\r\nHost: t\r\n\r\n");
   EXPECT_EQ(status_of(get_once(server.port(), "/")), 200);
-  ::close(lifeline[1]);
-  ASSERT_TRUE(eventually(
-      [&] { return server.error_output().find("lifeline ended; draining") != std::string::npos; }));
+  ASSERT_TRUE(hello.end_and_see_the_drain());
   const std::string pid = std::to_string(server.pid());
   EXPECT_EQ(run({"/bin/kill", "-TERM", pid}).exit_code, 0);  // from another process
   EXPECT_EQ(server.wait_exit(5s), 128 + SIGTERM) << server.error_output();
