@@ -752,8 +752,18 @@ void daemon::stop(cluster::order o) {
     notify_service_manager("STOPPING=1\nSTATUS=stopping: workers drain");
   }
   stop_asked_ = true;
-  for (auto& entry : programs_)
+  for (auto& entry : programs_) {
     entry.c->stop(o);
+    // No worker starts from here on, so the supervisor's copy of each listening socket only
+    // kept it open after the workers had closed theirs: the kernel went on completing
+    // handshakes into a queue nobody accepted from, and reset them all when the supervisor
+    // exited. HAProxy had sent a request on each, and a POST cannot be retried (18 failed in
+    // bench/fleet.sh without a lame-duck delay). Closed, the port refuses instead once the last
+    // worker stops accepting, which a client or load balancer retries safely elsewhere.
+    for (const shared_socket& sock : entry.sockets)
+      ::close(sock.fd);
+    entry.sockets.clear();
+  }
 }
 
 void daemon::on_output(std::uint64_t id, channel& ch, bool until_empty) {

@@ -92,19 +92,6 @@ void wait_delivered(int fd, long bytes) {
   }
 }
 
-// Whether a new connection to the port is refused by the kernel.
-bool connection_refused(std::uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  int r = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  int e = errno;
-  ::close(fd);
-  return r != 0 && e == ECONNREFUSED;
-}
-
 // Whether this process can bind the port right now (without SO_REUSEPORT).
 bool can_bind(std::uint16_t port) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -654,6 +654,24 @@ TEST_F(SupervisorStop, Step5StopLetsRequestsInFlightFinishAndExitsZero) {
   EXPECT_TRUE(s.exits_with(0));
 }
 
+TEST_F(SupervisorStop, Step5OnceTheWorkersStopAcceptingTheSupervisorsPortRefuses) {
+  // A worker still drains a request, so the supervisor lives on: the port must not go on
+  // queueing connections that nobody will accept, to reset them when the supervisor exits.
+  supervisor& s = start_hello(2);
+  const std::uint16_t port = s.port();
+  ASSERT_TRUE(s.ready());
+  raw_client busy(port);
+  busy.send("GET /delay?ms=3000 HTTP/1.1\r\nHost: t\r\n\r\n");
+  ASSERT_FALSE(busy.readable_within(100ms));
+  s.signal(SIGTERM);
+  ASSERT_FALSE(s.wait_for("draining, it says").empty()) << s.output();
+  // The workers close their listeners as they begin to drain, a moment after they say so.
+  EXPECT_TRUE(eventually([&] { return connection_refused(port); }, 2s))
+      << "connections are queued on the supervisor's copy of the socket";
+  EXPECT_EQ(status_of(busy.read_response()), 200);
+  EXPECT_TRUE(s.exits_with(0));
+}
+
 TEST_F(SupervisorStop, Step5AWorkerThatIgnoresItsStopSignalIsKilledWithItsGroup) {
   const std::string pids = dir.file("pids");
   const std::string worker = script(dir, "stubborn.sh",

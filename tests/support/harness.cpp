@@ -669,6 +669,18 @@ std::string get_once(std::uint16_t port, std::string_view target) {
   return c.read_response();
 }
 
+bool connection_refused(std::uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const int r = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  const int e = errno;
+  ::close(fd);
+  return r != 0 && e == ECONNREFUSED;
+}
+
 bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds within) {
   auto deadline = clock::now() + within;
   for (;;) {

@@ -222,6 +222,9 @@ server_process start_test_server(const std::vector<std::string>& extra = {});
 /// Sends one GET on a new connection and reads its response (raw, head and body).
 std::string get_once(std::uint16_t port, std::string_view target = "/");
 
+/// Whether a new connection to 127.0.0.1:port is refused by the kernel (nothing listens).
+bool connection_refused(std::uint16_t port);
+
 /// Waits until pred() holds, re-checking every few milliseconds; false at the deadline. Only for
 /// server state that the client has no event for (a close it cannot see without reading).
 bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds within = 10s);
