@@ -10,6 +10,14 @@
 #                    HAProxy has the host DOWN, until it has stopped, start it, wait until UP
 #   no-delay         the same deploy with the workers' lame-duck delay at 0 (FLEET_LAME_DUCK=0):
 #                    the hosts stop listening before HAProxy knows
+#   delay-no-retry, no-delay-no-retry
+#                    the same two deploys behind a load balancer that does not retry, as
+#                    kube-proxy or a cloud load balancer without retries: haproxy.cfg with
+#                    `retries 0` and without retry-on and redispatch (made in the run's
+#                    directory). Since the supervisor closes its sockets when its stop begins,
+#                    a host refuses connections once its workers stop accepting, and HAProxy's
+#                    redispatch sends them elsewhere: no-delay fails nothing, at the cost of
+#                    thousands of redispatches. Without retries, those refusals are failures.
 #   kill-supervisor  SIGKILL to the supervisor of one host (deploy.sh --stop kill-supervisor
 #                    --hosts h2): its workers get SIGTERM from the kernel, and should drain as
 #                    above, with the same lame-duck delay (docs/fleet.md says how far they do)
@@ -28,7 +36,7 @@
 # Run as root:          sudo bench/fleet.sh                 (about 90 s with the defaults)
 # Tables again:         bench/fleet.sh summarize OUT_DIR/fleet-<date>-<time>
 # Environment (defaults in brackets):
-#   CASES ["delay no-delay kill-supervisor kill-host"]  ROUNDS [1]  CONNECTIONS [8] (per client)
+#   CASES ["delay no-delay delay-no-retry no-delay-no-retry kill-supervisor kill-host"]  ROUNDS [1]  CONNECTIONS [8] (per client)
 #   WARMUP [2]  TAIL [2]  TIMEOUT_MS [5000] (per request)  RETRY_MS [10] (after a failure)
 #   LAMEDUCK, LAMEDUCK_HELLO [bin/lameduck, bin/lameduck-hello of build/release, else build/dev]
 #   FLEET_HAPROXY_CFG [examples/fleet/haproxy.cfg]  OUT_DIR [bench/out]
@@ -67,8 +75,8 @@ for n in ROUNDS CONNECTIONS WARMUP TAIL TIMEOUT_MS RETRY_MS; do
 done
 ((WARMUP >= 1)) || { note "WARMUP must be 1 s or more (the clients must be up before the deploy)"; exit 2; }
 for c in $CASES; do
-  [[ $c =~ ^(delay|no-delay|kill-supervisor|kill-host)$ ]] ||
-    { note "unknown case $c (delay no-delay kill-supervisor kill-host)"; exit 2; }
+  [[ $c =~ ^(delay|no-delay|delay-no-retry|no-delay-no-retry|kill-supervisor|kill-host)$ ]] ||
+    { note "unknown case $c (delay no-delay delay-no-retry no-delay-no-retry kill-supervisor kill-host)"; exit 2; }
 done
 for tool in g++ ip haproxy python3; do
   command -v "$tool" >/dev/null 2>&1 || { note "needs $tool"; exit 2; }
@@ -111,19 +119,24 @@ mkdir -p "$run_dir/clients" "$run_dir/fleets"
   echo "kernel=$(uname -r) cpus=$(nproc)"
 } >"$run_dir/settings.txt"
 cp "${FLEET_HAPROXY_CFG:-$fleet/haproxy.cfg}" "$run_dir/haproxy.cfg"
+# The load balancer that does not retry: the same file, its retries taken away.
+sed -e 's/^\([[:space:]]*\)retries .*/\1retries 0/' -e '/^[[:space:]]*retry-on /d' \
+  -e '/^[[:space:]]*option redispatch/d' "$run_dir/haproxy.cfg" >"$run_dir/haproxy-no-retry.cfg"
 note "writing to $run_dir"
 
 clients=("GET keepalive /" "GET close /" "POST keepalive /echo" "POST close /echo")
 
 run_case() {
   local case=$1 round=$2 tag="$1-r$2" dir="$run_dir/fleets/$1-r$2" spec method mode path name
-  local lame=auto deploy_args=() rc=0 i
+  local lame=auto deploy_args=() rc=0 i cfg=$run_dir/haproxy.cfg
   mkdir -p "$dir"
   case $case in
-    no-delay) lame=0 ;;
+    *-no-retry) cfg=$run_dir/haproxy-no-retry.cfg ;;&
+    no-delay*) lame=0 ;;
     kill-supervisor) deploy_args=(--stop kill-supervisor --hosts h2) ;;
     kill-host) deploy_args=(--stop kill-host --hosts h2) ;;
   esac
+  export FLEET_HAPROXY_CFG=$cfg
   if ! FLEET_LAME_DUCK=$lame "$fleet/fleet.sh" up >"$dir/up.log" 2>&1; then
     note "$tag: the fleet did not come up (see $dir/up.log); skipped"
     return

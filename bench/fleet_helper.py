@@ -14,6 +14,8 @@ import sys
 CASES = {
     "delay": "rolling deploy, lame-duck delay derived from haproxy.cfg",
     "no-delay": "rolling deploy, no lame-duck delay",
+    "delay-no-retry": "rolling deploy with the delay; HAProxy never retries",
+    "no-delay-no-retry": "rolling deploy without the delay; HAProxy never retries",
     "kill-supervisor": "SIGKILL to one host's supervisor (its workers get SIGTERM)",
     "kill-host": "SIGKILL to every process of one host (no drain)",
 }
