@@ -33,7 +33,7 @@
 # with HAProxy's own count of retries and redispatches (show stat) and each host's time to
 # DOWN in HAProxy.
 #
-# Run as root:          sudo bench/fleet.sh                 (about 90 s with the defaults)
+# Run as root:          sudo bench/fleet.sh                 (about 2 min with the defaults)
 # Tables again:         bench/fleet.sh summarize OUT_DIR/fleet-<date>-<time>
 # Environment (defaults in brackets):
 #   CASES ["delay no-delay delay-no-retry no-delay-no-retry kill-supervisor kill-host"]  ROUNDS [1]  CONNECTIONS [8] (per client)
@@ -60,7 +60,7 @@ if [[ ${1:-} == summarize ]]; then
 fi
 ((EUID == 0)) || { note "needs root (network namespaces and veth links): run it with sudo"; exit 2; }
 
-CASES=${CASES:-delay no-delay kill-supervisor kill-host}
+CASES=${CASES:-delay no-delay delay-no-retry no-delay-no-retry kill-supervisor kill-host}
 ROUNDS=${ROUNDS:-1}
 CONNECTIONS=${CONNECTIONS:-8}
 WARMUP=${WARMUP:-2}

@@ -147,6 +147,7 @@ bool configure_context(SSL_CTX* ctx, const tls_options& settings, std::string& w
   if (settings.session_lifetime.count() > 0) {
     SSL_CTX_set_timeout(ctx, static_cast<long>(settings.session_lifetime.count()));
     SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_key);
+    SSL_CTX_set_num_tickets(ctx, 1);
   } else {
     SSL_CTX_set_num_tickets(ctx, 0);
   }
