@@ -147,6 +147,9 @@ bool configure_context(SSL_CTX* ctx, const tls_options& settings, std::string& w
   if (settings.session_lifetime.count() > 0) {
     SSL_CTX_set_timeout(ctx, static_cast<long>(settings.session_lifetime.count()));
     SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_key);
+    // One ticket per full handshake, not OpenSSL's two (a resumption renews its own): a TLS
+    // 1.3 client uses each ticket once, one per connection. The second cost 180,000
+    // instructions, 6.5 % of a full handshake (callgrind, 200 handshakes: 2.80 M each, 2.62 M).
     SSL_CTX_set_num_tickets(ctx, 1);
   } else {
     SSL_CTX_set_num_tickets(ctx, 0);

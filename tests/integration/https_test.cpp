@@ -156,6 +156,7 @@ TEST_F(Https, SessionTicketsResumeOverTls13AndTls12) {
       raw_client first(server.port(), o);
       EXPECT_FALSE(first.resumed());
       EXPECT_EQ(get(first).status, 200);  // TLS 1.3 tickets come after the handshake
+      EXPECT_EQ(first.tickets(), 1) << "version " << version;
       session = first.session();
     }
     o.session = session;
@@ -163,6 +164,8 @@ TEST_F(Https, SessionTicketsResumeOverTls13AndTls12) {
     EXPECT_TRUE(again.resumed()) << "version " << version;
     EXPECT_EQ(get(again).status, 200);
     if (version == TLS1_3_VERSION) {
+      // One ticket per connection, full or resumed: a TLS 1.3 client uses a ticket once.
+      EXPECT_EQ(again.tickets(), 1);
       // A TLS 1.3 client uses a ticket once: a resumption brings a new one.
       auto renewed = again.session();
       const unsigned char *before = nullptr, *after = nullptr;

@@ -417,7 +417,15 @@ void raw_client::start_tls(const tls_client_options& tls, bool wait_for_handshak
     SSL_CTX_load_verify_locations(tls_ctx_, tls.ca_file.c_str(), nullptr);
     SSL_CTX_set_verify(tls_ctx_, SSL_VERIFY_PEER, nullptr);
   }
+  // Every session the server sends is counted (and left to OpenSSL: the callback returns 0).
+  SSL_CTX_set_session_cache_mode(tls_ctx_,
+                                 SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  SSL_CTX_sess_set_new_cb(tls_ctx_, [](SSL* ssl, SSL_SESSION*) {
+    ++static_cast<raw_client*>(SSL_get_app_data(ssl))->tickets_;
+    return 0;
+  });
   tls_ = SSL_new(tls_ctx_);
+  SSL_set_app_data(tls_, this);
   SSL_set_fd(tls_, fd_);
   if (!tls.server_name.empty()) {
     SSL_set_tlsext_host_name(tls_, tls.server_name.c_str());

@@ -177,6 +177,9 @@ class raw_client {
   std::string peer_name() const;
   /// Over TLS: whether the server's close_notify has arrived.
   bool close_notify_received() const;
+  /// Over TLS: how many session tickets (TLS 1.3 NewSessionTicket messages, or TLS 1.2's one)
+  /// have arrived so far.
+  int tickets() const { return tickets_; }
   /// Over TLS: the session to resume later. TLS 1.3 tickets come after the handshake: read a
   /// response first.
   std::shared_ptr<SSL_SESSION> session() const;
@@ -195,6 +198,7 @@ class raw_client {
   SSL* tls_ = nullptr;
   std::string buffer_;
   bool reset_ = false;
+  int tickets_ = 0;
 };
 
 /// A service manager's notification socket (NOTIFY_SOCKET): a datagram socket bound to a fresh
