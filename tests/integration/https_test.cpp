@@ -283,6 +283,30 @@ TEST_F(Https, ADrainSendsOneCloseNotifyAfterTheLastResponse) {
   EXPECT_EQ(server.wait_exit(), 0);
 }
 
+TEST_F(Https, WithKernelTlsAskedForEverythingWorksWhetherTheKernelTakesItOrNot) {
+  // Where the kernel has its "tls" module, OpenSSL hands it the record encryption and the
+  // stream's BIO must pass control records through sendmsg()/recvmsg(); where it has not (as
+  // on this machine's kernel), OpenSSL stays in user space. Either way, nothing may change.
+  std::ifstream stat("/proc/net/tls_stat");
+  RecordProperty("kernel_tls", stat ? "available" : "not in this kernel: user space");
+  auto server = hello({ec_}, {"--kernel-tls"});
+  raw_client c(server.port(), trusting("localhost"));
+  EXPECT_EQ(get(c).status, 200);
+  EXPECT_EQ(get(c).status, 200) << "kept alive";
+  const std::string body(1 << 20, 'k');  // records of 16 KiB each way, partial writes
+  c.send("POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: " +
+         std::to_string(body.size()) + "\r\n\r\n" + body);
+  std::string wire = c.read_response();
+  std::string_view rest = wire;
+  const http_response echoed = take_response(rest);
+  EXPECT_EQ(echoed.status, 200);
+  EXPECT_TRUE(echoed.body == body) << "the body came back changed, " << echoed.body.size();
+  server.signal(SIGTERM);
+  EXPECT_TRUE(c.closed_within(5s));
+  EXPECT_TRUE(c.close_notify_received()) << "the alert is a control record under kTLS";
+  EXPECT_EQ(server.wait_exit(), 0);
+}
+
 TEST_F(Https, ADrainLeavesAClientWhoseHandshakeIsDoneToSendItsFirstRequest) {
   auto server = hello({ec_});
   raw_client c(server.port(), trusting());  // the handshake is complete; no request yet
