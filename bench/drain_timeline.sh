@@ -27,8 +27,9 @@
 # python3, and the release build (cmake --preset release && cmake --build --preset release).
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/.." && pwd)
+bench_name="drain-timeline"
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 LOAD=${LOAD:-8}
 SLOW=${SLOW:-20}
@@ -44,47 +45,11 @@ DEADLINE_MS=${DEADLINE_MS:-15000}
 IDLE_GRACE_MS=${IDLE_GRACE_MS:-0}
 SAMPLE_MS=${SAMPLE_MS:-10}
 THREADS=${THREADS:-1}
-LAMEDUCK_BUILD=${LAMEDUCK_BUILD:-$root/build/release}
-PYTHON=${PYTHON:-/usr/bin/python3}
-SERVER_CPU=${SERVER_CPU:-0}
-CLIENT_CPU=${CLIENT_CPU:-1}
-OUT_DIR=${OUT_DIR:-$here/out}
-LOCK=${LOCK:-/tmp/lameduck-bench-lock}
-LOCK_WAIT=${LOCK_WAIT:-3600}
+from_release LAMEDUCK_BUILD lameduck "" liblameduck.a
 
-note() { echo "drain-timeline: $*" >&2; }
-# shellcheck source=bench/lock.sh
-source "$here/lock.sh"
-
-for tool in taskset timeout g++ "$PYTHON"; do
-  command -v "$tool" >/dev/null 2>&1 || { note "needs $tool"; exit 2; }
-done
-for n in LOAD SLOW IDLE UPGRADED SLOW_MIN_MS SLOW_MAX_MS CHECK_MS FALL BEFORE_MS LAME_DUCK_MS \
-  DEADLINE_MS IDLE_GRACE_MS SAMPLE_MS THREADS; do
-  [[ ${!n} =~ ^[0-9]+$ ]] || { note "$n must be a whole number"; exit 2; }
-done
-lib=$LAMEDUCK_BUILD/liblameduck.a
-[[ -f $lib ]] || { note "no $lib (build the release preset, or set LAMEDUCK_BUILD)"; exit 2; }
-
-mkdir -p "$OUT_DIR"
-server_bin="$OUT_DIR/drain_timeline"
-if [[ ! -x $server_bin || $here/drain_timeline.cpp -nt $server_bin || $lib -nt $server_bin ||
-  $root/examples/timer_thread.hpp -nt $server_bin ]]; then
-  g++ -O2 -std=c++20 -Wall -Wextra -I"$root/include" "$here/drain_timeline.cpp" "$lib" \
-    -lssl -lcrypto -pthread -o "$server_bin"
-fi
-
-run_dir="$OUT_DIR/drain-timeline-$(date +%Y%m%d-%H%M%S)"
-mkdir -p "$run_dir"
-{
-  echo "date=$(date -Is)"
-  echo "machine=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(getconf _NPROCESSORS_ONLN) CPUs"
-  echo "kernel=$(uname -r)"
-  echo "lameduck=$(git -C "$root" describe --always --dirty 2>/dev/null || echo '?') library=$lib"
-  echo "LOAD=$LOAD SLOW=$SLOW IDLE=$IDLE UPGRADED=$UPGRADED SLOW_MIN_MS=$SLOW_MIN_MS SLOW_MAX_MS=$SLOW_MAX_MS"
-  echo "CHECK_MS=$CHECK_MS FALL=$FALL BEFORE_MS=$BEFORE_MS LAME_DUCK_MS=$LAME_DUCK_MS DEADLINE_MS=$DEADLINE_MS IDLE_GRACE_MS=$IDLE_GRACE_MS"
-  echo "SAMPLE_MS=$SAMPLE_MS THREADS=$THREADS SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU"
-} >"$run_dir/settings.txt"
+need_tools taskset timeout g++ "$PYTHON"
+need_whole_numbers LOAD SLOW IDLE UPGRADED SLOW_MIN_MS SLOW_MAX_MS CHECK_MS FALL BEFORE_MS \
+  LAME_DUCK_MS DEADLINE_MS IDLE_GRACE_MS SAMPLE_MS THREADS
 
 server_pid=
 locked=
@@ -101,11 +66,30 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# One benchmark at a time on this machine: wait (bounded) for the lock, hold it for the run;
+# then the release build, brought up to date under the lock (a build would disturb another run).
 take_bench_lock
 locked=1
+release_build_current
+lib=$LAMEDUCK_BUILD/liblameduck.a
+[[ -f $lib ]] || { note "no $lib (build the release preset, or set LAMEDUCK_BUILD)"; exit 2; }
+program_on_library drain_timeline "$lib"
+server_bin=$program
+
+run_dir="$OUT_DIR/drain-timeline-$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$run_dir"
+{
+  echo "date=$(date -Is)"
+  machine_line
+  echo "kernel=$(uname -r)"
+  echo "lameduck=$(git -C "$root" describe --always --dirty 2>/dev/null || echo '?') library=$lib"
+  echo "LOAD=$LOAD SLOW=$SLOW IDLE=$IDLE UPGRADED=$UPGRADED SLOW_MIN_MS=$SLOW_MIN_MS SLOW_MAX_MS=$SLOW_MAX_MS"
+  echo "CHECK_MS=$CHECK_MS FALL=$FALL BEFORE_MS=$BEFORE_MS LAME_DUCK_MS=$LAME_DUCK_MS DEADLINE_MS=$DEADLINE_MS IDLE_GRACE_MS=$IDLE_GRACE_MS"
+  echo "SAMPLE_MS=$SAMPLE_MS THREADS=$THREADS SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU"
+} >"$run_dir/settings.txt"
 
 # The client needs a descriptor per connection, and so does the server, which inherits this.
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+raise_nofile
 
 max_s=$(((BEFORE_MS + DEADLINE_MS) / 1000 + 60))
 taskset -c "$SERVER_CPU" "$server_bin" --samples "$run_dir/samples.csv" \

@@ -19,20 +19,38 @@
 # Needs: valgrind, ab (apache2-utils), curl.
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/.." && pwd)
-LAMEDUCK_HELLO=${LAMEDUCK_HELLO:-$root/build/release/bin/lameduck-hello}
+bench_name=instructions
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+from_release LAMEDUCK_HELLO lameduck-hello
 BASELINE_HELLO=${BASELINE_HELLO:-}
+if [[ -n $BASELINE_HELLO ]]; then from_release BASELINE_HELLO lameduck-hello; fi
 REQUESTS=${REQUESTS:-20000}
 CONCURRENCY=${CONCURRENCY:-16}
 ROUNDS=${ROUNDS:-3}
 TARGET=${TARGET:-/}
 HELLO_ARGS=${HELLO_ARGS:-}
 
-note() { echo "instructions: $*" >&2; }
-for tool in valgrind ab curl timeout; do
-  command -v "$tool" >/dev/null 2>&1 || { note "needs $tool"; exit 2; }
-done
+need_tools valgrind ab curl timeout
+
+tmp=$(mktemp -d /tmp/lameduck-instructions-XXXXXX)
+server=""
+locked=
+cleanup() {
+  if [[ -n $server ]]; then kill -KILL "$server" 2>/dev/null || true; fi
+  rm -rf "$tmp"
+  if [[ -n $locked ]]; then release_bench_lock; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# One benchmark at a time on this machine (callgrind's counts do not mind a busy machine, but
+# its CPU would disturb another benchmark's times); then the release build, brought up to date.
+take_bench_lock
+locked=1
+release_build_current
+
 declare -A bin=([lameduck]=$LAMEDUCK_HELLO)
 names=(lameduck)
 if [[ -n $BASELINE_HELLO ]]; then
@@ -42,14 +60,6 @@ fi
 for name in "${names[@]}"; do
   [[ -x ${bin[$name]} ]] || { note "no $name build at ${bin[$name]}"; exit 2; }
 done
-
-tmp=$(mktemp -d /tmp/lameduck-instructions-XXXXXX)
-server=""
-cleanup() {
-  if [[ -n $server ]]; then kill -KILL "$server" 2>/dev/null || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
 
 # instructions NAME REQUESTS: the Ir total of one run.
 instructions() {

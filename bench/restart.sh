@@ -31,8 +31,9 @@
 # with a note. Two or more CPUs.
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/.." && pwd)
+bench_name=restart
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 RESTARTS=${RESTARTS:-20}
 ROUNDS=${ROUNDS:-3}
@@ -44,16 +45,8 @@ TAIL_MS=${TAIL_MS:-300}
 TIMEOUT_MS=${TIMEOUT_MS:-2500}
 MAX_INFLIGHT=${MAX_INFLIGHT:-256}
 WAYS=${WAYS:-lameduck-handover lameduck-rebind node-close-listen}
-LAMEDUCK_RESTART=${LAMEDUCK_RESTART:-$root/build/release/bin/lameduck-restart}
+from_release LAMEDUCK_RESTART lameduck-restart
 NODE=${NODE:-/usr/bin/node}
-SERVER_CPU=${SERVER_CPU:-0}
-CLIENT_CPU=${CLIENT_CPU:-1}
-OUT_DIR=${OUT_DIR:-$here/out}
-LOCK=${LOCK:-/tmp/lameduck-bench-lock}
-LOCK_WAIT=${LOCK_WAIT:-3600}
-PYTHON=${PYTHON:-/usr/bin/python3}
-
-note() { echo "restart: $*" >&2; }
 
 # ------------------------------------------------------------------------------ the table
 
@@ -151,19 +144,22 @@ if [[ ${1:-} == summarize ]]; then
   exit 0
 fi
 
-for tool in g++ taskset "$PYTHON"; do
-  command -v "$tool" >/dev/null 2>&1 || { note "needs $tool"; exit 2; }
-done
+need_tools g++ taskset "$PYTHON"
 
 # ------------------------------------------------------------------------------ build
 
-mkdir -p "$OUT_DIR"
-client="$OUT_DIR/restart_client"
-if [[ ! -x $client || $here/restart_client.cpp -nt $client ]]; then
-  g++ -O2 -std=c++20 -Wall -Wextra "$here/restart_client.cpp" -o "$client"
-fi
+bench_program restart_client
+client=$program
 
 # ------------------------------------------------------------------------------ the ways
+
+# One benchmark at a time on this machine: wait (bounded) for the lock, hold it for the run;
+# then the release build, brought up to date under the lock (a build would disturb another run).
+take_bench_lock
+trap release_bench_lock EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+release_build_current
 
 ways=()
 for way in $WAYS; do
@@ -190,10 +186,6 @@ server_command() {
 
 # ------------------------------------------------------------------------------ setup
 
-# One benchmark at a time on this machine: wait (bounded) for the lock, hold it for the run.
-# shellcheck source=bench/lock.sh
-source "$here/lock.sh"
-take_bench_lock
 server_pid=
 stop_server() {
   # By pid only: SIGTERM, then SIGKILL after 3 s. Sets server_exit.

@@ -62,8 +62,11 @@
 # again. Needs: g++, taskset, python3, nginx (skipped with a note when missing).
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/.." && pwd)
+bench_name=slow_clients
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# shellcheck source=bench/servers.sh
+source "$here/servers.sh"
 
 if [[ ${QUICK:-0} == 1 ]]; then
   ALONE=${ALONE:-5} RAMP=${RAMP:-2} DURATION=${DURATION:-20}
@@ -88,33 +91,14 @@ MAXCONN_FLOOD_CONNS=${MAXCONN_FLOOD_CONNS:-3000}
 BEFORE=${BEFORE:-5}
 FLOOD_SECONDS=${FLOOD_SECONDS:-20}
 AFTER=${AFTER:-10}
-LAMEDUCK_HELLO=${LAMEDUCK_HELLO:-$root/build/release/bin/lameduck-hello}
+from_release LAMEDUCK_HELLO lameduck-hello
 NGINX=${NGINX:-/usr/sbin/nginx}
-PYTHON=${PYTHON:-/usr/bin/python3}
-SERVER_CPU=${SERVER_CPU:-0}
-CLIENT_CPU=${CLIENT_CPU:-1}
-OUT_DIR=${OUT_DIR:-$here/out}
-LOCK=${LOCK:-/tmp/lameduck-bench-lock}
-LOCK_WAIT=${LOCK_WAIT:-3600}
 
-note() { echo "slow_clients: $*" >&2; }
-# shellcheck source=bench/common.sh
-source "$here/common.sh"
-# shellcheck source=bench/lock.sh
-source "$here/lock.sh"
-
-for tool in taskset timeout g++ "$PYTHON"; do
-  command -v "$tool" >/dev/null 2>&1 || { note "needs $tool"; exit 2; }
-done
-[[ -x $LAMEDUCK_HELLO ]] || { note "no $LAMEDUCK_HELLO (build the release preset, or set LAMEDUCK_HELLO)"; exit 2; }
-if [[ " $PARTS " == *" maxconn "* ]] && ! "$LAMEDUCK_HELLO" --help 2>/dev/null | grep -q -- --max-connections; then
-  note "$LAMEDUCK_HELLO has no --max-connections: skipping the maxconn part for lameduck"
-  no_max_connections=1
-fi
+need_tools taskset timeout g++ "$PYTHON"
 
 # ------------------------------------------------------------------------------ setup
 
-taskset -cp "$CLIENT_CPU" $$ >/dev/null
+pin_to_client_cpu
 raise_nofile
 need=$((HEADER_CONNS + BODY_CONNS))
 ((FD_FLOOD_CONNS > need)) && need=$FD_FLOOD_CONNS
@@ -135,10 +119,8 @@ results="$run_dir/results.jsonl"
   [[ -x $NGINX ]] && echo "nginx $("$NGINX" -v 2>&1 | sed 's/^nginx version: //')"
 } >"$run_dir/settings.txt"
 
-client="$OUT_DIR/hostile_client"
-if [[ ! -x $client || $here/hostile_client.cpp -nt $client ]]; then
-  g++ -O2 -std=c++20 -Wall -Wextra "$here/hostile_client.cpp" -o "$client" -pthread
-fi
+bench_program hostile_client -pthread
+client=$program
 
 tmp=$(mktemp -d /tmp/lameduck-slow-clients.XXXXXX)
 chmod 755 "$tmp"
@@ -273,6 +255,13 @@ run_part() {
 
 take_bench_lock
 locked=1
+# The release build, brought up to date under the lock (a build would disturb another run).
+release_build_current
+[[ -x $LAMEDUCK_HELLO ]] || { note "no $LAMEDUCK_HELLO (build the release preset, or set LAMEDUCK_HELLO)"; exit 2; }
+if [[ " $PARTS " == *" maxconn "* ]] && ! "$LAMEDUCK_HELLO" --help 2>/dev/null | grep -q -- --max-connections; then
+  note "$LAMEDUCK_HELLO has no --max-connections: skipping the maxconn part for lameduck"
+  no_max_connections=1
+fi
 
 echo "slow_clients: $(getconf _NPROCESSORS_ONLN) CPUs online, kernel $(uname -r); servers on CPU $SERVER_CPU, client on CPU $CLIENT_CPU; output in $run_dir"
 echo "slow_clients: parts: $PARTS; servers: ${servers[*]}; $ROUNDS round(s)"

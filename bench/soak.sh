@@ -40,8 +40,9 @@
 # python3, and the release build (cmake --preset release && cmake --build --preset release).
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/.." && pwd)
+bench_name=soak
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 SOAK_MINUTES=${SOAK_MINUTES:-30}
 CYCLE_SECONDS=${CYCLE_SECONDS:-60}
@@ -53,43 +54,9 @@ TLS=${TLS:-1}
 WARMUP_CYCLES=${WARMUP_CYCLES:-2}
 SMAPS=${SMAPS:-0}
 MALLOC_TUNABLES=${MALLOC_TUNABLES-glibc.malloc.mmap_threshold=131072:glibc.malloc.trim_threshold=131072}
-LAMEDUCK_BUILD=${LAMEDUCK_BUILD:-$root/build/release}
-PYTHON=${PYTHON:-/usr/bin/python3}
-SERVER_CPU=${SERVER_CPU:-0}
-CLIENT_CPU=${CLIENT_CPU:-1}
-OUT_DIR=${OUT_DIR:-$here/out}
-LOCK=${LOCK:-/tmp/lameduck-bench-lock}
-LOCK_WAIT=${LOCK_WAIT:-3600}
+from_release LAMEDUCK_BUILD lameduck "" liblameduck.a
 
-note() { echo "soak: $*" >&2; }
-# shellcheck source=bench/lock.sh
-source "$here/lock.sh"
-
-for tool in taskset timeout g++ openssl "$PYTHON"; do
-  command -v "$tool" >/dev/null 2>&1 || { note "needs $tool"; exit 2; }
-done
-lib=$LAMEDUCK_BUILD/liblameduck.a
-[[ -f $lib ]] || { note "no $lib (build the release preset, or set LAMEDUCK_BUILD)"; exit 2; }
-
-seconds=$(awk -v m="$SOAK_MINUTES" 'BEGIN { printf "%d", m * 60 }')
-cycles=$(awk -v s="$seconds" -v c="$CYCLE_SECONDS" 'BEGIN { n = int(s / c); print (n < 1 ? 1 : n) }')
-
-run_dir="$OUT_DIR/soak-$(date +%Y%m%d-%H%M%S)"
-mkdir -p "$run_dir"
-{
-  echo "SOAK_MINUTES=$SOAK_MINUTES CYCLE_SECONDS=$CYCLE_SECONDS cycles=$cycles DRAIN_DEADLINE=$DRAIN_DEADLINE SAMPLE_SECONDS=$SAMPLE_SECONDS THREADS=$THREADS RATE=$RATE TLS=$TLS WARMUP_CYCLES=$WARMUP_CYCLES"
-  echo "library $lib ($(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'), built $(date -r "$lib" '+%F %T'))"
-  echo "nice $(nice)"
-  echo "GLIBC_TUNABLES=$MALLOC_TUNABLES"
-} >"$run_dir/settings.txt"
-
-# The server program, rebuilt when its source or the library is newer.
-server_bin="$OUT_DIR/soak_server"
-if [[ ! -x $server_bin || $here/soak_server.cpp -nt $server_bin || $lib -nt $server_bin ||
-  $root/examples/timer_thread.hpp -nt $server_bin ]]; then
-  g++ -O2 -std=c++20 -Wall -Wextra -I"$root/include" "$here/soak_server.cpp" "$lib" \
-    -lssl -lcrypto -pthread -o "$server_bin"
-fi
+need_tools taskset timeout g++ openssl "$PYTHON"
 
 tmp=$(mktemp -d /tmp/lameduck-soak.XXXXXX)
 server_pid=
@@ -110,6 +77,30 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# One benchmark at a time on this machine: wait (bounded) for the lock, hold it for the run;
+# then the release build, brought up to date under the lock (a build would disturb another run).
+take_bench_lock
+locked=1
+release_build_current
+lib=$LAMEDUCK_BUILD/liblameduck.a
+[[ -f $lib ]] || { note "no $lib (build the release preset, or set LAMEDUCK_BUILD)"; exit 2; }
+
+seconds=$(awk -v m="$SOAK_MINUTES" 'BEGIN { printf "%d", m * 60 }')
+cycles=$(awk -v s="$seconds" -v c="$CYCLE_SECONDS" 'BEGIN { n = int(s / c); print (n < 1 ? 1 : n) }')
+
+run_dir="$OUT_DIR/soak-$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$run_dir"
+{
+  echo "SOAK_MINUTES=$SOAK_MINUTES CYCLE_SECONDS=$CYCLE_SECONDS cycles=$cycles DRAIN_DEADLINE=$DRAIN_DEADLINE SAMPLE_SECONDS=$SAMPLE_SECONDS THREADS=$THREADS RATE=$RATE TLS=$TLS WARMUP_CYCLES=$WARMUP_CYCLES"
+  echo "library $lib ($(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'), built $(date -r "$lib" '+%F %T'))"
+  echo "nice $(nice)"
+  echo "GLIBC_TUNABLES=$MALLOC_TUNABLES"
+} >"$run_dir/settings.txt"
+
+# The server program, rebuilt when its source or the library is newer.
+program_on_library soak_server "$lib"
+server_bin=$program
+
 tls_args=()
 if [[ $TLS == 1 ]]; then
   mkdir -m 700 "$tmp/tls"
@@ -118,9 +109,6 @@ if [[ $TLS == 1 ]]; then
     -keyout "$tmp/tls/key.pem" -out "$tmp/tls/cert.pem" 2>/dev/null
   tls_args=(--tls-cert "$tmp/tls/cert.pem" --tls-key "$tmp/tls/key.pem")
 fi
-
-take_bench_lock
-locked=1
 
 echo "soak: $(getconf _NPROCESSORS_ONLN) CPUs online, kernel $(uname -r); server on CPU $SERVER_CPU ($THREADS loop threads), client on CPU $CLIENT_CPU; nice $(nice)"
 echo "soak: $cycles cycles of $CYCLE_SECONDS s, each ended by shutdown(${DRAIN_DEADLINE} s) and a fresh server in the same process; ${SOAK_MINUTES} min; output in $run_dir"

@@ -46,15 +46,18 @@
 # Absolute figures drift by up to ~20 % between runs on a noisy machine: compare within one run.
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/.." && pwd)
+bench_name=throughput
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# shellcheck source=bench/servers.sh
+source "$here/servers.sh"
 
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-"64 256"}
 IDLE_CONNS=${IDLE_CONNS:-10000}
-LAMEDUCK_HELLO=${LAMEDUCK_HELLO:-$root/build/release/bin/lameduck-hello}
+from_release LAMEDUCK_HELLO lameduck-hello
 BASELINE_HELLO=${BASELINE_HELLO:-}
 if [[ -n $BASELINE_HELLO ]]; then
   SERVERS=${SERVERS:-"lameduck baseline nginx h2o node floor"}
@@ -66,23 +69,14 @@ fi
 NGINX=${NGINX:-/usr/sbin/nginx}
 H2O=${H2O:-/usr/bin/h2o}
 NODE=${NODE:-/usr/bin/node}
-PYTHON=${PYTHON:-/usr/bin/python3}
-SERVER_CPU=${SERVER_CPU:-0}
-CLIENT_CPU=${CLIENT_CPU:-1}
-OUT_DIR=${OUT_DIR:-$here/out}
+if [[ -n $BASELINE_HELLO ]]; then from_release BASELINE_HELLO lameduck-hello; fi
 
-note() { echo "throughput: $*" >&2; }
-# shellcheck source=bench/common.sh
-source "$here/common.sh"
-
-for tool in wrk taskset timeout "$PYTHON"; do
-  command -v "$tool" >/dev/null 2>&1 || { note "needs $tool"; exit 2; }
-done
+need_tools wrk taskset timeout "$PYTHON"
 
 # ------------------------------------------------------------------------------ setup
 
 # Everything this script runs itself (helpers, wrk, the idle client) stays off the server's CPU.
-taskset -cp "$CLIENT_CPU" $$ >/dev/null
+pin_to_client_cpu
 
 # 10,000 idle connections need that many descriptors in the client and in the server, which
 # inherit this limit. Raise the soft limit as far as the hard limit allows.
@@ -98,7 +92,7 @@ mkdir -p "$run_dir/wrk"
 {
   echo "date=$(date -Is)"
   echo "kernel=$(uname -r) lameduck=$(git -C "$root" describe --always --dirty 2>/dev/null || echo '?')"
-  echo "machine=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(getconf _NPROCESSORS_ONLN) CPUs"
+  machine_line
   echo "DURATION=$DURATION WARMUP=$WARMUP ROUNDS=$ROUNDS CONNS=${CONNS// /,} IDLE_CONNS=$IDLE_CONNS SERVERS=${SERVERS// /,} SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU"
 } >"$run_dir/settings.txt"
 results="$run_dir/results.txt"   # round server conns requests rps p99_ms cpu_us busy_pct errors
@@ -110,9 +104,12 @@ memory="$run_dir/memory.txt"     # server held failed rss_growth_bytes bytes_per
 tmp=$(mktemp -d /tmp/lameduck-bench.XXXXXX)
 chmod 755 "$tmp"
 
+locked=
 cleanup() {
   trap - EXIT INT TERM
   stop_all_servers
+  [[ -n $locked ]] && release_bench_lock
+  return 0
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -209,10 +206,7 @@ EOF
 # writes one fixed response; where the kernel's share of a request leaves everyone else.
 have_floor() {
   command -v gcc >/dev/null 2>&1 || { note "skipping floor: no gcc"; return 1; }
-  mkdir -p "$OUT_DIR"
-  if [[ ! -x $OUT_DIR/epoll_floor || $here/epoll_floor.c -nt $OUT_DIR/epoll_floor ]]; then
-    gcc -O2 -Wall -Wextra "$here/epoll_floor.c" -o "$OUT_DIR/epoll_floor"
-  fi
+  bench_program epoll_floor
 }
 start_floor() {
   local port=$1 dir=$2
@@ -238,7 +232,13 @@ EOF
 
 # ------------------------------------------------------------------------------ part 1
 
-# start_server and measure (bench/common.sh) do the work.
+# start_server and measure (bench/servers.sh) do the work.
+
+# One benchmark at a time on this machine: wait (bounded) for the lock, hold it for the run;
+# then the release build, brought up to date under the lock (a build would disturb another run).
+take_bench_lock
+locked=1
+release_build_current
 
 servers=()
 for name in $SERVERS; do
