@@ -35,13 +35,9 @@ from_release LAMEDUCK_HELLO lameduck-hello
 from_release LAMEDUCK lameduck-supervisor bin/lameduck
 from_release LAMEDUCK_BUILD lameduck "" liblameduck.a
 export LAMEDUCK_HELLO LAMEDUCK LAMEDUCK_BUILD
-take_bench_lock
-trap release_bench_lock EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-release_build_current
-release_bench_lock
-trap - EXIT
+lock_and_build
+release_bench_lock   # each benchmark takes it in turn
+bench_locked=
 
 # newest PREFIX: the newest run directory of that kind in OUT_DIR, or nothing.
 newest() {

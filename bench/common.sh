@@ -22,6 +22,32 @@ note() { echo "${bench_name:?}: $*" >&2; }
 # shellcheck source=bench/lock.sh
 source "$here/lock.sh"
 
+# on_exit [CLEANUP]: when the script exits (INT and TERM become exits 130 and 143), CLEANUP
+# runs (all of it: a failing command does not end it), then the bench lock, if this run took it,
+# is given back.
+on_exit() {
+  bench_cleanup=${1:-}
+  trap bench_exit EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+bench_exit() {
+  trap - EXIT INT TERM
+  if [[ -n ${bench_cleanup:-} ]]; then "$bench_cleanup" || true; fi
+  if [[ -n ${bench_locked:-} ]]; then release_bench_lock; fi
+}
+
+# lock_and_build: one benchmark at a time on this machine: waits (bounded) for the bench lock
+# and holds it for the rest of the run (on_exit gives it back; called here if the script has
+# not). Then brings the release build up to date (release_build_current), under the lock: a
+# build would disturb another benchmark's measurement.
+lock_and_build() {
+  [[ $(trap -p EXIT) == *bench_exit* ]] || on_exit ""
+  take_bench_lock
+  bench_locked=1
+  release_build_current
+}
+
 # need_tools TOOL...: exit 2 with a note naming the first one missing.
 need_tools() {
   local tool

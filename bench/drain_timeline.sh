@@ -52,25 +52,16 @@ need_whole_numbers LOAD SLOW IDLE UPGRADED SLOW_MIN_MS SLOW_MAX_MS CHECK_MS FALL
   LAME_DUCK_MS DEADLINE_MS IDLE_GRACE_MS SAMPLE_MS THREADS
 
 server_pid=
-locked=
 cleanup() {
   trap - EXIT INT TERM
   if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
     kill -KILL "$server_pid" 2>/dev/null || true
     wait "$server_pid" 2>/dev/null || true
   fi
-  [[ -n $locked ]] && release_bench_lock
-  return 0
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
-# One benchmark at a time on this machine: wait (bounded) for the lock, hold it for the run;
-# then the release build, brought up to date under the lock (a build would disturb another run).
-take_bench_lock
-locked=1
-release_build_current
+lock_and_build
 lib=$LAMEDUCK_BUILD/liblameduck.a
 [[ -f $lib ]] || { note "no $lib (build the release preset, or set LAMEDUCK_BUILD)"; exit 2; }
 program_on_library drain_timeline "$lib"

@@ -76,7 +76,6 @@ client=$program
 # haproxy_api: HAProxy's runtime API, as the fleet's scripts use it.
 # shellcheck source=examples/fleet/lib.sh
 source "$fleet/lib.sh"
-take_bench_lock
 # One fleet at a time, named after this run: the example's own fleet (lameduck-fleet) and any
 # other run are left alone.
 export FLEET_NAME="ldbench-$$"
@@ -86,13 +85,10 @@ cleanup() {
   local p
   for p in "${client_pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   "$fleet/fleet.sh" down --now >/dev/null 2>&1 || true
-  release_bench_lock
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-# The release build, brought up to date under the lock (as the user who ran sudo).
-release_build_current
+on_exit cleanup
+# The lock, then the release build (built as the user who ran sudo).
+lock_and_build
 
 run_dir="$OUT_DIR/fleet-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$run_dir/clients" "$run_dir/fleets"

@@ -136,16 +136,11 @@ client=$program
 
 tmp=$(mktemp -d /tmp/lameduck-https-bench.XXXXXX)
 chmod 755 "$tmp"
-locked=
 cleanup() {
   trap - EXIT INT TERM
   stop_all_servers   # also removes $tmp: the certificate and its key
-  [[ -n $locked ]] && release_bench_lock
-  return 0
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 # The certificate and key, only for this run.
 mkdir -m 700 "$tmp/tls"
@@ -238,10 +233,7 @@ have() {
 # ------------------------------------------------------------------------------ run
 
 # One benchmark at a time on this machine: wait (bounded) for the lock, hold it for the run.
-take_bench_lock
-locked=1
-# The release build, brought up to date under the lock (a build would disturb another run).
-release_build_current
+lock_and_build
 [[ -x $LAMEDUCK_HELLO ]] || { note "no $LAMEDUCK_HELLO (build the release preset, or set LAMEDUCK_HELLO)"; exit 2; }
 if ! "$LAMEDUCK_HELLO" --help 2>/dev/null | grep -q -- --tls-listen; then
   note "$LAMEDUCK_HELLO has no --tls-listen"; exit 2

@@ -35,21 +35,14 @@ need_tools valgrind ab curl timeout
 
 tmp=$(mktemp -d /tmp/lameduck-instructions-XXXXXX)
 server=""
-locked=
 cleanup() {
   if [[ -n $server ]]; then kill -KILL "$server" 2>/dev/null || true; fi
   rm -rf "$tmp"
-  if [[ -n $locked ]]; then release_bench_lock; fi
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# One benchmark at a time on this machine (callgrind's counts do not mind a busy machine, but
-# its CPU would disturb another benchmark's times); then the release build, brought up to date.
-take_bench_lock
-locked=1
-release_build_current
+on_exit cleanup
+# The lock too: callgrind's counts do not mind a busy machine, but its CPU would disturb
+# another benchmark's times.
+lock_and_build
 
 declare -A bin=([lameduck]=$LAMEDUCK_HELLO)
 names=(lameduck)

@@ -99,13 +99,7 @@ if [[ " $CASES " == *" pm2 "* ]] && command -v npm >/dev/null 2>&1; then
   fi
 fi
 
-# One benchmark at a time on this machine: wait (bounded) for the lock, hold it for the run;
-# then the release build, brought up to date under the lock (a build would disturb another run).
-take_bench_lock
-trap release_bench_lock EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-release_build_current
+lock_and_build
 
 cases=()
 for c in $CASES; do
@@ -145,11 +139,8 @@ cleanup() {
   if [[ -n $client_pid ]]; then kill -KILL "$client_pid" 2>/dev/null || true; fi
   stop_cluster >/dev/null 2>&1 || true
   rm -rf "$tmp"
-  release_bench_lock
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 run_dir="$OUT_DIR/reload-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$run_dir/servers" "$run_dir/client"

@@ -153,13 +153,7 @@ client=$program
 
 # ------------------------------------------------------------------------------ the ways
 
-# One benchmark at a time on this machine: wait (bounded) for the lock, hold it for the run;
-# then the release build, brought up to date under the lock (a build would disturb another run).
-take_bench_lock
-trap release_bench_lock EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-release_build_current
+lock_and_build
 
 ways=()
 for way in $WAYS; do
@@ -205,11 +199,8 @@ stop_server() {
 }
 cleanup() {
   stop_server
-  release_bench_lock
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 run_dir="$OUT_DIR/restart-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$run_dir/servers" "$run_dir/events"

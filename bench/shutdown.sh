@@ -70,12 +70,6 @@ if ((nofile < max_n + 400)); then
   exit 2
 fi
 
-# One benchmark at a time on this machine: wait (bounded) for the lock, hold it for the run;
-# then the release build, brought up to date under the lock (a build would disturb another run).
-take_bench_lock
-trap release_bench_lock EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-release_build_current
+lock_and_build
 
 "$PYTHON" "$here/shutdown.py"

@@ -124,16 +124,11 @@ client=$program
 
 tmp=$(mktemp -d /tmp/lameduck-slow-clients.XXXXXX)
 chmod 755 "$tmp"
-locked=
 cleanup() {
   trap - EXIT INT TERM
   stop_all_servers
-  [[ -n $locked ]] && release_bench_lock
-  return 0
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 # ------------------------------------------------------------------------------ servers
 
@@ -253,10 +248,7 @@ run_part() {
 
 # ------------------------------------------------------------------------------ run
 
-take_bench_lock
-locked=1
-# The release build, brought up to date under the lock (a build would disturb another run).
-release_build_current
+lock_and_build
 [[ -x $LAMEDUCK_HELLO ]] || { note "no $LAMEDUCK_HELLO (build the release preset, or set LAMEDUCK_HELLO)"; exit 2; }
 if [[ " $PARTS " == *" maxconn "* ]] && ! "$LAMEDUCK_HELLO" --help 2>/dev/null | grep -q -- --max-connections; then
   note "$LAMEDUCK_HELLO has no --max-connections: skipping the maxconn part for lameduck"

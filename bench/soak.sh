@@ -60,7 +60,6 @@ need_tools taskset timeout g++ openssl "$PYTHON"
 
 tmp=$(mktemp -d /tmp/lameduck-soak.XXXXXX)
 server_pid=
-locked=
 cleanup() {
   trap - EXIT INT TERM
   if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
@@ -70,18 +69,10 @@ cleanup() {
   fi
   if [[ -n $server_pid ]]; then wait "$server_pid" 2>/dev/null || true; fi
   rm -rf "$tmp"
-  [[ -n $locked ]] && release_bench_lock
-  return 0
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
-# One benchmark at a time on this machine: wait (bounded) for the lock, hold it for the run;
-# then the release build, brought up to date under the lock (a build would disturb another run).
-take_bench_lock
-locked=1
-release_build_current
+lock_and_build
 lib=$LAMEDUCK_BUILD/liblameduck.a
 [[ -f $lib ]] || { note "no $lib (build the release preset, or set LAMEDUCK_BUILD)"; exit 2; }
 

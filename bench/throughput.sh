@@ -104,16 +104,11 @@ memory="$run_dir/memory.txt"     # server held failed rss_growth_bytes bytes_per
 tmp=$(mktemp -d /tmp/lameduck-bench.XXXXXX)
 chmod 755 "$tmp"
 
-locked=
 cleanup() {
   trap - EXIT INT TERM
   stop_all_servers
-  [[ -n $locked ]] && release_bench_lock
-  return 0
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 # ------------------------------------------------------------------------------ servers
 
@@ -234,11 +229,7 @@ EOF
 
 # start_server and measure (bench/servers.sh) do the work.
 
-# One benchmark at a time on this machine: wait (bounded) for the lock, hold it for the run;
-# then the release build, brought up to date under the lock (a build would disturb another run).
-take_bench_lock
-locked=1
-release_build_current
+lock_and_build
 
 servers=()
 for name in $SERVERS; do
