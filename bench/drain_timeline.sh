@@ -19,12 +19,13 @@
 # Environment (defaults in brackets):
 #   LOAD [8]  SLOW [20]  IDLE [200]  UPGRADED [20]  SLOW_MIN_MS [500]  SLOW_MAX_MS [3000]
 #   CHECK_MS [500]  FALL [2]  BEFORE_MS [2000]  LAME_DUCK_MS [2000]  DEADLINE_MS [15000]
-#   IDLE_GRACE_MS [0]  SAMPLE_MS [10]  THREADS [1]  LAMEDUCK_BUILD [build/release]
+#   IDLE_GRACE_MS [0]  SAMPLE_MS [10]  THREADS [1]  LAMEDUCK_BUILD [build/release,
+#   built first: bench/common.sh]
 #   PYTHON [/usr/bin/python3]  SERVER_CPU [0]  CLIENT_CPU [1]  OUT_DIR [bench/out]
 #   LOCK [/tmp/lameduck-bench-lock]  LOCK_WAIT [3600]
 # Each run writes samples.csv and server-events.jsonl (the server's), client-events.jsonl,
 # settings.txt and summary.md to OUT_DIR/drain-timeline-<date>-<time>/. Needs: g++, taskset,
-# python3, and the release build (cmake --preset release && cmake --build --preset release).
+# python3, cmake (the release build is brought up to date first: bench/common.sh).
 set -euo pipefail
 
 bench_name="drain-timeline"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark (not a test; never run in CI): lameduck's HTTPS against nginx's, and against its own
 # plain HTTP, on a tiny response. Conventions, helpers and the wrk measurement are
-# throughput.sh's (bench/common.sh, bench/throughput_helper.py); the tables are printed by
+# throughput.sh's (bench/servers.sh, bench/throughput_helper.py); the tables are printed by
 # bench/https_helper.py.
 #
 # Every server is on 127.0.0.1, pinned to SERVER_CPU (0), with one thread / one worker; every
@@ -66,7 +66,8 @@
 #   IDLE_CONNS [10000]  IDLE_SECONDS [40]
 #   PERF_SERVERS [""]: after part 1, `perf record -g` of each named server during one more
 #     wrk -c64 run of DURATION s; the top symbols go to OUT_DIR/https-*/perf-NAME.txt
-#   LAMEDUCK_HELLO [build/release/bin/lameduck-hello]  NGINX [/usr/sbin/nginx]
+#   LAMEDUCK_HELLO [build/release/bin/lameduck-hello, built first: bench/common.sh]
+#   NGINX [/usr/sbin/nginx]
 #   BASELINE_HELLO [unset]: another build of lameduck-hello (an earlier commit, as in
 #     throughput.sh), run exactly as lameduck is, as the servers baseline-https and
 #     baseline-http, which are then added to the default SERVERS (name them in HANDSHAKES or

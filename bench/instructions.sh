@@ -12,7 +12,8 @@
 #
 # Run:        BASELINE_HELLO=/tmp/old/build/release/bin/lameduck-hello bench/instructions.sh
 # Environment (defaults in brackets):
-#   LAMEDUCK_HELLO [build/release/bin/lameduck-hello]  BASELINE_HELLO [unset: this build alone]
+#   LAMEDUCK_HELLO [build/release/bin/lameduck-hello, built first: bench/common.sh]
+#   BASELINE_HELLO [unset: this build alone]  LOCK [/tmp/lameduck-bench-lock]  LOCK_WAIT [3600]
 #   REQUESTS [20000]  CONCURRENCY [16]  ROUNDS [3]  TARGET [/]
 #   HELLO_ARGS [""]: more arguments for both builds, e.g. "--metrics-path /metrics" (with
 #   TARGET=/metrics, what a scrape costs)

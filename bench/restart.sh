@@ -20,15 +20,15 @@
 #   RESTARTS [20]  ROUNDS [3]  EVERY_US [1000]  ARRIVALS [poisson] (or fixed)  RESTART_MS [100]
 #   LEAD_MS [200]  TAIL_MS [300]  TIMEOUT_MS [2500] (per connection)  MAX_INFLIGHT [256]
 #   WAYS ["lameduck-handover lameduck-rebind node-close-listen"]
-#   LAMEDUCK_RESTART [build/release/bin/lameduck-restart]  NODE [/usr/bin/node]
+#   LAMEDUCK_RESTART [build/release/bin/lameduck-restart, built first: bench/common.sh]
+#   NODE [/usr/bin/node]
 #   SERVER_CPU [0]  CLIENT_CPU [1]  OUT_DIR [bench/out]  LOCK [/tmp/lameduck-bench-lock]
 #   LOCK_WAIT [3600] (seconds to wait for another benchmark's lock)  PYTHON [/usr/bin/python3]
 # Each run writes raw results (results.jsonl, one line per round and way; events/, one line per
 # connection; servers/, the servers' output) and the table (summary.md) to
 # OUT_DIR/restart-<date>-<time>/. It never fails because of the figures.
-# Needs: g++, taskset, python3 (standard library; for the table), lameduck-restart
-# (cmake --build --preset release --target lameduck-restart), node; a missing server is skipped
-# with a note. Two or more CPUs.
+# Needs: g++, taskset, python3 (standard library; for the table), cmake (lameduck-restart is
+# built first), node; a missing server is skipped with a note. Two or more CPUs.
 set -euo pipefail
 
 bench_name=restart

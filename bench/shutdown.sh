@@ -20,7 +20,8 @@
 #   STOP_SERVERS, RACE_SERVERS [floor lameduck lameduck-destroy lameduck-grace nginx-quit
 #     nginx-stop node-close node-closeall http-terminator stoppable]
 #   IDLE_GRACE [1] (lameduck-hello --idle-grace, seconds)  DRAIN_TIMEOUT [30]  PROBE_US [200]
-#   LAMEDUCK_HELLO [build/release/bin/lameduck-hello]  NGINX [/usr/sbin/nginx]  NODE [/usr/bin/node]
+#   LAMEDUCK_HELLO [build/release/bin/lameduck-hello, built first: bench/common.sh]
+#   NGINX [/usr/sbin/nginx]  NODE [/usr/bin/node]
 #   SERVER_CPU [0]  CLIENT_CPU [1]  OUT_DIR [bench/out]  LOCK [/tmp/lameduck-bench-lock]
 #   LOCK_WAIT [3600] (seconds to wait for another benchmark's lock)
 # Each run writes raw results and the tables to OUT_DIR/shutdown-<date>-<time>/.

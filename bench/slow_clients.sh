@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark (not a test; never run in CI): slow and hostile clients against lameduck and nginx in
-# the same run. Conventions and helpers are throughput.sh's (bench/common.sh,
+# the same run. Conventions and helpers are throughput.sh's (bench/servers.sh,
 # bench/throughput_helper.py); the load is bench/hostile_client.cpp (built here with g++ -O2);
 # the tables are printed by bench/hostile_helper.py.
 #
-# Every server is on 127.0.0.1 (a free port, picked as common.sh does), pinned to SERVER_CPU (0),
+# Every server is on 127.0.0.1 (a free port, picked as servers.sh does), pinned to SERVER_CPU (0),
 # one thread / one worker, each part on a fresh instance; the client is pinned to CLIENT_CPU (1).
 #   lameduck  lameduck-hello --threads 1, its defaults (header timeout 10 s from the accept, body
 #             timeout 30 s between reads, and the minimum data rates if the build has them: none
@@ -53,7 +53,8 @@
 #   BYTE_INTERVAL_MS [5000]  BODY_LENGTH [1000]  HEALTHY [8]  HEALTHY_INTERVAL_MS [20]
 #   FD_LIMIT [1024]  FD_FLOOD_CONNS [4000]  MAX_CONNECTIONS [1000]  MAXCONN_FLOOD_CONNS [3000]
 #   BEFORE* [5]  FLOOD_SECONDS* [20]  AFTER* [10]  (QUICK: 5, 2, 20, 2, 6, 4)
-#   LAMEDUCK_HELLO [build/release/bin/lameduck-hello]  NGINX [/usr/sbin/nginx]
+#   LAMEDUCK_HELLO [build/release/bin/lameduck-hello, built first: bench/common.sh]
+#   NGINX [/usr/sbin/nginx]
 #   PYTHON [/usr/bin/python3]  SERVER_CPU [0]  CLIENT_CPU [1]  OUT_DIR [bench/out]
 #   LOCK [/tmp/lameduck-bench-lock]  LOCK_WAIT [3600]
 # Each run writes results.jsonl (one line per part, server and round: the client's figures),

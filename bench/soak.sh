@@ -31,13 +31,14 @@
 #   MALLOC_TUNABLES [glibc.malloc.mmap_threshold=131072:glibc.malloc.trim_threshold=131072]
 #   (GLIBC_TUNABLES for the server; empty: glibc's adaptive defaults)
 #   WARMUP_CYCLES [2]  SMAPS [0] (1: the server lists its largest mappings between servers, in
-#   server.err)  LAMEDUCK_BUILD [build/release] (where liblameduck.a is)
+#   server.err)  LAMEDUCK_BUILD [build/release, built
+#   first: bench/common.sh] (where liblameduck.a is)
 #   PYTHON [/usr/bin/python3]  SERVER_CPU [0]  CLIENT_CPU [1]  OUT_DIR [bench/out]
 #   LOCK [/tmp/lameduck-bench-lock]  LOCK_WAIT [3600]
 # Each run writes server.out (the server's lines: cycles, drains, between-server figures),
 # samples.csv, traffic.json, settings.txt and summary.md to OUT_DIR/soak-<date>-<time>/;
 # `bench/soak.py summarize DIR` prints the tables again. Needs: g++, libssl-dev, openssl, taskset,
-# python3, and the release build (cmake --preset release && cmake --build --preset release).
+# python3, cmake (the release build is brought up to date first: bench/common.sh).
 set -euo pipefail
 
 bench_name=soak

@@ -36,7 +36,8 @@
 #   DURATION [10]  WARMUP [2]  ROUNDS [3]  CONNS ["64 256"]  IDLE_CONNS [10000]
 #   SERVERS ["lameduck nginx h2o node floor"] (floor: bench/epoll_floor.c, built with gcc)  MEMORY_SERVERS ["lameduck nginx"] (MEMORY_SERVERS= skips part 2)
 #   (with BASELINE_HELLO set: SERVERS ["lameduck baseline nginx h2o node floor"], MEMORY_SERVERS ["lameduck baseline nginx"])
-#   LAMEDUCK_HELLO [build/release/bin/lameduck-hello]  BASELINE_HELLO [unset: no baseline]
+#   LAMEDUCK_HELLO [build/release/bin/lameduck-hello, built first: bench/common.sh]
+#   BASELINE_HELLO [unset: no baseline]  LOCK [/tmp/lameduck-bench-lock]  LOCK_WAIT [3600]
 #   NGINX [/usr/sbin/nginx]  H2O [/usr/bin/h2o]
 #   NODE [/usr/bin/node]  PYTHON [/usr/bin/python3]  SERVER_CPU [0]  CLIENT_CPU [1]
 #   OUT_DIR [bench/out]: each run writes raw results, wrk outputs and the tables to
