@@ -87,8 +87,8 @@ raise_nofile() {
 # a no-op when nothing changed) and says which commit is measured. A binary the user passes is
 # never rebuilt; the same line says what it is.
 
-release_targets=()
-measured=()   # "SETTING|PATH": SETTING empty when built here
+bench_targets=()
+bench_measured=()   # "SETTING|PATH": SETTING empty when built here
 
 # from_release SETTING TARGET [FILE [SHOWN]]: unless the user set SETTING, it becomes
 # build/release/FILE (bin/TARGET by default; "" for the build directory itself) and TARGET is
@@ -96,12 +96,12 @@ measured=()   # "SETTING|PATH": SETTING empty when built here
 from_release() {
   local setting=$1 target=$2 file=${3-bin/$2} shown=${4:-}
   if [[ -n ${!setting:-} ]]; then
-    measured+=("$setting|${!setting}${shown:+/$shown}")
+    bench_measured+=("$setting|${!setting}${shown:+/$shown}")
     return 0
   fi
   printf -v "$setting" '%s' "$root/build/release${file:+/$file}"
-  release_targets+=("$target")
-  measured+=("|${!setting}${shown:+/$shown}")
+  bench_targets+=("$target")
+  bench_measured+=("|${!setting}${shown:+/$shown}")
 }
 
 # commit_of PATH: the short commit of the git tree PATH is in, +dirty when tracked files have
@@ -121,23 +121,23 @@ commit_of() {
 # build fails. The build's output goes to stderr.
 release_build_current() {
   local as=() entry setting path when
-  if ((${#release_targets[@]} > 0)); then
+  if ((${#bench_targets[@]} > 0)); then
     if ((EUID == 0)) && [[ -n ${SUDO_USER:-} ]]; then as=(sudo -u "$SUDO_USER" --); fi
     if [[ ! -f $root/build/release/CMakeCache.txt ]]; then
       note "configuring the release build (cmake --preset release)"
       (cd "$root" && "${as[@]}" cmake --preset release >&2) ||
         { note "cmake --preset release failed"; exit 2; }
     fi
-    (cd "$root" && "${as[@]}" cmake --build --preset release --target "${release_targets[@]}" >&2) ||
-      { note "cmake --build --preset release --target ${release_targets[*]} failed"; exit 2; }
+    (cd "$root" && "${as[@]}" cmake --build --preset release --target "${bench_targets[@]}" >&2) ||
+      { note "cmake --build --preset release --target ${bench_targets[*]} failed"; exit 2; }
   fi
-  for entry in "${measured[@]}"; do
+  for entry in "${bench_measured[@]}"; do
     setting=${entry%%|*} path=${entry#*|}
-    when=$(date -r "$path" '+%F %T' 2>/dev/null || echo 'missing')
+    when=$(date -r "$path" '+built %F %T' 2>/dev/null || echo 'not there')
     if [[ -z $setting ]]; then
-      echo "$bench_name: measuring $path at $(commit_of "$path") (release build, brought up to date; built $when)"
+      echo "$bench_name: measuring $path at $(commit_of "$path") (release build, brought up to date; $when)"
     else
-      echo "$bench_name: measuring $path at $(commit_of "$path") ($setting: not rebuilt; built $when)"
+      echo "$bench_name: measuring $path at $(commit_of "$path") ($setting: not rebuilt; $when)"
     fi
   done
 }

@@ -54,7 +54,6 @@ need_whole_numbers LOAD SLOW IDLE UPGRADED SLOW_MIN_MS SLOW_MAX_MS CHECK_MS FALL
 
 server_pid=
 cleanup() {
-  trap - EXIT INT TERM
   if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
     kill -KILL "$server_pid" 2>/dev/null || true
     wait "$server_pid" 2>/dev/null || true

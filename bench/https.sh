@@ -138,7 +138,6 @@ client=$program
 tmp=$(mktemp -d /tmp/lameduck-https-bench.XXXXXX)
 chmod 755 "$tmp"
 cleanup() {
-  trap - EXIT INT TERM
   stop_all_servers   # also removes $tmp: the certificate and its key
 }
 on_exit cleanup

@@ -126,7 +126,6 @@ client=$program
 tmp=$(mktemp -d /tmp/lameduck-slow-clients.XXXXXX)
 chmod 755 "$tmp"
 cleanup() {
-  trap - EXIT INT TERM
   stop_all_servers
 }
 on_exit cleanup

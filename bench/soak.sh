@@ -62,7 +62,6 @@ need_tools taskset timeout g++ openssl "$PYTHON"
 tmp=$(mktemp -d /tmp/lameduck-soak.XXXXXX)
 server_pid=
 cleanup() {
-  trap - EXIT INT TERM
   if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
     kill -TERM "$server_pid" 2>/dev/null || true
     for _ in $(seq 1 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done

@@ -106,7 +106,6 @@ tmp=$(mktemp -d /tmp/lameduck-bench.XXXXXX)
 chmod 755 "$tmp"
 
 cleanup() {
-  trap - EXIT INT TERM
   stop_all_servers
 }
 on_exit cleanup
