@@ -8,18 +8,19 @@
 #
 # Each benchmark keeps its own settings from the environment (see bench/README.md) and its run
 # directory in OUT_DIR (bench/out). A chart whose benchmark fails is not drawn, and the script
-# exits 1 after trying the others. Needs the release build (cmake --preset release && cmake
-# --build --preset release), the peers (LAMEDUCK_SETUP_BENCH=1 scripts/setup: nginx-light, h2o,
-# PM2 from npm), and Debian's python3-matplotlib for /usr/bin/python3.
+# exits 1 after trying the others. The release build is brought up to date once, first (under
+# the bench lock), and every benchmark measures that build (LAMEDUCK_HELLO, LAMEDUCK and
+# LAMEDUCK_BUILD are passed down), so that all the charts show one commit. Needs cmake, the
+# peers (LAMEDUCK_SETUP_BENCH=1 scripts/setup: nginx-light, h2o, PM2 from npm), and Debian's
+# python3-matplotlib for /usr/bin/python3.
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+bench_name=charts
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 CHARTS=${CHARTS:-drain drain-no-delay throughput reload}
-OUT_DIR=${OUT_DIR:-$here/out}
-IMAGES=${IMAGES:-$(cd "$here/.." && pwd)/docs/images}
+IMAGES=${IMAGES:-$root/docs/images}
 export OUT_DIR
-
-note() { echo "charts: $*" >&2; }
 
 /usr/bin/python3 -c 'import matplotlib' 2>/dev/null ||
   { note "needs Debian's python3-matplotlib (apt-get install python3-matplotlib)"; exit 2; }
@@ -28,6 +29,15 @@ if [[ ${QUICK:-0} == 1 ]]; then
   export DURATION=${DURATION:-3} ROUNDS=${ROUNDS:-1} RELOADS=${RELOADS:-3} COMPARE=${COMPARE:-0}
   export IDLE_CONNS=${IDLE_CONNS:-2000}
 fi
+
+# One build for every chart, made under the lock, which each benchmark then takes in turn.
+from_release LAMEDUCK_HELLO lameduck-hello
+from_release LAMEDUCK lameduck-supervisor bin/lameduck
+from_release LAMEDUCK_BUILD lameduck "" liblameduck.a
+export LAMEDUCK_HELLO LAMEDUCK LAMEDUCK_BUILD
+lock_and_build
+release_bench_lock   # each benchmark takes it in turn
+bench_locked=
 
 # newest PREFIX: the newest run directory of that kind in OUT_DIR, or nothing.
 newest() {

@@ -52,6 +52,7 @@
 #include <lameduck/lameduck.hpp>
 
 #include "../examples/timer_thread.hpp"
+#include "bench_signals.hpp"
 
 namespace {
 
@@ -184,14 +185,8 @@ int main(int argc, char** argv) {
   std::FILE* events_file = std::fopen(events_path.c_str(), "w");
   if (!samples || !events_file) usage("cannot write " + (samples ? events_path : samples_path));
 
-  // The stop signals are taken with sigtimedwait by the main thread only: blocked before any
-  // thread starts, so every thread inherits the mask.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  ::signal(SIGPIPE, SIG_IGN);
+  // Before any thread starts: the stop signals are taken with sigtimedwait by this thread only.
+  const sigset_t stop_signals = block_stop_signals();
 
   event_log events(events_file);
   timer_thread timers;

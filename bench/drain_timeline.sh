@@ -19,16 +19,18 @@
 # Environment (defaults in brackets):
 #   LOAD [8]  SLOW [20]  IDLE [200]  UPGRADED [20]  SLOW_MIN_MS [500]  SLOW_MAX_MS [3000]
 #   CHECK_MS [500]  FALL [2]  BEFORE_MS [2000]  LAME_DUCK_MS [2000]  DEADLINE_MS [15000]
-#   IDLE_GRACE_MS [0]  SAMPLE_MS [10]  THREADS [1]  LAMEDUCK_BUILD [build/release]
+#   IDLE_GRACE_MS [0]  SAMPLE_MS [10]  THREADS [1]  LAMEDUCK_BUILD [build/release,
+#   built first: bench/common.sh]
 #   PYTHON [/usr/bin/python3]  SERVER_CPU [0]  CLIENT_CPU [1]  OUT_DIR [bench/out]
 #   LOCK [/tmp/lameduck-bench-lock]  LOCK_WAIT [3600]
 # Each run writes samples.csv and server-events.jsonl (the server's), client-events.jsonl,
 # settings.txt and summary.md to OUT_DIR/drain-timeline-<date>-<time>/. Needs: g++, taskset,
-# python3, and the release build (cmake --preset release && cmake --build --preset release).
+# python3, cmake (the release build is brought up to date first: bench/common.sh).
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/.." && pwd)
+bench_name="drain-timeline"
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 LOAD=${LOAD:-8}
 SLOW=${SLOW:-20}
@@ -44,41 +46,32 @@ DEADLINE_MS=${DEADLINE_MS:-15000}
 IDLE_GRACE_MS=${IDLE_GRACE_MS:-0}
 SAMPLE_MS=${SAMPLE_MS:-10}
 THREADS=${THREADS:-1}
-LAMEDUCK_BUILD=${LAMEDUCK_BUILD:-$root/build/release}
-PYTHON=${PYTHON:-/usr/bin/python3}
-SERVER_CPU=${SERVER_CPU:-0}
-CLIENT_CPU=${CLIENT_CPU:-1}
-OUT_DIR=${OUT_DIR:-$here/out}
-LOCK=${LOCK:-/tmp/lameduck-bench-lock}
-LOCK_WAIT=${LOCK_WAIT:-3600}
+from_release LAMEDUCK_BUILD lameduck "" liblameduck.a
 
-note() { echo "drain-timeline: $*" >&2; }
-# shellcheck source=bench/lock.sh
-source "$here/lock.sh"
+need_tools taskset timeout g++ "$PYTHON"
+need_whole_numbers LOAD SLOW IDLE UPGRADED SLOW_MIN_MS SLOW_MAX_MS CHECK_MS FALL BEFORE_MS \
+  LAME_DUCK_MS DEADLINE_MS IDLE_GRACE_MS SAMPLE_MS THREADS
 
-for tool in taskset timeout g++ "$PYTHON"; do
-  command -v "$tool" >/dev/null 2>&1 || { note "needs $tool"; exit 2; }
-done
-for n in LOAD SLOW IDLE UPGRADED SLOW_MIN_MS SLOW_MAX_MS CHECK_MS FALL BEFORE_MS LAME_DUCK_MS \
-  DEADLINE_MS IDLE_GRACE_MS SAMPLE_MS THREADS; do
-  [[ ${!n} =~ ^[0-9]+$ ]] || { note "$n must be a whole number"; exit 2; }
-done
+server_pid=
+cleanup() {
+  if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -KILL "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+}
+on_exit cleanup
+
+lock_and_build
 lib=$LAMEDUCK_BUILD/liblameduck.a
 [[ -f $lib ]] || { note "no $lib (build the release preset, or set LAMEDUCK_BUILD)"; exit 2; }
-
-mkdir -p "$OUT_DIR"
-server_bin="$OUT_DIR/drain_timeline"
-if [[ ! -x $server_bin || $here/drain_timeline.cpp -nt $server_bin || $lib -nt $server_bin ||
-  $root/examples/timer_thread.hpp -nt $server_bin ]]; then
-  g++ -O2 -std=c++20 -Wall -Wextra -I"$root/include" "$here/drain_timeline.cpp" "$lib" \
-    -lssl -lcrypto -pthread -o "$server_bin"
-fi
+program_on_library drain_timeline "$lib"
+server_bin=$program
 
 run_dir="$OUT_DIR/drain-timeline-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$run_dir"
 {
   echo "date=$(date -Is)"
-  echo "machine=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(getconf _NPROCESSORS_ONLN) CPUs"
+  machine_line
   echo "kernel=$(uname -r)"
   echo "lameduck=$(git -C "$root" describe --always --dirty 2>/dev/null || echo '?') library=$lib"
   echo "LOAD=$LOAD SLOW=$SLOW IDLE=$IDLE UPGRADED=$UPGRADED SLOW_MIN_MS=$SLOW_MIN_MS SLOW_MAX_MS=$SLOW_MAX_MS"
@@ -86,26 +79,8 @@ mkdir -p "$run_dir"
   echo "SAMPLE_MS=$SAMPLE_MS THREADS=$THREADS SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU"
 } >"$run_dir/settings.txt"
 
-server_pid=
-locked=
-cleanup() {
-  trap - EXIT INT TERM
-  if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -KILL "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  [[ -n $locked ]] && release_bench_lock
-  return 0
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-take_bench_lock
-locked=1
-
 # The client needs a descriptor per connection, and so does the server, which inherits this.
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+raise_nofile
 
 max_s=$(((BEFORE_MS + DEADLINE_MS) / 1000 + 60))
 taskset -c "$SERVER_CPU" "$server_bin" --samples "$run_dir/samples.csv" \

@@ -38,7 +38,7 @@
 # Environment (defaults in brackets):
 #   CASES ["delay no-delay delay-no-retry no-delay-no-retry kill-supervisor kill-host"]  ROUNDS [1]  CONNECTIONS [8] (per client)
 #   WARMUP [2]  TAIL [2]  TIMEOUT_MS [5000] (per request)  RETRY_MS [10] (after a failure)
-#   LAMEDUCK, LAMEDUCK_HELLO [bin/lameduck, bin/lameduck-hello of build/release, else build/dev]
+#   LAMEDUCK, LAMEDUCK_HELLO [bin/lameduck, bin/lameduck-hello of build/release, built first]
 #   FLEET_HAPROXY_CFG [examples/fleet/haproxy.cfg]  OUT_DIR [bench/out]
 #   LOCK [/tmp/lameduck-bench-lock]  LOCK_WAIT [3600]
 # Each run writes results.jsonl (one line per case, round and client), clients/ (each client's
@@ -46,11 +46,11 @@
 # and summary.md to OUT_DIR/fleet-<date>-<time>/. It never fails because of the figures.
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/.." && pwd)
+bench_name="fleet-bench"
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 fleet=$root/examples/fleet
 
-note() { echo "fleet-bench: $*" >&2; }
 helper() { python3 "$here/fleet_helper.py" "$@"; }
 
 if [[ ${1:-} == summarize ]]; then
@@ -67,33 +67,23 @@ WARMUP=${WARMUP:-2}
 TAIL=${TAIL:-2}
 TIMEOUT_MS=${TIMEOUT_MS:-5000}
 RETRY_MS=${RETRY_MS:-10}
-OUT_DIR=${OUT_DIR:-$here/out}
-LOCK=${LOCK:-/tmp/lameduck-bench-lock}
-LOCK_WAIT=${LOCK_WAIT:-3600}
-for n in ROUNDS CONNECTIONS WARMUP TAIL TIMEOUT_MS RETRY_MS; do
-  [[ ${!n} =~ ^[0-9]+$ ]] || { note "$n must be a whole number"; exit 2; }
-done
+from_release LAMEDUCK lameduck-supervisor bin/lameduck
+from_release LAMEDUCK_HELLO lameduck-hello
+export LAMEDUCK LAMEDUCK_HELLO
+need_whole_numbers ROUNDS CONNECTIONS WARMUP TAIL TIMEOUT_MS RETRY_MS
 ((WARMUP >= 1)) || { note "WARMUP must be 1 s or more (the clients must be up before the deploy)"; exit 2; }
 for c in $CASES; do
   [[ $c =~ ^(delay|no-delay|delay-no-retry|no-delay-no-retry|kill-supervisor|kill-host)$ ]] ||
     { note "unknown case $c (delay no-delay delay-no-retry no-delay-no-retry kill-supervisor kill-host)"; exit 2; }
 done
-for tool in g++ ip haproxy python3; do
-  command -v "$tool" >/dev/null 2>&1 || { note "needs $tool"; exit 2; }
-done
+need_tools g++ ip haproxy python3
 
-mkdir -p "$OUT_DIR"
-client="$OUT_DIR/reload_client"
-if [[ ! -x $client || $here/reload_client.cpp -nt $client ]]; then
-  g++ -O2 -std=c++20 -Wall -Wextra "$here/reload_client.cpp" -o "$client"
-fi
+bench_program reload_client
+client=$program
 
-# shellcheck source=bench/lock.sh
-source "$here/lock.sh"
 # haproxy_api: HAProxy's runtime API, as the fleet's scripts use it.
 # shellcheck source=examples/fleet/lib.sh
 source "$fleet/lib.sh"
-take_bench_lock
 # One fleet at a time, named after this run: the example's own fleet (lameduck-fleet) and any
 # other run are left alone.
 export FLEET_NAME="ldbench-$$"
@@ -103,11 +93,10 @@ cleanup() {
   local p
   for p in "${client_pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   "$fleet/fleet.sh" down --now >/dev/null 2>&1 || true
-  release_bench_lock
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
+# The lock, then the release build (built as the user who ran sudo).
+lock_and_build
 
 run_dir="$OUT_DIR/fleet-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$run_dir/clients" "$run_dir/fleets"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark (not a test; never run in CI): lameduck's HTTPS against nginx's, and against its own
 # plain HTTP, on a tiny response. Conventions, helpers and the wrk measurement are
-# throughput.sh's (bench/common.sh, bench/throughput_helper.py); the tables are printed by
+# throughput.sh's (bench/servers.sh, bench/throughput_helper.py); the tables are printed by
 # bench/https_helper.py.
 #
 # Every server is on 127.0.0.1, pinned to SERVER_CPU (0), with one thread / one worker; every
@@ -66,7 +66,8 @@
 #   IDLE_CONNS [10000]  IDLE_SECONDS [40]
 #   PERF_SERVERS [""]: after part 1, `perf record -g` of each named server during one more
 #     wrk -c64 run of DURATION s; the top symbols go to OUT_DIR/https-*/perf-NAME.txt
-#   LAMEDUCK_HELLO [build/release/bin/lameduck-hello]  NGINX [/usr/sbin/nginx]
+#   LAMEDUCK_HELLO [build/release/bin/lameduck-hello, built first: bench/common.sh]
+#   NGINX [/usr/sbin/nginx]
 #   BASELINE_HELLO [unset]: another build of lameduck-hello (an earlier commit, as in
 #     throughput.sh), run exactly as lameduck is, as the servers baseline-https and
 #     baseline-http, which are then added to the default SERVERS (name them in HANDSHAKES or
@@ -79,8 +80,11 @@
 # Absolute figures drift by up to ~20 % between runs on a noisy machine: compare within one run.
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/.." && pwd)
+bench_name=https
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# shellcheck source=bench/servers.sh
+source "$here/servers.sh"
 
 DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-2}
@@ -100,33 +104,16 @@ MEMORY_SERVERS=${MEMORY_SERVERS-"lameduck-https nginx-https lameduck-http nginx-
 IDLE_CONNS=${IDLE_CONNS:-10000}
 IDLE_SECONDS=${IDLE_SECONDS:-40}
 PERF_SERVERS=${PERF_SERVERS:-}
-LAMEDUCK_HELLO=${LAMEDUCK_HELLO:-$root/build/release/bin/lameduck-hello}
+from_release LAMEDUCK_HELLO lameduck-hello
+if [[ -n $BASELINE_HELLO ]]; then from_release BASELINE_HELLO lameduck-hello; fi
 NGINX=${NGINX:-/usr/sbin/nginx}
-PYTHON=${PYTHON:-/usr/bin/python3}
-SERVER_CPU=${SERVER_CPU:-0}
-CLIENT_CPU=${CLIENT_CPU:-1}
-OUT_DIR=${OUT_DIR:-$here/out}
-LOCK=${LOCK:-/tmp/lameduck-bench-lock}
-LOCK_WAIT=${LOCK_WAIT:-3600}
 
-note() { echo "https: $*" >&2; }
-# shellcheck source=bench/common.sh
-source "$here/common.sh"
-# shellcheck source=bench/lock.sh
-source "$here/lock.sh"
-
-for tool in wrk taskset timeout openssl g++ "$PYTHON"; do
-  command -v "$tool" >/dev/null 2>&1 || { note "needs $tool"; exit 2; }
-done
-[[ -x $LAMEDUCK_HELLO ]] || { note "no $LAMEDUCK_HELLO (build the release preset, or set LAMEDUCK_HELLO)"; exit 2; }
-if ! "$LAMEDUCK_HELLO" --help 2>/dev/null | grep -q -- --tls-listen; then
-  note "$LAMEDUCK_HELLO has no --tls-listen"; exit 2
-fi
+need_tools wrk taskset timeout openssl g++ "$PYTHON"
 
 # ------------------------------------------------------------------------------ setup
 
 # Everything this script runs itself (helpers, clients) stays off the server's CPU.
-taskset -cp "$CLIENT_CPU" $$ >/dev/null
+pin_to_client_cpu
 raise_nofile
 if ((${#MEMORY_SERVERS} > 0 && nofile < IDLE_CONNS + 256)); then
   note "open-file limit is $nofile (hard limit $(ulimit -Hn)); idle connections cut to $((nofile - 256))"
@@ -145,23 +132,15 @@ notes="$run_dir/notes.txt"            # key text
 : >"$memory"
 echo "clk_tck $clk_tck" >"$notes"
 
-client="$OUT_DIR/tls_client"
-if [[ ! -x $client || $here/tls_client.cpp -nt $client ]]; then
-  g++ -O2 -std=c++20 -Wall -Wextra "$here/tls_client.cpp" -o "$client" -lssl -lcrypto
-fi
+bench_program tls_client -lssl -lcrypto
+client=$program
 
 tmp=$(mktemp -d /tmp/lameduck-https-bench.XXXXXX)
 chmod 755 "$tmp"
-locked=
 cleanup() {
-  trap - EXIT INT TERM
   stop_all_servers   # also removes $tmp: the certificate and its key
-  [[ -n $locked ]] && release_bench_lock
-  return 0
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 # The certificate and key, only for this run.
 mkdir -m 700 "$tmp/tls"
@@ -254,8 +233,11 @@ have() {
 # ------------------------------------------------------------------------------ run
 
 # One benchmark at a time on this machine: wait (bounded) for the lock, hold it for the run.
-take_bench_lock
-locked=1
+lock_and_build
+[[ -x $LAMEDUCK_HELLO ]] || { note "no $LAMEDUCK_HELLO (build the release preset, or set LAMEDUCK_HELLO)"; exit 2; }
+if ! "$LAMEDUCK_HELLO" --help 2>/dev/null | grep -q -- --tls-listen; then
+  note "$LAMEDUCK_HELLO has no --tls-listen"; exit 2
+fi
 
 echo "https: $(getconf _NPROCESSORS_ONLN) CPUs online, kernel $(uname -r), $(openssl version); servers on CPU $SERVER_CPU, clients on CPU $CLIENT_CPU"
 echo "https: wrk -t1 -c{${CONNS// /,}} -d${DURATION}s after ${WARMUP}s warm-up; $ROUNDS round(s); output in $run_dir"

@@ -12,27 +12,39 @@
 #
 # Run:        BASELINE_HELLO=/tmp/old/build/release/bin/lameduck-hello bench/instructions.sh
 # Environment (defaults in brackets):
-#   LAMEDUCK_HELLO [build/release/bin/lameduck-hello]  BASELINE_HELLO [unset: this build alone]
+#   LAMEDUCK_HELLO [build/release/bin/lameduck-hello, built first: bench/common.sh]
+#   BASELINE_HELLO [unset: this build alone]  LOCK [/tmp/lameduck-bench-lock]  LOCK_WAIT [3600]
 #   REQUESTS [20000]  CONCURRENCY [16]  ROUNDS [3]  TARGET [/]
 #   HELLO_ARGS [""]: more arguments for both builds, e.g. "--metrics-path /metrics" (with
 #   TARGET=/metrics, what a scrape costs)
 # Needs: valgrind, ab (apache2-utils), curl.
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/.." && pwd)
-LAMEDUCK_HELLO=${LAMEDUCK_HELLO:-$root/build/release/bin/lameduck-hello}
+bench_name=instructions
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+from_release LAMEDUCK_HELLO lameduck-hello
 BASELINE_HELLO=${BASELINE_HELLO:-}
+if [[ -n $BASELINE_HELLO ]]; then from_release BASELINE_HELLO lameduck-hello; fi
 REQUESTS=${REQUESTS:-20000}
 CONCURRENCY=${CONCURRENCY:-16}
 ROUNDS=${ROUNDS:-3}
 TARGET=${TARGET:-/}
 HELLO_ARGS=${HELLO_ARGS:-}
 
-note() { echo "instructions: $*" >&2; }
-for tool in valgrind ab curl timeout; do
-  command -v "$tool" >/dev/null 2>&1 || { note "needs $tool"; exit 2; }
-done
+need_tools valgrind ab curl timeout
+
+tmp=$(mktemp -d /tmp/lameduck-instructions-XXXXXX)
+server=""
+cleanup() {
+  if [[ -n $server ]]; then kill -KILL "$server" 2>/dev/null || true; fi
+  rm -rf "$tmp"
+}
+on_exit cleanup
+# The lock too: callgrind's counts do not mind a busy machine, but its CPU would disturb
+# another benchmark's times.
+lock_and_build
+
 declare -A bin=([lameduck]=$LAMEDUCK_HELLO)
 names=(lameduck)
 if [[ -n $BASELINE_HELLO ]]; then
@@ -42,14 +54,6 @@ fi
 for name in "${names[@]}"; do
   [[ -x ${bin[$name]} ]] || { note "no $name build at ${bin[$name]}"; exit 2; }
 done
-
-tmp=$(mktemp -d /tmp/lameduck-instructions-XXXXXX)
-server=""
-cleanup() {
-  if [[ -n $server ]]; then kill -KILL "$server" 2>/dev/null || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
 
 # instructions NAME REQUESTS: the Ir total of one run.
 instructions() {

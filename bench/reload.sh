@@ -34,7 +34,7 @@
 #   RELOAD_TIMEOUT [120] (s, bounds one reload command)  COMPARE [1]  COMPARE_RUNS [4] (pairs
 #   of measurements, DURATION s each, the order alternating)  CHECK [1] (check the
 #   client's counting against raw misbehaving servers first, about 15 s)
-#   LAMEDUCK, LAMEDUCK_HELLO [bin/lameduck, bin/lameduck-hello of build/release, else build/dev]
+#   LAMEDUCK, LAMEDUCK_HELLO [bin/lameduck, bin/lameduck-hello of build/release, built first]
 #   NODE [node]  PYTHON [python3]  SERVER_CPUS [0]  CLIENT_CPU [1]  OUT_DIR [bench/out]
 #   LOCK [/tmp/lameduck-bench-lock]  LOCK_WAIT [3600]
 # Each run writes results.jsonl (one line per case, mode and round), compare.jsonl, client/
@@ -44,17 +44,10 @@
 # a case whose programs are missing is skipped with a note.
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/.." && pwd)
-
-# The binaries of the release build, else of the dev build.
-find_bin() {
-  local d
-  for d in "$root/build/release/bin" "$root/build/dev/bin"; do
-    if [[ -x $d/$1 ]]; then echo "$d/$1"; return 0; fi
-  done
-  echo "$root/build/release/bin/$1"
-}
+bench_name=reload
+PYTHON=${PYTHON:-$(command -v python3 || echo /usr/bin/python3)}
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 CASES=${CASES:-lameduck-hello lameduck-node pm2}
 MODES=${MODES:-keepalive close}
@@ -74,18 +67,12 @@ RELOAD_TIMEOUT=${RELOAD_TIMEOUT:-120}
 COMPARE=${COMPARE:-1}
 COMPARE_RUNS=${COMPARE_RUNS:-4}
 CHECK=${CHECK:-1}
-LAMEDUCK=${LAMEDUCK:-$(find_bin lameduck)}
-LAMEDUCK_HELLO=${LAMEDUCK_HELLO:-$(find_bin lameduck-hello)}
+from_release LAMEDUCK lameduck-supervisor bin/lameduck
+from_release LAMEDUCK_HELLO lameduck-hello
 NODE=${NODE:-$(command -v node || echo /usr/bin/node)}
-PYTHON=${PYTHON:-$(command -v python3 || echo /usr/bin/python3)}
 SERVER_CPUS=${SERVER_CPUS:-0}
-CLIENT_CPU=${CLIENT_CPU:-1}
-OUT_DIR=${OUT_DIR:-$here/out}
-LOCK=${LOCK:-/tmp/lameduck-bench-lock}
-LOCK_WAIT=${LOCK_WAIT:-3600}
 PM2=$here/node/node_modules/.bin/pm2
 
-note() { echo "reload: $*" >&2; }
 helper() { "$PYTHON" "$here/reload_helper.py" "$@"; }
 
 if [[ ${1:-} == summarize ]]; then
@@ -94,21 +81,14 @@ if [[ ${1:-} == summarize ]]; then
   exit 0
 fi
 
-for tool in g++ taskset "$PYTHON"; do
-  command -v "$tool" >/dev/null 2>&1 || { note "needs $tool"; exit 2; }
-done
-for n in RELOADS INSTANCES CONNECTIONS DURATION WARMUP TAIL TIMEOUT_MS RETRY_MS ROUNDS RELOAD_TIMEOUT COMPARE_RUNS; do
-  [[ ${!n} =~ ^[0-9]+$ ]] || { note "$n must be a whole number"; exit 2; }
-done
+need_tools g++ taskset "$PYTHON"
+need_whole_numbers RELOADS INSTANCES CONNECTIONS DURATION WARMUP TAIL TIMEOUT_MS RETRY_MS ROUNDS RELOAD_TIMEOUT COMPARE_RUNS
 ((WARMUP >= 1)) || { note "WARMUP must be 1 s or more (the client must be up before the first phase mark)"; exit 2; }
 
 # ------------------------------------------------------------------------------ build, install
 
-mkdir -p "$OUT_DIR"
-client="$OUT_DIR/reload_client"
-if [[ ! -x $client || $here/reload_client.cpp -nt $client ]]; then
-  g++ -O2 -std=c++20 -Wall -Wextra "$here/reload_client.cpp" -o "$client"
-fi
+bench_program reload_client
+client=$program
 
 # PM2, exactly as locked (npm ci), unless already installed from this lock.
 if [[ " $CASES " == *" pm2 "* ]] && command -v npm >/dev/null 2>&1; then
@@ -118,6 +98,8 @@ if [[ " $CASES " == *" pm2 "* ]] && command -v npm >/dev/null 2>&1; then
       note "npm ci failed in bench/node: pm2 will be skipped"
   fi
 fi
+
+lock_and_build
 
 cases=()
 for c in $CASES; do
@@ -147,24 +129,18 @@ fi
 
 # The script, the client and the control commands run on CLIENT_CPU; the supervisors (and so
 # their workers) and PM2's daemon are started with taskset -c SERVER_CPUS.
-taskset -cp "$CLIENT_CPU" $$ >/dev/null
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+pin_to_client_cpu
+raise_nofile
 clk_tck=$(getconf CLK_TCK)
 
-# shellcheck source=bench/lock.sh
-source "$here/lock.sh"
-take_bench_lock
 tmp=$(mktemp -d /tmp/lameduck-reload.XXXXXX)
 sup_pid='' sup_kind='' client_pid='' ctl='' pm2_home=''
 cleanup() {
   if [[ -n $client_pid ]]; then kill -KILL "$client_pid" 2>/dev/null || true; fi
   stop_cluster >/dev/null 2>&1 || true
   rm -rf "$tmp"
-  release_bench_lock
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 run_dir="$OUT_DIR/reload-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$run_dir/servers" "$run_dir/client"
@@ -177,7 +153,7 @@ mkdir -p "$run_dir/servers" "$run_dir/client"
   echo "lameduck=$(git -C "$root" describe --always --dirty 2>/dev/null || echo '?') LAMEDUCK=$LAMEDUCK"
   echo "node=$("$NODE" --version 2>/dev/null || echo none) pm2=$("$NODE" -p "require('$here/node/node_modules/pm2/package.json').version" 2>/dev/null || echo none)"
   echo "kernel=$(uname -r)"
-  echo "machine=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(getconf _NPROCESSORS_ONLN) CPUs"
+  machine_line
 } >"$run_dir/settings.txt"
 note "writing to $run_dir"
 

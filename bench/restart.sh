@@ -20,19 +20,20 @@
 #   RESTARTS [20]  ROUNDS [3]  EVERY_US [1000]  ARRIVALS [poisson] (or fixed)  RESTART_MS [100]
 #   LEAD_MS [200]  TAIL_MS [300]  TIMEOUT_MS [2500] (per connection)  MAX_INFLIGHT [256]
 #   WAYS ["lameduck-handover lameduck-rebind node-close-listen"]
-#   LAMEDUCK_RESTART [build/release/bin/lameduck-restart]  NODE [/usr/bin/node]
+#   LAMEDUCK_RESTART [build/release/bin/lameduck-restart, built first: bench/common.sh]
+#   NODE [/usr/bin/node]
 #   SERVER_CPU [0]  CLIENT_CPU [1]  OUT_DIR [bench/out]  LOCK [/tmp/lameduck-bench-lock]
 #   LOCK_WAIT [3600] (seconds to wait for another benchmark's lock)  PYTHON [/usr/bin/python3]
 # Each run writes raw results (results.jsonl, one line per round and way; events/, one line per
 # connection; servers/, the servers' output) and the table (summary.md) to
 # OUT_DIR/restart-<date>-<time>/. It never fails because of the figures.
-# Needs: g++, taskset, python3 (standard library; for the table), lameduck-restart
-# (cmake --build --preset release --target lameduck-restart), node; a missing server is skipped
-# with a note. Two or more CPUs.
+# Needs: g++, taskset, python3 (standard library; for the table), cmake (lameduck-restart is
+# built first), node; a missing server is skipped with a note. Two or more CPUs.
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/.." && pwd)
+bench_name=restart
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 RESTARTS=${RESTARTS:-20}
 ROUNDS=${ROUNDS:-3}
@@ -44,16 +45,8 @@ TAIL_MS=${TAIL_MS:-300}
 TIMEOUT_MS=${TIMEOUT_MS:-2500}
 MAX_INFLIGHT=${MAX_INFLIGHT:-256}
 WAYS=${WAYS:-lameduck-handover lameduck-rebind node-close-listen}
-LAMEDUCK_RESTART=${LAMEDUCK_RESTART:-$root/build/release/bin/lameduck-restart}
+from_release LAMEDUCK_RESTART lameduck-restart
 NODE=${NODE:-/usr/bin/node}
-SERVER_CPU=${SERVER_CPU:-0}
-CLIENT_CPU=${CLIENT_CPU:-1}
-OUT_DIR=${OUT_DIR:-$here/out}
-LOCK=${LOCK:-/tmp/lameduck-bench-lock}
-LOCK_WAIT=${LOCK_WAIT:-3600}
-PYTHON=${PYTHON:-/usr/bin/python3}
-
-note() { echo "restart: $*" >&2; }
 
 # ------------------------------------------------------------------------------ the table
 
@@ -151,19 +144,16 @@ if [[ ${1:-} == summarize ]]; then
   exit 0
 fi
 
-for tool in g++ taskset "$PYTHON"; do
-  command -v "$tool" >/dev/null 2>&1 || { note "needs $tool"; exit 2; }
-done
+need_tools g++ taskset "$PYTHON"
 
 # ------------------------------------------------------------------------------ build
 
-mkdir -p "$OUT_DIR"
-client="$OUT_DIR/restart_client"
-if [[ ! -x $client || $here/restart_client.cpp -nt $client ]]; then
-  g++ -O2 -std=c++20 -Wall -Wextra "$here/restart_client.cpp" -o "$client"
-fi
+bench_program restart_client
+client=$program
 
 # ------------------------------------------------------------------------------ the ways
+
+lock_and_build
 
 ways=()
 for way in $WAYS; do
@@ -190,10 +180,6 @@ server_command() {
 
 # ------------------------------------------------------------------------------ setup
 
-# One benchmark at a time on this machine: wait (bounded) for the lock, hold it for the run.
-# shellcheck source=bench/lock.sh
-source "$here/lock.sh"
-take_bench_lock
 server_pid=
 stop_server() {
   # By pid only: SIGTERM, then SIGKILL after 3 s. Sets server_exit.
@@ -213,11 +199,8 @@ stop_server() {
 }
 cleanup() {
   stop_server
-  release_bench_lock
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 run_dir="$OUT_DIR/restart-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$run_dir/servers" "$run_dir/events"

@@ -20,7 +20,8 @@
 #   STOP_SERVERS, RACE_SERVERS [floor lameduck lameduck-destroy lameduck-grace nginx-quit
 #     nginx-stop node-close node-closeall http-terminator stoppable]
 #   IDLE_GRACE [1] (lameduck-hello --idle-grace, seconds)  DRAIN_TIMEOUT [30]  PROBE_US [200]
-#   LAMEDUCK_HELLO [build/release/bin/lameduck-hello]  NGINX [/usr/sbin/nginx]  NODE [/usr/bin/node]
+#   LAMEDUCK_HELLO [build/release/bin/lameduck-hello, built first: bench/common.sh]
+#   NGINX [/usr/sbin/nginx]  NODE [/usr/bin/node]
 #   SERVER_CPU [0]  CLIENT_CPU [1]  OUT_DIR [bench/out]  LOCK [/tmp/lameduck-bench-lock]
 #   LOCK_WAIT [3600] (seconds to wait for another benchmark's lock)
 # Each run writes raw results and the tables to OUT_DIR/shutdown-<date>-<time>/.
@@ -29,32 +30,20 @@
 # packages (bench/node, from its package-lock.json). Two or more CPUs.
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/.." && pwd)
+bench_name=shutdown
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+from_release LAMEDUCK_HELLO lameduck-hello
+export OUT_DIR CLIENT_CPU LAMEDUCK_HELLO
 
-OUT_DIR=${OUT_DIR:-$here/out}
-CLIENT_CPU=${CLIENT_CPU:-1}
-PYTHON=${PYTHON:-/usr/bin/python3}
-LOCK=${LOCK:-/tmp/lameduck-bench-lock}
-LOCK_WAIT=${LOCK_WAIT:-3600}
-export OUT_DIR CLIENT_CPU
-
-note() { echo "shutdown: $*" >&2; }
-
-for tool in g++ gcc taskset "$PYTHON"; do
-  command -v "$tool" >/dev/null 2>&1 || { note "needs $tool"; exit 2; }
-done
+need_tools g++ gcc taskset "$PYTHON"
 
 # ------------------------------------------------------------------------------ build
 
 mkdir -p "$OUT_DIR"
 export BIN_DIR="$OUT_DIR"
-if [[ ! -x $BIN_DIR/shutdown_client || $here/shutdown_client.cpp -nt $BIN_DIR/shutdown_client ]]; then
-  g++ -O2 -std=c++20 -Wall -Wextra -pthread "$here/shutdown_client.cpp" -o "$BIN_DIR/shutdown_client"
-fi
-if [[ ! -x $BIN_DIR/epoll_floor || $here/epoll_floor.c -nt $BIN_DIR/epoll_floor ]]; then
-  gcc -O2 -Wall -Wextra "$here/epoll_floor.c" -o "$BIN_DIR/epoll_floor"
-fi
+bench_program shutdown_client -pthread
+bench_program epoll_floor
 # The Node.js peers, exactly as locked (npm ci), unless already installed from this lock.
 if command -v npm >/dev/null 2>&1; then
   if [[ ! -f $here/node/node_modules/.package-lock.json ||
@@ -70,13 +59,11 @@ fi
 
 # The client, the orchestrator and everything they start run on CLIENT_CPU; the servers are
 # started with taskset -c SERVER_CPU.
-taskset -cp "$CLIENT_CPU" $$ >/dev/null
+pin_to_client_cpu
 
 # 10,000 idle connections need that many descriptors in the client and in the server, which
 # inherit this limit. Raise the soft limit as far as the hard limit allows.
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-nofile=$(ulimit -n)
-[[ $nofile == unlimited ]] && nofile=1048576
+raise_nofile
 max_n=0
 for n in ${NS:-100 5000 10000}; do ((n > max_n)) && max_n=$n; done
 if ((nofile < max_n + 400)); then
@@ -84,12 +71,6 @@ if ((nofile < max_n + 400)); then
   exit 2
 fi
 
-# One benchmark at a time on this machine: wait (bounded) for the lock, hold it for the run.
-# shellcheck source=bench/lock.sh
-source "$here/lock.sh"
-take_bench_lock
-trap release_bench_lock EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+lock_and_build
 
 "$PYTHON" "$here/shutdown.py"

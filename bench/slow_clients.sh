@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark (not a test; never run in CI): slow and hostile clients against lameduck and nginx in
-# the same run. Conventions and helpers are throughput.sh's (bench/common.sh,
+# the same run. Conventions and helpers are throughput.sh's (bench/servers.sh,
 # bench/throughput_helper.py); the load is bench/hostile_client.cpp (built here with g++ -O2);
 # the tables are printed by bench/hostile_helper.py.
 #
-# Every server is on 127.0.0.1 (a free port, picked as common.sh does), pinned to SERVER_CPU (0),
+# Every server is on 127.0.0.1 (a free port, picked as servers.sh does), pinned to SERVER_CPU (0),
 # one thread / one worker, each part on a fresh instance; the client is pinned to CLIENT_CPU (1).
 #   lameduck  lameduck-hello --threads 1, its defaults (header timeout 10 s from the accept, body
 #             timeout 30 s between reads, and the minimum data rates if the build has them: none
@@ -53,7 +53,8 @@
 #   BYTE_INTERVAL_MS [5000]  BODY_LENGTH [1000]  HEALTHY [8]  HEALTHY_INTERVAL_MS [20]
 #   FD_LIMIT [1024]  FD_FLOOD_CONNS [4000]  MAX_CONNECTIONS [1000]  MAXCONN_FLOOD_CONNS [3000]
 #   BEFORE* [5]  FLOOD_SECONDS* [20]  AFTER* [10]  (QUICK: 5, 2, 20, 2, 6, 4)
-#   LAMEDUCK_HELLO [build/release/bin/lameduck-hello]  NGINX [/usr/sbin/nginx]
+#   LAMEDUCK_HELLO [build/release/bin/lameduck-hello, built first: bench/common.sh]
+#   NGINX [/usr/sbin/nginx]
 #   PYTHON [/usr/bin/python3]  SERVER_CPU [0]  CLIENT_CPU [1]  OUT_DIR [bench/out]
 #   LOCK [/tmp/lameduck-bench-lock]  LOCK_WAIT [3600]
 # Each run writes results.jsonl (one line per part, server and round: the client's figures),
@@ -62,8 +63,11 @@
 # again. Needs: g++, taskset, python3, nginx (skipped with a note when missing).
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/.." && pwd)
+bench_name=slow_clients
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# shellcheck source=bench/servers.sh
+source "$here/servers.sh"
 
 if [[ ${QUICK:-0} == 1 ]]; then
   ALONE=${ALONE:-5} RAMP=${RAMP:-2} DURATION=${DURATION:-20}
@@ -88,33 +92,14 @@ MAXCONN_FLOOD_CONNS=${MAXCONN_FLOOD_CONNS:-3000}
 BEFORE=${BEFORE:-5}
 FLOOD_SECONDS=${FLOOD_SECONDS:-20}
 AFTER=${AFTER:-10}
-LAMEDUCK_HELLO=${LAMEDUCK_HELLO:-$root/build/release/bin/lameduck-hello}
+from_release LAMEDUCK_HELLO lameduck-hello
 NGINX=${NGINX:-/usr/sbin/nginx}
-PYTHON=${PYTHON:-/usr/bin/python3}
-SERVER_CPU=${SERVER_CPU:-0}
-CLIENT_CPU=${CLIENT_CPU:-1}
-OUT_DIR=${OUT_DIR:-$here/out}
-LOCK=${LOCK:-/tmp/lameduck-bench-lock}
-LOCK_WAIT=${LOCK_WAIT:-3600}
 
-note() { echo "slow_clients: $*" >&2; }
-# shellcheck source=bench/common.sh
-source "$here/common.sh"
-# shellcheck source=bench/lock.sh
-source "$here/lock.sh"
-
-for tool in taskset timeout g++ "$PYTHON"; do
-  command -v "$tool" >/dev/null 2>&1 || { note "needs $tool"; exit 2; }
-done
-[[ -x $LAMEDUCK_HELLO ]] || { note "no $LAMEDUCK_HELLO (build the release preset, or set LAMEDUCK_HELLO)"; exit 2; }
-if [[ " $PARTS " == *" maxconn "* ]] && ! "$LAMEDUCK_HELLO" --help 2>/dev/null | grep -q -- --max-connections; then
-  note "$LAMEDUCK_HELLO has no --max-connections: skipping the maxconn part for lameduck"
-  no_max_connections=1
-fi
+need_tools taskset timeout g++ "$PYTHON"
 
 # ------------------------------------------------------------------------------ setup
 
-taskset -cp "$CLIENT_CPU" $$ >/dev/null
+pin_to_client_cpu
 raise_nofile
 need=$((HEADER_CONNS + BODY_CONNS))
 ((FD_FLOOD_CONNS > need)) && need=$FD_FLOOD_CONNS
@@ -135,23 +120,15 @@ results="$run_dir/results.jsonl"
   [[ -x $NGINX ]] && echo "nginx $("$NGINX" -v 2>&1 | sed 's/^nginx version: //')"
 } >"$run_dir/settings.txt"
 
-client="$OUT_DIR/hostile_client"
-if [[ ! -x $client || $here/hostile_client.cpp -nt $client ]]; then
-  g++ -O2 -std=c++20 -Wall -Wextra "$here/hostile_client.cpp" -o "$client" -pthread
-fi
+bench_program hostile_client -pthread
+client=$program
 
 tmp=$(mktemp -d /tmp/lameduck-slow-clients.XXXXXX)
 chmod 755 "$tmp"
-locked=
 cleanup() {
-  trap - EXIT INT TERM
   stop_all_servers
-  [[ -n $locked ]] && release_bench_lock
-  return 0
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 # ------------------------------------------------------------------------------ servers
 
@@ -271,8 +248,12 @@ run_part() {
 
 # ------------------------------------------------------------------------------ run
 
-take_bench_lock
-locked=1
+lock_and_build
+[[ -x $LAMEDUCK_HELLO ]] || { note "no $LAMEDUCK_HELLO (build the release preset, or set LAMEDUCK_HELLO)"; exit 2; }
+if [[ " $PARTS " == *" maxconn "* ]] && ! "$LAMEDUCK_HELLO" --help 2>/dev/null | grep -q -- --max-connections; then
+  note "$LAMEDUCK_HELLO has no --max-connections: skipping the maxconn part for lameduck"
+  no_max_connections=1
+fi
 
 echo "slow_clients: $(getconf _NPROCESSORS_ONLN) CPUs online, kernel $(uname -r); servers on CPU $SERVER_CPU, client on CPU $CLIENT_CPU; output in $run_dir"
 echo "slow_clients: parts: $PARTS; servers: ${servers[*]}; $ROUNDS round(s)"

@@ -31,17 +31,19 @@
 #   MALLOC_TUNABLES [glibc.malloc.mmap_threshold=131072:glibc.malloc.trim_threshold=131072]
 #   (GLIBC_TUNABLES for the server; empty: glibc's adaptive defaults)
 #   WARMUP_CYCLES [2]  SMAPS [0] (1: the server lists its largest mappings between servers, in
-#   server.err)  LAMEDUCK_BUILD [build/release] (where liblameduck.a is)
+#   server.err)  LAMEDUCK_BUILD [build/release, built
+#   first: bench/common.sh] (where liblameduck.a is)
 #   PYTHON [/usr/bin/python3]  SERVER_CPU [0]  CLIENT_CPU [1]  OUT_DIR [bench/out]
 #   LOCK [/tmp/lameduck-bench-lock]  LOCK_WAIT [3600]
 # Each run writes server.out (the server's lines: cycles, drains, between-server figures),
 # samples.csv, traffic.json, settings.txt and summary.md to OUT_DIR/soak-<date>-<time>/;
 # `bench/soak.py summarize DIR` prints the tables again. Needs: g++, libssl-dev, openssl, taskset,
-# python3, and the release build (cmake --preset release && cmake --build --preset release).
+# python3, cmake (the release build is brought up to date first: bench/common.sh).
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/.." && pwd)
+bench_name=soak
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 SOAK_MINUTES=${SOAK_MINUTES:-30}
 CYCLE_SECONDS=${CYCLE_SECONDS:-60}
@@ -53,21 +55,24 @@ TLS=${TLS:-1}
 WARMUP_CYCLES=${WARMUP_CYCLES:-2}
 SMAPS=${SMAPS:-0}
 MALLOC_TUNABLES=${MALLOC_TUNABLES-glibc.malloc.mmap_threshold=131072:glibc.malloc.trim_threshold=131072}
-LAMEDUCK_BUILD=${LAMEDUCK_BUILD:-$root/build/release}
-PYTHON=${PYTHON:-/usr/bin/python3}
-SERVER_CPU=${SERVER_CPU:-0}
-CLIENT_CPU=${CLIENT_CPU:-1}
-OUT_DIR=${OUT_DIR:-$here/out}
-LOCK=${LOCK:-/tmp/lameduck-bench-lock}
-LOCK_WAIT=${LOCK_WAIT:-3600}
+from_release LAMEDUCK_BUILD lameduck "" liblameduck.a
 
-note() { echo "soak: $*" >&2; }
-# shellcheck source=bench/lock.sh
-source "$here/lock.sh"
+need_tools taskset timeout g++ openssl "$PYTHON"
 
-for tool in taskset timeout g++ openssl "$PYTHON"; do
-  command -v "$tool" >/dev/null 2>&1 || { note "needs $tool"; exit 2; }
-done
+tmp=$(mktemp -d /tmp/lameduck-soak.XXXXXX)
+server_pid=
+cleanup() {
+  if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$server_pid" 2>/dev/null || true
+  fi
+  if [[ -n $server_pid ]]; then wait "$server_pid" 2>/dev/null || true; fi
+  rm -rf "$tmp"
+}
+on_exit cleanup
+
+lock_and_build
 lib=$LAMEDUCK_BUILD/liblameduck.a
 [[ -f $lib ]] || { note "no $lib (build the release preset, or set LAMEDUCK_BUILD)"; exit 2; }
 
@@ -84,31 +89,8 @@ mkdir -p "$run_dir"
 } >"$run_dir/settings.txt"
 
 # The server program, rebuilt when its source or the library is newer.
-server_bin="$OUT_DIR/soak_server"
-if [[ ! -x $server_bin || $here/soak_server.cpp -nt $server_bin || $lib -nt $server_bin ||
-  $root/examples/timer_thread.hpp -nt $server_bin ]]; then
-  g++ -O2 -std=c++20 -Wall -Wextra -I"$root/include" "$here/soak_server.cpp" "$lib" \
-    -lssl -lcrypto -pthread -o "$server_bin"
-fi
-
-tmp=$(mktemp -d /tmp/lameduck-soak.XXXXXX)
-server_pid=
-locked=
-cleanup() {
-  trap - EXIT INT TERM
-  if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$server_pid" 2>/dev/null || true
-  fi
-  if [[ -n $server_pid ]]; then wait "$server_pid" 2>/dev/null || true; fi
-  rm -rf "$tmp"
-  [[ -n $locked ]] && release_bench_lock
-  return 0
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+program_on_library soak_server "$lib"
+server_bin=$program
 
 tls_args=()
 if [[ $TLS == 1 ]]; then
@@ -118,9 +100,6 @@ if [[ $TLS == 1 ]]; then
     -keyout "$tmp/tls/key.pem" -out "$tmp/tls/cert.pem" 2>/dev/null
   tls_args=(--tls-cert "$tmp/tls/cert.pem" --tls-key "$tmp/tls/key.pem")
 fi
-
-take_bench_lock
-locked=1
 
 echo "soak: $(getconf _NPROCESSORS_ONLN) CPUs online, kernel $(uname -r); server on CPU $SERVER_CPU ($THREADS loop threads), client on CPU $CLIENT_CPU; nice $(nice)"
 echo "soak: $cycles cycles of $CYCLE_SECONDS s, each ended by shutdown(${DRAIN_DEADLINE} s) and a fresh server in the same process; ${SOAK_MINUTES} min; output in $run_dir"

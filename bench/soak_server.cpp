@@ -67,6 +67,7 @@
 #include <lameduck/lameduck.hpp>
 
 #include "../examples/timer_thread.hpp"
+#include "bench_signals.hpp"
 
 namespace {
 
@@ -263,14 +264,8 @@ int main(int argc, char** argv) {
   if (cycles < 1 || cycle_s <= 0 || deadline_s < 0 || threads < 1) usage("a value is out of range");
   if (cert.empty() != key.empty()) usage("--tls-cert and --tls-key come together");
 
-  // The stop signals are taken with sigtimedwait by the main thread only: blocked before any
-  // thread starts, so every thread inherits the mask.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  ::signal(SIGPIPE, SIG_IGN);
+  // Before any thread starts: the stop signals are taken with sigtimedwait by this thread only.
+  const sigset_t stop_signals = block_stop_signals();
 
   timer_thread timers;
   const lameduck::router routes = make_routes(timers);

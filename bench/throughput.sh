@@ -36,7 +36,8 @@
 #   DURATION [10]  WARMUP [2]  ROUNDS [3]  CONNS ["64 256"]  IDLE_CONNS [10000]
 #   SERVERS ["lameduck nginx h2o node floor"] (floor: bench/epoll_floor.c, built with gcc)  MEMORY_SERVERS ["lameduck nginx"] (MEMORY_SERVERS= skips part 2)
 #   (with BASELINE_HELLO set: SERVERS ["lameduck baseline nginx h2o node floor"], MEMORY_SERVERS ["lameduck baseline nginx"])
-#   LAMEDUCK_HELLO [build/release/bin/lameduck-hello]  BASELINE_HELLO [unset: no baseline]
+#   LAMEDUCK_HELLO [build/release/bin/lameduck-hello, built first: bench/common.sh]
+#   BASELINE_HELLO [unset: no baseline]  LOCK [/tmp/lameduck-bench-lock]  LOCK_WAIT [3600]
 #   NGINX [/usr/sbin/nginx]  H2O [/usr/bin/h2o]
 #   NODE [/usr/bin/node]  PYTHON [/usr/bin/python3]  SERVER_CPU [0]  CLIENT_CPU [1]
 #   OUT_DIR [bench/out]: each run writes raw results, wrk outputs and the tables to
@@ -46,15 +47,18 @@
 # Absolute figures drift by up to ~20 % between runs on a noisy machine: compare within one run.
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/.." && pwd)
+bench_name=throughput
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# shellcheck source=bench/servers.sh
+source "$here/servers.sh"
 
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-"64 256"}
 IDLE_CONNS=${IDLE_CONNS:-10000}
-LAMEDUCK_HELLO=${LAMEDUCK_HELLO:-$root/build/release/bin/lameduck-hello}
+from_release LAMEDUCK_HELLO lameduck-hello
 BASELINE_HELLO=${BASELINE_HELLO:-}
 if [[ -n $BASELINE_HELLO ]]; then
   SERVERS=${SERVERS:-"lameduck baseline nginx h2o node floor"}
@@ -66,23 +70,14 @@ fi
 NGINX=${NGINX:-/usr/sbin/nginx}
 H2O=${H2O:-/usr/bin/h2o}
 NODE=${NODE:-/usr/bin/node}
-PYTHON=${PYTHON:-/usr/bin/python3}
-SERVER_CPU=${SERVER_CPU:-0}
-CLIENT_CPU=${CLIENT_CPU:-1}
-OUT_DIR=${OUT_DIR:-$here/out}
+if [[ -n $BASELINE_HELLO ]]; then from_release BASELINE_HELLO lameduck-hello; fi
 
-note() { echo "throughput: $*" >&2; }
-# shellcheck source=bench/common.sh
-source "$here/common.sh"
-
-for tool in wrk taskset timeout "$PYTHON"; do
-  command -v "$tool" >/dev/null 2>&1 || { note "needs $tool"; exit 2; }
-done
+need_tools wrk taskset timeout "$PYTHON"
 
 # ------------------------------------------------------------------------------ setup
 
 # Everything this script runs itself (helpers, wrk, the idle client) stays off the server's CPU.
-taskset -cp "$CLIENT_CPU" $$ >/dev/null
+pin_to_client_cpu
 
 # 10,000 idle connections need that many descriptors in the client and in the server, which
 # inherit this limit. Raise the soft limit as far as the hard limit allows.
@@ -98,7 +93,7 @@ mkdir -p "$run_dir/wrk"
 {
   echo "date=$(date -Is)"
   echo "kernel=$(uname -r) lameduck=$(git -C "$root" describe --always --dirty 2>/dev/null || echo '?')"
-  echo "machine=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(getconf _NPROCESSORS_ONLN) CPUs"
+  machine_line
   echo "DURATION=$DURATION WARMUP=$WARMUP ROUNDS=$ROUNDS CONNS=${CONNS// /,} IDLE_CONNS=$IDLE_CONNS SERVERS=${SERVERS// /,} SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU"
 } >"$run_dir/settings.txt"
 results="$run_dir/results.txt"   # round server conns requests rps p99_ms cpu_us busy_pct errors
@@ -111,12 +106,9 @@ tmp=$(mktemp -d /tmp/lameduck-bench.XXXXXX)
 chmod 755 "$tmp"
 
 cleanup() {
-  trap - EXIT INT TERM
   stop_all_servers
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 # ------------------------------------------------------------------------------ servers
 
@@ -209,10 +201,7 @@ EOF
 # writes one fixed response; where the kernel's share of a request leaves everyone else.
 have_floor() {
   command -v gcc >/dev/null 2>&1 || { note "skipping floor: no gcc"; return 1; }
-  mkdir -p "$OUT_DIR"
-  if [[ ! -x $OUT_DIR/epoll_floor || $here/epoll_floor.c -nt $OUT_DIR/epoll_floor ]]; then
-    gcc -O2 -Wall -Wextra "$here/epoll_floor.c" -o "$OUT_DIR/epoll_floor"
-  fi
+  bench_program epoll_floor
 }
 start_floor() {
   local port=$1 dir=$2
@@ -238,7 +227,9 @@ EOF
 
 # ------------------------------------------------------------------------------ part 1
 
-# start_server and measure (bench/common.sh) do the work.
+# start_server and measure (bench/servers.sh) do the work.
+
+lock_and_build
 
 servers=()
 for name in $SERVERS; do
