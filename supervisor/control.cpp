@@ -3,6 +3,7 @@
 #include "control.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -551,32 +552,9 @@ probe_result probe(const sockaddr_un& address) {
   return probe_result::error;
 }
 
-}  // namespace
-
-int bind_control_socket(const std::string& path, std::error_code& ec) {
-  std::string why;
-  return bind_control_socket(path, ec, why);
-}
-
-int bind_control_socket(const std::string& path, std::error_code& ec, std::string& why) {
-  ec.clear();
-  why.clear();
-  sockaddr_un address;
-  if (!make_address(path, address, ec)) {
-    return fail(ec, why, ec,
-                ec == std::errc::filename_too_long
-                    ? "the control socket path " + path + " is too long (at most " +
-                          std::to_string(sizeof address.sun_path - 1) + " bytes)"
-                    : std::string("the control socket path is empty"));
-  }
-  if (path.back() == '/') {
-    return fail(ec, why, std::make_error_code(std::errc::is_a_directory),
-                "the control socket path " + path + " names a directory");
-  }
-  auto slash = path.rfind('/');
-  std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-  if (!private_directory(dir, ec, why)) return -1;
-
+// The path is checked, a stale socket replaced, and the new one bound, under the lock.
+int bind_locked(const std::string& path, const sockaddr_un& address, std::error_code& ec,
+                std::string& why) {
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {
@@ -627,6 +605,52 @@ int bind_control_socket(const std::string& path, std::error_code& ec, std::strin
     errno = error;
     return fail_errno(ec, why, "cannot listen on " + path);
   }
+  return fd;
+}
+
+}  // namespace
+
+int bind_control_socket(const std::string& path, std::error_code& ec) {
+  std::string why;
+  return bind_control_socket(path, ec, why);
+}
+
+int bind_control_socket(const std::string& path, std::error_code& ec, std::string& why) {
+  ec.clear();
+  why.clear();
+  sockaddr_un address;
+  if (!make_address(path, address, ec)) {
+    return fail(ec, why, ec,
+                ec == std::errc::filename_too_long
+                    ? "the control socket path " + path + " is too long (at most " +
+                          std::to_string(sizeof address.sun_path - 1) + " bytes)"
+                    : std::string("the control socket path is empty"));
+  }
+  if (path.back() == '/') {
+    return fail(ec, why, std::make_error_code(std::errc::is_a_directory),
+                "the control socket path " + path + " names a directory");
+  }
+  auto slash = path.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  if (!private_directory(dir, ec, why)) return -1;
+  // From the look at the path to the listen(), one supervisor at a time: two that start
+  // together would each find a stale socket, and the second would unlink the first's live one
+  // and bind its own, leaving the first unreachable (between bind and listen, a socket even
+  // looks stale: connect() is refused). The directory's lock covers no more than these few
+  // calls, so supervisors sharing a directory lose nothing, and it leaves no file behind.
+  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0) return fail_errno(ec, why, "cannot open " + dir);
+  int locked;
+  while ((locked = ::flock(dir_fd, LOCK_EX)) != 0 && errno == EINTR) {
+  }
+  if (locked != 0) {
+    const int error = errno;
+    ::close(dir_fd);
+    errno = error;
+    return fail_errno(ec, why, "cannot lock " + dir);
+  }
+  const int fd = bind_locked(path, address, ec, why);
+  ::close(dir_fd);  // and the lock with it
   return fd;
 }
 

@@ -109,7 +109,8 @@ std::string format_status_table(const supervisor_status& s);
 /// Errors: address_in_use (a supervisor answers there), permission_denied (the directory is
 /// open to others or not ours), not_a_directory, file_exists (a file that is no socket),
 /// filename_too_long (108 bytes or more), or the system's. Sets the umask for a moment: call it
-/// before starting threads that create files.
+/// before starting threads that create files. From its look at the path to the listen() it
+/// holds the directory's lock (flock), so that two supervisors starting together take turns.
 int bind_control_socket(const std::string& path, std::error_code& ec);
 /// bind_control_socket, and on failure why: one line to print after "lameduck: " (for
 /// errc::address_in_use, "another supervisor is running on PATH").

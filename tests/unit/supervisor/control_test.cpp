@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -18,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <future>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -562,6 +564,42 @@ TEST_F(ControlSocket, ReplacesTheSocketOfASupervisorThatIsGone) {
   EXPECT_EQ(mode_of(path_) & 07777, 0600u);
   ASSERT_GE(keep(connect_control_socket(path_, ec)), 0) << ec.message();
   EXPECT_GE(keep(accept_one(fd)), 0);
+}
+
+TEST_F(ControlSocket, TwoSupervisorsFindingAStaleSocketTakeTurnsAndTheSecondRefuses) {
+  std::error_code ec;
+  int old = bind_control_socket(path_, ec);
+  ASSERT_GE(old, 0);
+  ::close(old);  // stale: the file stays, with nobody listening
+  // The first supervisor is between its look at the path and its listen(): it holds the
+  // directory's lock.
+  const int dir = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_EQ(::flock(dir, LOCK_EX), 0);
+  std::promise<std::pair<int, std::error_code>> done;
+  auto second = done.get_future();
+  std::thread starting([&] {
+    std::error_code e;
+    const int fd = bind_control_socket(path_, e);
+    done.set_value({fd, e});
+  });
+  EXPECT_EQ(second.wait_for(std::chrono::milliseconds(100)), std::future_status::timeout)
+      << "the second looked at the path while the first was replacing the stale socket";
+  // The first replaces the stale socket, then lets go.
+  ASSERT_EQ(::unlink(path_.c_str()), 0);
+  const int first = keep(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strncpy(address.sun_path, path_.c_str(), sizeof address.sun_path - 1);
+  const bool bound = ::bind(first, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
+                     ::listen(first, 8) == 0;
+  ::close(dir);
+  starting.join();
+  ASSERT_TRUE(bound) << std::strerror(errno);
+  const auto [fd, e] = second.get();
+  EXPECT_EQ(keep(fd), -1);
+  EXPECT_EQ(e, std::errc::address_in_use);
+  ASSERT_GE(keep(connect_control_socket(path_, ec)), 0) << "the first lost its socket";
+  EXPECT_GE(keep(accept_one(first)), 0);
 }
 
 TEST_F(ControlSocket, LeavesAFileThatIsNotASocketAlone) {
