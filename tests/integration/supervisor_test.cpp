@@ -625,6 +625,38 @@ TEST_F(SupervisorCrash, Step4ACrashedWorkerIsRestartedWithBackoffWithinTenPercen
   EXPECT_NE(status.out.find("exit 1"), std::string::npos) << status.out;
 }
 
+TEST_F(SupervisorCrash, AWorkersLastWordsAreLoggedBeforeItsExit) {
+  // Its stdout pipe enlarged to 512 KiB and filled in one write, then a last line on each
+  // stream and the exit at once: most of the output is still in the pipe when the supervisor
+  // learns of the exit, and it reads 64 KiB at a time.
+  const std::string worker = script(dir, "last_words.py",
+                                    "import fcntl, os\n"
+                                    "fcntl.fcntl(1, 1031, 512 * 1024)  # F_SETPIPE_SZ\n"
+                                    "os.write(1, (('x' * 99 + '\\n') * 5000).encode() + "
+                                    "b'last words\\n')\n"
+                                    "os.write(2, b'last error\\n')\n"
+                                    "os._exit(3)");
+  supervisor& s = start(
+      {"--instances", "1", "--ready", "after", "--ready-after", "10s", "--restart-delay", "10s"},
+      {"/usr/bin/python3", worker});
+  ASSERT_FALSE(s.wait_for("restarting in", 10s).empty()) << s.output();
+  const std::vector<std::string> lines = s.lines();
+  auto first = [&](std::string_view text) {
+    return std::find_if(lines.begin(), lines.end(),
+                        [&](const std::string& l) { return l.find(text) != std::string::npos; }) -
+           lines.begin();
+  };
+  const auto exit_line = first("restarting in");
+  EXPECT_LT(first("last words"), exit_line);
+  EXPECT_LT(first("last error"), exit_line);
+  EXPECT_EQ(std::count_if(lines.begin(), lines.begin() + exit_line,
+                          [](const std::string& l) {
+                            return l.find(std::string(99, 'x')) != std::string::npos;
+                          }),
+            5000)
+      << "every line of the output, before the exit";
+}
+
 TEST_F(SupervisorCrash, Step4NoZombieAfterAThousandCrashRestarts) {
   // Each of two slots crashes 500 times (leaving a grandchild each time, for the subreaper to
   // reap), then stays up.
