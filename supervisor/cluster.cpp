@@ -397,13 +397,17 @@ void cluster::crashed(int slot, const worker& w, std::string exit, std::string r
   say(std::move(r));
 }
 
+milliseconds cluster::backoff(int in_a_row) const {
+  const double ms = static_cast<double>(program_.restart.initial.count()) *
+                    std::pow(program_.restart.factor, in_a_row - 1);
+  return milliseconds{static_cast<milliseconds::rep>(
+      std::min(ms, static_cast<double>(program_.restart.max.count())))};
+}
+
 std::string cluster::schedule_restart(int slot, const std::string& reason) {
   auto& s = slots_[static_cast<std::size_t>(slot)];
   ++counters_.restarts[reason];
-  double delay_ms = static_cast<double>(program_.restart.initial.count()) *
-                    std::pow(program_.restart.factor, s.crashes - 1);
-  delay_ms = std::min(delay_ms, static_cast<double>(program_.restart.max.count()));
-  const milliseconds delay{static_cast<milliseconds::rep>(delay_ms)};
+  const milliseconds delay = backoff(s.crashes);
   s.restart_pending = true;
   s.restart_at = os_.now() + delay;
   return "; restarting in " + seconds(delay) +
@@ -570,20 +574,33 @@ steady_time cluster::next_deadline() const {
 }
 
 void cluster::check_memory() {
+  const steady_time now = os_.now();
   for (int i = 0; i < static_cast<int>(slots_.size()); ++i) {
-    const auto& s = slots_[static_cast<std::size_t>(i)];
+    auto& s = slots_[static_cast<std::size_t>(i)];
     const worker* w = find(s.serving);
-    if (!w || w->s != state::ready || s.replacement) continue;
+    if (!w || w->s != state::ready || s.replacement || now < s.memory_check_at) continue;
     const std::uint64_t bytes = os_.resident_bytes(w->pid);
-    if (bytes > program_.max_memory) {
-      say(record(*w, "worker_replacing",
-                 "resident memory " + std::to_string(bytes >> 20) + " MiB exceeds " +
-                     std::to_string(program_.max_memory >> 20) + " MiB; replacing it")
-              .add("reason", std::string("memory"))
-              .add("resident_bytes", count(bytes))
-              .add("limit_bytes", count(program_.max_memory)));
-      replace(i, "memory");
+    if (bytes <= program_.max_memory) continue;
+    // A limit below what a fresh worker needs would replace one every second, for ever: a
+    // worker replaced before it served restart.stable_after counts in a row, and its
+    // replacement's memory is looked at only after the restart backoff for that many.
+    const auto served = now - w->ready_at;
+    s.memory_in_a_row = served < program_.restart.stable_after ? s.memory_in_a_row + 1 : 1;
+    std::string text = "resident memory " + std::to_string(bytes >> 20) + " MiB exceeds " +
+                       std::to_string(program_.max_memory >> 20) + " MiB; replacing it";
+    detail::log_record r = record(*w, "worker_replacing", "");
+    if (s.memory_in_a_row > 1) {
+      const milliseconds hold = backoff(s.memory_in_a_row);
+      s.memory_check_at = now + hold;
+      text += " (" + std::to_string(s.memory_in_a_row) +
+              " in a row: its replacement's memory is looked at after " + seconds(hold) + ")";
+      r.add("in_a_row", std::int64_t{s.memory_in_a_row}).add("next_check_s", in_seconds(hold));
     }
+    r.message += text;
+    say(std::move(r.add("reason", std::string("memory"))
+                      .add("resident_bytes", count(bytes))
+                      .add("limit_bytes", count(program_.max_memory))));
+    replace(i, "memory");
   }
 }
 

@@ -215,6 +215,11 @@ class cluster {
     bool restart_pending = false;
     steady_time restart_at{};
     std::string last_exit;
+    // Memory replacements of workers that had not served for restart.stable_after, in a row,
+    // and when the slot's memory is looked at next (not carried across an upgrade: a check
+    // then only comes sooner).
+    int memory_in_a_row = 0;
+    steady_time memory_check_at{};
   };
   struct reload_run {
     std::uint64_t id = 0;
@@ -252,6 +257,8 @@ class cluster {
   // Arms the slot's restart after its crash count's delay, counted under reason; the words
   // saying so, for the log.
   std::string schedule_restart(int slot, const std::string& reason);
+  // The restart backoff for the n-th failure in a row: initial × factor^(n-1), at most max.
+  milliseconds backoff(int in_a_row) const;
   // Restarts a slot left with no worker at all (no serving one, no replacement, no restart).
   void keep_slot_filled(int slot);
   void replacement_failed(worker& w, std::string why);

@@ -466,6 +466,43 @@ TEST_F(Cluster, Step7AWorkerOverItsMemoryLimitIsReplacedGracefully) {
   EXPECT_EQ(os.signals_to(100), std::vector<int>{SIGTERM});
 }
 
+TEST_F(Cluster, Step7AMemoryLimitBelowWhatAFreshWorkerNeedsBacksOff) {
+  program.instances = 1;
+  program.max_memory = 100 << 20;
+  program.restart.initial = 2s;
+  program.restart.factor = 2;
+  program.restart.max = 8s;
+  start();
+  c->on_ready(100);
+  for (pid_t pid = 100; pid <= 105; ++pid)
+    os.memory[pid] = 150 << 20;  // every worker, from its start
+  advance(1s);
+  ASSERT_EQ(os.spawns.size(), 2u) << "the first time: replaced at the next check";
+  c->on_ready(101);
+  advance(1s);
+  ASSERT_EQ(os.spawns.size(), 3u) << "101 served 1 s: the second in a row, replaced too";
+  const std::string second = record("worker_replacing", 101).message;
+  EXPECT_NE(second.find("(2 in a row: its replacement's memory is looked at after 4.00s)"),
+            std::string::npos)
+      << second;
+  c->on_ready(102);
+  advance(3s);
+  EXPECT_EQ(os.spawns.size(), 3u) << "102 is left alone for 4 s";
+  advance(1s);
+  ASSERT_EQ(os.spawns.size(), 4u);
+  c->on_ready(103);
+  advance(7s);
+  EXPECT_EQ(os.spawns.size(), 4u) << "the third in a row: 8 s";
+  os.memory[103] = 50 << 20;  // under the limit, it serves long enough to count as healthy
+  advance(10s);
+  EXPECT_EQ(os.spawns.size(), 4u);
+  os.memory[103] = 150 << 20;
+  advance(1s);
+  ASSERT_EQ(os.spawns.size(), 5u) << "after serving 18 s, the count starts again";
+  const std::string again = record("worker_replacing", 103).message;
+  EXPECT_EQ(again.find("in a row"), std::string::npos) << again;
+}
+
 TEST_F(Cluster, Step8ReadinessAfterAFixedTime) {
   program.instances = 1;
   program.readiness = readiness_mode::after;
