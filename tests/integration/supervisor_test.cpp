@@ -696,15 +696,17 @@ TEST_F(SupervisorStop, Step5OnceTheWorkersStopAcceptingTheSupervisorsPortRefuses
   supervisor& s = start_hello(2);
   const std::uint16_t port = s.port();
   ASSERT_TRUE(s.ready());
-  raw_client busy(port);
-  busy.send("GET /delay?ms=3000 HTTP/1.1\r\nHost: t\r\n\r\n");
-  ASSERT_FALSE(busy.readable_within(100ms));
+  auto busy = std::make_unique<raw_client>(port);
+  busy->send("GET /delay?ms=1500 HTTP/1.1\r\nHost: t\r\n\r\n");
+  ASSERT_FALSE(busy->readable_within(100ms));
   s.signal(SIGTERM);
   ASSERT_FALSE(s.wait_for("draining, it says").empty()) << s.output();
   // The workers close their listeners as they begin to drain, a moment after they say so.
-  EXPECT_TRUE(eventually([&] { return connection_refused(port); }, 2s))
+  EXPECT_TRUE(eventually([&] { return connection_refused(port); }, 1s))
       << "connections are queued on the supervisor's copy of the socket";
-  EXPECT_EQ(status_of(busy.read_response()), 200);
+  EXPECT_FALSE(busy->readable_within(0ms)) << "refused only once everything had stopped";
+  EXPECT_EQ(status_of(busy->read_response()), 200);
+  busy.reset();  // its worker's lingering close ends with it
   EXPECT_TRUE(s.exits_with(0));
 }
 
