@@ -304,10 +304,8 @@ std::string daemon::format_line(const std::string& time, std::string_view who,
   if (config_.log_format == log_format::text) {
     return time + " " + std::string(who) + ": " + r.message;
   }
+  // The formatter writes every string as valid UTF-8 (what is not becomes U+FFFD).
   r.fields.insert(r.fields.begin(), {"time", time});
-  r.message = valid_utf8(r.message);
-  for (auto& [key, value] : r.fields)
-    if (auto* text = std::get_if<std::string>(&value)) *text = valid_utf8(*text);
   return detail::format_log(config_.log_format, r);
 }
 
