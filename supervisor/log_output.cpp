@@ -58,8 +58,9 @@ log_output::log_output(int fd, std::size_t capacity, notice_function notice, clo
   if (!fd_) gone_ = true;
 }
 
+// What the reader takes now; the bounded wait for the rest is drain()'s, at the daemon's exit.
 log_output::~log_output() {
-  drain(1000);
+  flush();
 }
 
 void log_output::write(std::string_view line) {
@@ -120,10 +121,6 @@ void log_output::flush() {
     written_ = 0;
   }
   after_writing();
-}
-
-std::size_t log_output::buffered() const noexcept {
-  return buffer_.size() - written_;
 }
 
 void log_output::after_writing() {

@@ -35,7 +35,7 @@ class log_output {
   /// file, /dev/null: epoll refuses them) and nothing needs watching.
   int pollable() const noexcept { return pollable_ && !gone_ ? fd_.get() : -1; }
   /// Whether to watch for writability now: something waits.
-  bool wants_write() const noexcept { return !buffer_.empty() && !gone_; }
+  bool wants_write() const noexcept { return buffered() > 0 && !gone_; }
 
   /// Queues one whole line (ending in '\n'), or drops and counts it when it does not fit.
   void write(std::string_view line);
@@ -51,7 +51,7 @@ class log_output {
   /// Lines dropped since the start because the buffer was full.
   std::uint64_t dropped_total() const noexcept { return dropped_total_; }
   /// Bytes waiting.
-  std::size_t buffered() const noexcept;
+  std::size_t buffered() const noexcept { return buffer_.size() - written_; }
 
  private:
   enum class mode { write, send, blocking };

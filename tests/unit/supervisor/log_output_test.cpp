@@ -5,12 +5,16 @@
 #include "log_output.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -135,6 +139,44 @@ TEST_F(SupervisorLogOutput, ARegularFileIsWrittenAtOnceAndNothingIsDropped) {
     expected += numbered(i);
   EXPECT_EQ(read_all(fd), expected);
   ::close(fd);
+}
+
+TEST_F(SupervisorLogOutput, AtExitTheBufferWaitsForTheReaderABoundedTime) {
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  ASSERT_EQ(::fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
+  ASSERT_GT(::fcntl(p[1], F_SETPIPE_SZ, 4096), 0);
+  auto out = make(p[1], 1000);
+  for (int i = 0; i < 50; ++i)
+    out->write(numbered(i));
+  ASSERT_TRUE(out->wants_write());
+  // Nobody reads: drain gives up at its deadline.
+  const auto began = std::chrono::steady_clock::now();
+  out->drain(200);
+  const auto took = std::chrono::steady_clock::now() - began;
+  EXPECT_GE(took, std::chrono::milliseconds(190));
+  EXPECT_LT(took, std::chrono::milliseconds(1000));
+  EXPECT_TRUE(out->wants_write());
+  // A reader that comes within the time gets every line.
+  std::string seen;
+  std::thread reader([&] {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (seen.size() < 5000 && std::chrono::steady_clock::now() < deadline) {
+      pollfd r{p[0], POLLIN, 0};
+      ::poll(&r, 1, 100);
+      seen += read_all(p[0]);
+    }
+  });
+  out->drain(5000);
+  reader.join();
+  EXPECT_FALSE(out->wants_write());
+  std::string expected;
+  for (int i = 0; i < 50; ++i)
+    expected += numbered(i);
+  EXPECT_EQ(seen, expected);
+  out.reset();
+  ::close(p[0]);
+  ::close(p[1]);
 }
 
 TEST_F(SupervisorLogOutput, AReaderThatWentAwayIsNoError) {
