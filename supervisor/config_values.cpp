@@ -1,14 +1,11 @@
 // Durations, sizes, signals and listen specs from text, for the command line and the file.
 #include "config_values.hpp"
 
-#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <csignal>
 #include <cstring>
 #include <limits>
-
-#include <nlohmann/json.hpp>
 
 namespace lameduck::supervisor {
 
@@ -72,17 +69,6 @@ std::string one_line(std::string message) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
   }
   return message;
-}
-
-std::string valid_utf8(std::string_view text) {
-  if (std::all_of(text.begin(), text.end(), [](char c) { return (c & 0x80) == 0; })) {
-    return std::string(text);  // ASCII, as nearly every line is
-  }
-  // nlohmann's replacing dump knows the whole of UTF-8 (overlong forms, surrogates, the end
-  // of the range); the quoted string it writes reads back as the text repaired.
-  using nlohmann::json;
-  return json::parse(json(std::string(text)).dump(-1, ' ', false, json::error_handler_t::replace))
-      .get<std::string>();
 }
 
 milliseconds parse_duration(std::string_view text) {

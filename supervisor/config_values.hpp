@@ -32,10 +32,6 @@ std::string quote(std::string_view text);
 /// The message on one line: line breaks and other control bytes become spaces.
 std::string one_line(std::string message);
 
-/// The text as valid UTF-8: what is not becomes U+FFFD, as a JSON reader needs (a worker may
-/// write any bytes at all).
-std::string valid_utf8(std::string_view text);
-
 /// "250ms", "5s", "1.5s", "2m", "1h" (or "0"): a whole number of milliseconds, ≥ 0.
 milliseconds parse_duration(std::string_view text);
 

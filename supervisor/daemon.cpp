@@ -40,6 +40,7 @@
 #include "config_values.hpp"
 #include "control.hpp"
 #include "log/record.hpp"
+#include "log_output.hpp"
 #include "metrics.hpp"
 #include "net/address.hpp"
 #include "net/listener.hpp"
@@ -93,6 +94,13 @@ void write_all(int fd, std::string_view data) {
 
 // Longest line kept whole; longer output is cut into lines of this size.
 constexpr std::size_t max_line = 16 * 1024;
+// Standard output's buffer while its reader stalls: 64 of the longest lines, some 5000 of the
+// usual 200-byte ones, a few seconds of a busy cluster's output (on top of the pipe's or
+// socket's own 64 KiB to 200 KiB), for at most 1 MiB of memory. Past it lines are dropped
+// and counted rather than the loop blocked.
+constexpr std::size_t stdout_buffer = 1 << 20;
+// How long the last lines may wait for a stalled reader at exit or before an upgrade.
+constexpr int stdout_drain_ms = 1000;
 // A control client that reads its answer slower than this much output is dropped.
 constexpr std::size_t max_client_backlog = 4 << 20;
 // The longest request line a client may send.
@@ -177,7 +185,8 @@ class daemon final : public os {
     notify,
     ready,
     metrics_listener,
-    metrics_client
+    metrics_client,
+    standard_output  // writable: out_ flushes
   };
   struct channel {
     channel(kind what, unique_fd f, std::size_t p = 0, int s = -1, pid_t worker = 0)
@@ -209,6 +218,8 @@ class daemon final : public os {
   std::uint64_t add_channel(channel ch, std::uint32_t events = EPOLLIN);
   void close_channel(std::uint64_t id);
   void close_worker_channels(pid_t pid);
+  // Watches standard output for writability (when epoll can, and while lines wait).
+  void watch_standard_output();
   void on_event(std::uint64_t id, std::uint32_t events);
   void on_signals(const channel& ch);
   void reap();
@@ -253,6 +264,9 @@ class daemon final : public os {
   bool take_over(const upgrade_state& state);
 
   run_config config_;
+  std::unique_ptr<log_output> out_;  // standard output
+  std::uint64_t out_channel_ = 0;
+  bool out_watched_ = false;
   std::string control_path_;
   std::vector<program_entry> programs_;
   unique_fd epoll_, signal_write_, lifeline_read_, lifeline_write_;
@@ -304,15 +318,33 @@ std::string daemon::format_line(const std::string& time, std::string_view who,
   if (config_.log_format == log_format::text) {
     return time + " " + std::string(who) + ": " + r.message;
   }
+  // The formatter writes every string as valid UTF-8 (what is not becomes U+FFFD).
   r.fields.insert(r.fields.begin(), {"time", time});
-  r.message = valid_utf8(r.message);
-  for (auto& [key, value] : r.fields)
-    if (auto* text = std::get_if<std::string>(&value)) *text = valid_utf8(*text);
   return detail::format_log(config_.log_format, r);
 }
 
 void daemon::say(detail::log_record r) {
-  write_all(STDOUT_FILENO, format_line(timestamp(), "lameduck", std::move(r)) + "\n");
+  out_->write(format_line(timestamp(), "lameduck", std::move(r)) + "\n");
+}
+
+void daemon::watch_standard_output() {
+  const int fd = out_->pollable();
+  if (fd < 0) return;
+  if (out_channel_ == 0) {
+    // Interest in nothing yet: EPOLLOUT is asked for only while lines wait, as an idle
+    // standard output is always writable and would wake the loop at every turn.
+    out_channel_ =
+        add_channel(channel(kind::standard_output, unique_fd(::fcntl(fd, F_DUPFD_CLOEXEC, 0))), 0);
+  }
+  const bool wanted = out_->wants_write();
+  if (wanted == out_watched_) return;
+  auto it = channels_.find(out_channel_);
+  if (it == channels_.end()) return;
+  epoll_event ev{};
+  ev.events = wanted ? std::uint32_t{EPOLLOUT} : 0;
+  ev.data.u64 = out_channel_;
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, it->second.fd.get(), &ev);
+  out_watched_ = wanted;
 }
 
 void daemon::worker_line(const channel& from, std::string_view text) {
@@ -351,7 +383,7 @@ void daemon::worker_line(const channel& from, std::string_view text) {
     }
     if (file) write_all(file.get(), out + "\n");
   }
-  write_all(STDOUT_FILENO, out + "\n");
+  out_->write(out + "\n");
   p.lines.push_back({slot, line});
   while (p.lines.size() > p.c->program().log_lines)
     p.lines.pop_front();
@@ -511,6 +543,18 @@ bool daemon::open_sockets() {
 
 int daemon::run() {
   started_ = now();
+  out_ = std::make_unique<log_output>(
+      STDOUT_FILENO, stdout_buffer,
+      [this](std::uint64_t dropped, std::string since) {
+        const std::string n = std::to_string(dropped);
+        return format_line(timestamp(), "lameduck",
+                           event_record("log_lines_dropped", "standard output stalled: " + n +
+                                                                 " lines dropped since " + since)
+                               .add("dropped", static_cast<std::int64_t>(dropped))
+                               .add("since", since)) +
+               "\n";
+      },
+      timestamp);
   // Every descendant that loses its parent comes to us, so nothing escapes reaping.
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
 
@@ -582,6 +626,7 @@ int daemon::serve() {
     steady_time next = check_metrics_clients(now());
     for (auto& entry : programs_)
       next = std::min(next, entry.c->next_deadline());
+    watch_standard_output();
     int timeout = -1;
     if (next != steady_time::max()) {
       const auto wait = std::chrono::ceil<std::chrono::milliseconds>(next - now()).count();
@@ -615,6 +660,7 @@ int daemon::serve() {
           .add("ok", exit_status() == 0)
           .add("exit_status", std::int64_t{exit_status()})
           .add("took_s", std::chrono::duration<double>(took).count()));
+  out_->drain(stdout_drain_ms);
   return exit_status();
 }
 
@@ -669,6 +715,16 @@ void daemon::on_event(std::uint64_t id, std::uint32_t events) {
       break;
     case kind::metrics_client:
       on_metrics_client(id, ch, events);
+      break;
+    case kind::standard_output:
+      // Reported whatever the interest asked for, and at every wait: a reader that closed
+      // its end would otherwise wake the loop forever.
+      if (events & (EPOLLERR | EPOLLHUP)) {
+        out_->lost();
+        close_channel(id);
+      } else {
+        out_->flush();
+      }
       break;
   }
 }
@@ -948,7 +1004,7 @@ std::string daemon::scrape() {
   std::vector<program_metrics> programs;
   for (auto& entry : programs_)
     programs.push_back({entry.c->status(), entry.c->counters()});
-  return format_metrics(programs, upgrades_);
+  return format_metrics(programs, upgrades_, out_->dropped_total());
 }
 
 void daemon::on_client(std::uint64_t id, channel& ch, std::uint32_t events) {
@@ -1141,7 +1197,7 @@ void daemon::upgrade(std::uint64_t client) {
       state.answer = ch.fd.get();
     } else if (ch.k == kind::metrics_listener) {
       state.metrics_fd = ch.fd.get();
-    } else if (ch.k != kind::signals) {
+    } else if (ch.k != kind::signals && ch.k != kind::standard_output) {
       state.channels.push_back(
           {static_cast<int>(ch.k), ch.fd.get(), ch.program, ch.slot, ch.pid, ch.partial});
     } else {
@@ -1183,6 +1239,7 @@ void daemon::upgrade(std::uint64_t client) {
   argv.push_back(nullptr);
 
   say(event_record("upgrading", "upgrading: executing " + binary_).add("binary", binary_));
+  out_->drain(stdout_drain_ms);  // the next binary starts with an empty buffer
   for (int fd : kept)
     ::fcntl(fd, F_SETFD, 0);
   ::setenv("LAMEDUCK_UPGRADE_FD", std::to_string(memory.get()).c_str(), 1);

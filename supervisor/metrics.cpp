@@ -41,7 +41,8 @@ void counted(detail::exposition_writer& w, std::string_view program, std::string
 
 }  // namespace
 
-std::string format_metrics(const std::vector<program_metrics>& programs, std::uint64_t upgrades) {
+std::string format_metrics(const std::vector<program_metrics>& programs, std::uint64_t upgrades,
+                           std::uint64_t log_lines_dropped) {
   detail::exposition_writer w;
   w.family("lameduck_supervisor_workers", metric_type::gauge,
            "Workers by state: starting, ready, replacing (a replacement not ready yet), stopping, "
@@ -95,6 +96,10 @@ std::string format_metrics(const std::vector<program_metrics>& programs, std::ui
            "Times the supervisor has replaced its own binary (lameduck upgrade), its workers "
            "running on.");
   w.sample(upgrades);
+  w.family("lameduck_supervisor_log_lines_dropped_total", metric_type::counter,
+           "Lines (the supervisor's and its workers') dropped from its standard output while "
+           "the reader stalled and its 1 MiB buffer was full; the log says when.");
+  w.sample(log_lines_dropped);
   return w.take();
 }
 

@@ -32,9 +32,10 @@ struct program_metrics {
 
 /// The scrape, in Prometheus's text format (docs/supervisor.md lists the families): workers by
 /// state, configured instances, generation, a reload running, reloads by outcome, restarts by
-/// reason, stopped workers' exits by outcome, each serving worker's resident memory, and the
-/// supervisor's upgrades.
-std::string format_metrics(const std::vector<program_metrics>& programs, std::uint64_t upgrades);
+/// reason, stopped workers' exits by outcome, each serving worker's resident memory, the
+/// supervisor's upgrades, and the lines it dropped while its standard output stalled.
+std::string format_metrics(const std::vector<program_metrics>& programs, std::uint64_t upgrades,
+                           std::uint64_t log_lines_dropped = 0);
 
 /// One scraper's connection: its request read by the library's parser, with small limits, and
 /// one response that closes the connection: 200 for GET or HEAD /metrics, 404 for another

@@ -66,6 +66,9 @@ struct launch {
   /// (LISTEN_FDS=1, LISTEN_PID set to the supervisor's pid), named socket_name.
   int passed_socket = -1;
   std::string socket_name;
+  /// Non-empty: the test stops reading the supervisor's standard output once a line holding
+  /// this has come, as a stalled log shipper does, until resume_output(); the pipe fills.
+  std::string stall_after;
 };
 
 // `lameduck run ...` started for one test; its standard output is read as it comes, so that
@@ -74,7 +77,7 @@ class supervisor {
  public:
   supervisor(const temp_dir& dir, std::vector<std::string> options,
              std::vector<std::string> program, const launch& how = {})
-      : control_(dir.file("control.sock")) {
+      : control_(dir.file("control.sock")), stall_after_(how.stall_after) {
     std::vector<std::string> argv{bin_path("lameduck"), "run", "--control", control_};
     argv.insert(argv.end(), options.begin(), options.end());
     if (!program.empty()) argv.push_back("--");  // none: the --config file says
@@ -117,7 +120,21 @@ class supervisor {
       int status;
       ::waitpid(pid_, &status, 0);
     }
+    resume_output();
     reader_.join();
+  }
+  /// Reads standard output again after launch::stall_after stopped it.
+  void resume_output() {
+    std::lock_guard lock(mutex_);
+    stall_after_.clear();
+    cv_.notify_all();
+  }
+  /// Closes the reading end of standard output, stalled by launch::stall_after: the
+  /// supervisor's reader has gone.
+  void close_output() {
+    std::lock_guard lock(mutex_);
+    close_output_ = true;
+    cv_.notify_all();
   }
 
   pid_t pid() const { return pid_; }
@@ -216,7 +233,7 @@ class supervisor {
       const ssize_t n = ::read(fd, buffer, sizeof buffer);
       if (n <= 0) break;
       partial.append(buffer, static_cast<std::size_t>(n));
-      std::lock_guard lock(mutex_);
+      std::unique_lock lock(mutex_);
       std::size_t start = 0, end;
       while ((end = partial.find('\n', start)) != std::string::npos) {
         lines_.push_back(partial.substr(start, end - start));
@@ -224,6 +241,14 @@ class supervisor {
       }
       partial.erase(0, start);
       cv_.notify_all();
+      const auto stalled = [&] {
+        return !stall_after_.empty() &&
+               std::any_of(lines_.begin(), lines_.end(), [&](const auto& l) {
+                 return l.find(stall_after_) != std::string::npos;
+               });
+      };
+      cv_.wait(lock, [&] { return close_output_ || !stalled(); });
+      if (close_output_) break;
     }
     ::close(fd);
     std::lock_guard lock(mutex_);
@@ -232,6 +257,8 @@ class supervisor {
   }
 
   std::string control_;
+  std::string stall_after_;    // guarded by mutex_
+  bool close_output_ = false;  // guarded by mutex_
   pid_t pid_ = -1;
   int status_ = -1;
   std::thread reader_;
@@ -1230,6 +1257,130 @@ TEST(SupervisorCommandLine, Step8BadFlagsAreOneLineAndExitTwo) {
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
     EXPECT_EQ(r.out, "");
   }
+}
+
+// The supervisor's standard output read by nobody (a log shipper that hangs, a terminal
+// paused with Ctrl-S): its loop goes on answering, reaping, reloading and relaying its
+// workers' output; lines are dropped whole and counted, and said so once output flows.
+TEST_F(SupervisorLogs, AStalledStandardOutputNeverBlocksTheLoop) {
+  // 40000 lines of 100 bytes, 8 MB as JSON records: the pipe's 64 KiB and the supervisor's
+  // 1 MiB buffer several times over, at each start of the worker. Then it serves.
+  const std::string flood(100, '7');
+  const std::string chatty =
+      script(dir, "chatty.sh", "yes " + flood + " | head -n 40000\nexec \"$@\"");
+  std::vector<std::string> program{chatty};
+  for (auto& a : hello())
+    program.push_back(a);
+  launch how;
+  how.stall_after = "metrics on http://127.0.0.1:";
+  supervisor& s = start({"--instances", "1", "--listen", "127.0.0.1:0", "--log-format", "json",
+                         "--metrics-listen", "127.0.0.1:0"},
+                        program, how);
+  const std::string said = s.wait_for(how.stall_after);
+  ASSERT_FALSE(said.empty()) << s.output();
+  const std::string url = nlohmann::json::parse(said).at("address").get<std::string>();
+  // The count, from a quick scrape; -1 when the supervisor does not answer within 2 s.
+  auto dropped = [&]() -> double {
+    const command_result r = run({"curl", "-sS", "--max-time", "2", url}, 5s);
+    const std::string name = "\nlameduck_supervisor_log_lines_dropped_total ";
+    const auto at = r.out.find(name);
+    if (r.exit_code != 0 || at == std::string::npos) return -1;
+    return std::stod(r.out.substr(at + name.size()));
+  };
+  // Polled: nothing announces that a pipe nobody reads has filled.
+  double before_reload = -1;
+  for (const auto deadline = clock::now() + 20s; clock::now() < deadline;) {
+    before_reload = dropped();
+    if (before_reload > 0) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_GT(before_reload, 0) << "the supervisor's loop should answer and count dropped lines";
+
+  // The worker is ready once all its output has been read: the loop still relays.
+  const auto asked = clock::now();
+  std::vector<int> first;
+  while (first.empty() && clock::now() - asked < 20s) {
+    const command_result status = s.ctl({"status"}, 5s);
+    ASSERT_EQ(status.exit_code, 0) << "status should answer at once: " << status.out << status.err;
+    first = worker_pids(s);
+  }
+  ASSERT_EQ(first.size(), 1u) << s.ctl({"status"}).out;
+  // The new worker floods again before it is ready: relayed (and dropped) as it comes.
+  const command_result reload = s.ctl({"reload"}, 20s);
+  ASSERT_EQ(reload.exit_code, 0) << reload.out << reload.err;
+  EXPECT_LT(clock::now() - asked, 20s);
+  const std::vector<int> second = worker_pids(s);
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_NE(second, first);
+  const double after_reload = dropped();
+  EXPECT_GT(after_reload, before_reload);
+
+  s.resume_output();
+  const std::string notice = s.wait_for("\"event\":\"log_lines_dropped\"");
+  ASSERT_FALSE(notice.empty()) << "no notice of the dropped lines";
+  const auto m = scrape(url);  // Prometheus's parser reads the new family too
+  const double total = m.at("lameduck_supervisor_log_lines_dropped_total");
+  EXPECT_GE(total, after_reload);
+  s.signal(SIGTERM);
+  ASSERT_TRUE(s.exits_with(0));
+
+  // Every line whole: each one JSON, each of the worker's lines all its 100 bytes, and the
+  // notices count every line dropped, once.
+  double noticed = 0;
+  std::size_t relayed = 0;
+  for (const auto& line : s.lines()) {
+    nlohmann::json r;
+    try {
+      r = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception& e) {
+      ADD_FAILURE() << "a line cut or mixed: " << line.substr(0, 300) << ": " << e.what();
+      continue;
+    }
+    if (r.value("stream", "") == "stdout") {
+      EXPECT_EQ(r.at("line"), flood);
+      ++relayed;
+    }
+    if (r.value("event", "") == "log_lines_dropped") {
+      noticed += r.at("dropped").get<double>();
+      EXPECT_FALSE(r.at("since").get<std::string>().empty()) << line;
+      EXPECT_NE(r.at("msg").get<std::string>().find(" lines dropped since "), std::string::npos);
+    }
+  }
+  EXPECT_EQ(noticed, total);
+  EXPECT_GT(relayed, 0u);
+  EXPECT_LT(relayed, 80000u);
+}
+
+// The supervisor's CPU time so far (user and system), in clock ticks.
+long cpu_ticks(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), {});
+  std::istringstream fields(stat.substr(stat.rfind(')') + 2));
+  std::string field;
+  long utime = 0, stime = 0;
+  for (int i = 3; fields >> field; ++i) {  // fields 14 and 15 of proc(5)
+    if (i == 14) utime = std::stol(field);
+    if (i == 15) stime = std::stol(field);
+  }
+  return utime + stime;
+}
+
+TEST_F(SupervisorLogs, AReaderThatClosesStandardOutputCostsTheLoopNothing) {
+  launch how;
+  how.stall_after = "every worker is ready";
+  supervisor& s = start_hello(1, {}, how);
+  ASSERT_FALSE(s.wait_for(how.stall_after).empty()) << s.output();
+  s.close_output();
+  // The pipe reports an error from now on, whatever the loop asks for: it must stop asking.
+  const command_result reload = s.ctl({"reload"}, 20s);  // lines written into the broken pipe
+  ASSERT_EQ(reload.exit_code, 0) << reload.out << reload.err;
+  const long before = cpu_ticks(s.pid());
+  std::this_thread::sleep_for(500ms);  // a span to measure, not an event to wait for
+  const long spent = cpu_ticks(s.pid()) - before;
+  EXPECT_LT(spent, ::sysconf(_SC_CLK_TCK) / 10) << "ticks in 0.5 s of an idle supervisor";
+  EXPECT_EQ(s.ctl({"status"}, 5s).exit_code, 0);
+  s.signal(SIGTERM);
+  EXPECT_EQ(s.wait_exit(), 0);
 }
 
 }  // namespace

@@ -954,13 +954,5 @@ TEST(ConfigValues, QuoteKeepsOneLine) {
   EXPECT_EQ(one_line("a\nb\rc"), "a b c");
 }
 
-TEST(ConfigValues, ValidUtf8ReplacesOnlyWhatIsNot) {
-  EXPECT_EQ(valid_utf8("plain"), "plain");
-  EXPECT_EQ(valid_utf8("caf\xc3\xa9 \xf0\x9f\xa6\x86"), "caf\xc3\xa9 \xf0\x9f\xa6\x86");
-  EXPECT_EQ(valid_utf8(std::string("a\0b", 3)), std::string("a\0b", 3));
-  EXPECT_EQ(valid_utf8("bad \xff cut \xc3"), "bad \xef\xbf\xbd cut \xef\xbf\xbd");
-  EXPECT_EQ(valid_utf8("overlong \xc0\xaf"), "overlong \xef\xbf\xbd\xef\xbf\xbd");
-}
-
 }  // namespace
 }  // namespace lameduck::supervisor

@@ -50,7 +50,7 @@ bool has_line(const std::string& text, const std::string& line) {
 }
 
 TEST(SupervisorMetrics, ReportWorkersByStateAndEveryCounterFromZero) {
-  const std::string text = format_metrics(sample(), 2);
+  const std::string text = format_metrics(sample(), 2, 7);
   for (const std::string line : {
            "lameduck_supervisor_workers{program=\"web\",state=\"ready\"} 1",
            "lameduck_supervisor_workers{program=\"web\",state=\"starting\"} 1",
@@ -74,6 +74,8 @@ TEST(SupervisorMetrics, ReportWorkersByStateAndEveryCounterFromZero) {
            "lameduck_supervisor_worker_exits_total{program=\"web\",outcome=\"failed\"} 0",
            "# TYPE lameduck_supervisor_upgrades_total counter",
            "lameduck_supervisor_upgrades_total 2",
+           "# TYPE lameduck_supervisor_log_lines_dropped_total counter",
+           "lameduck_supervisor_log_lines_dropped_total 7",
        }) {
     EXPECT_TRUE(has_line(text, line)) << line << " in\n" << text;
   }
