@@ -29,8 +29,10 @@ class reader {
 
   [[noreturn]] void fail(const toml::source_region& where, const std::string& what) const {
     std::string message(file_);
-    if (where.begin.line != 0) message += ":" + std::to_string(where.begin.line);
-    throw config_error(one_line(message + ": " + what));
+    // Appended piece by piece: GCC 12 warns falsely (-Wrestrict, its bug 105329) about
+    // ":" + std::to_string(...) in a release build.
+    if (where.begin.line != 0) message.append(":").append(std::to_string(where.begin.line));
+    throw config_error(one_line(message.append(": ").append(what)));
   }
 
   [[noreturn]] void fail(const std::string& what) const {
