@@ -144,12 +144,19 @@ struct upgrade_state {
   std::uint64_t upgrades = 0;
   std::vector<channel> channels;
   std::vector<program> programs;
+  // log_output::drop_count, absent from binaries before 2026-12 (none then).
+  std::uint64_t log_lines_dropped = 0, log_lines_unnoticed = 0;
+  std::string log_lines_dropped_since;
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(upgrade_state::channel, kind, fd, program, slot, pid, partial)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(upgrade_state::program, name, sockets, cluster, lines)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(upgrade_state, version, control_path, control_fd, lifeline_read,
-                                   lifeline_write, announced_ready, next_notify, started, answer,
-                                   metrics_fd, upgrades, channels, programs)
+// With defaults: a field added since the version was last raised may be missing (and one
+// this binary does not know is ignored), so binaries upgrade to each other both ways.
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(upgrade_state, version, control_path, control_fd,
+                                                lifeline_read, lifeline_write, announced_ready,
+                                                next_notify, started, answer, metrics_fd, upgrades,
+                                                channels, programs, log_lines_dropped,
+                                                log_lines_unnoticed, log_lines_dropped_since)
 
 class daemon final : public os {
  public:
@@ -1214,6 +1221,14 @@ void daemon::upgrade(std::uint64_t client) {
                               {entry.lines.begin(), entry.lines.end()}});
   }
 
+  // The lines the reader does not take in time are counted as dropped, and the count goes on.
+  say(event_record("upgrading", "upgrading: executing " + binary_).add("binary", binary_));
+  out_->drain(stdout_drain_ms);
+  const log_output::drop_count drops = out_->drops();
+  state.log_lines_dropped = drops.total;
+  state.log_lines_unnoticed = drops.unnoticed;
+  state.log_lines_dropped_since = drops.since;
+
   using nlohmann::json;
   const std::string text = json(state).dump(-1, ' ', false, json::error_handler_t::replace);
   unique_fd memory(::memfd_create("lameduck-upgrade", 0));  // inherited: no MFD_CLOEXEC
@@ -1238,8 +1253,6 @@ void daemon::upgrade(std::uint64_t client) {
     argv.push_back(a.data());
   argv.push_back(nullptr);
 
-  say(event_record("upgrading", "upgrading: executing " + binary_).add("binary", binary_));
-  out_->drain(stdout_drain_ms);  // the next binary starts with an empty buffer
   for (int fd : kept)
     ::fcntl(fd, F_SETFD, 0);
   ::setenv("LAMEDUCK_UPGRADE_FD", std::to_string(memory.get()).c_str(), 1);
@@ -1295,6 +1308,7 @@ bool daemon::take_over(const upgrade_state& state) {
   announced_ready_ = state.announced_ready;
   next_notify_ = state.next_notify;
   upgrades_ = state.upgrades;
+  out_->carry({state.log_lines_dropped, state.log_lines_unnoticed, state.log_lines_dropped_since});
   if (state.metrics_fd >= 0)
     add_channel(channel(kind::metrics_listener, unique_fd(own(state.metrics_fd))));
   started_ = steady_time(steady_time::duration(state.started));

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <string>
@@ -146,6 +147,24 @@ void log_output::drain(int timeout_ms) {
     if (::poll(&p, 1, static_cast<int>(left)) < 0 && errno != EINTR) break;
     flush();
   }
+  if (!wants_write()) return;
+  // Given up: only whole lines are queued, so each '\n' left ends a line that is lost, or
+  // the tail of one.
+  const auto lines = static_cast<std::uint64_t>(
+      std::count(buffer_.begin() + static_cast<std::ptrdiff_t>(written_), buffer_.end(), '\n'));
+  if (dropped_since_notice_ == 0) first_dropped_at_ = clock_();
+  dropped_since_notice_ += lines;
+  dropped_total_ += lines;
+  buffer_.clear();
+  written_ = 0;
+}
+
+void log_output::carry(const drop_count& earlier) {
+  dropped_total_ += earlier.total;
+  if (earlier.unnoticed == 0) return;
+  if (dropped_since_notice_ == 0) first_dropped_at_ = earlier.since;
+  dropped_since_notice_ += earlier.unnoticed;
+  after_writing();
 }
 
 }  // namespace lameduck::supervisor

@@ -45,10 +45,22 @@ class log_output {
   /// and what follows is discarded, and pollable() is -1 from now on.
   void lost();
   /// At exit or before an upgrade: writes what is buffered, waiting up to timeout_ms for the
-  /// reader, then gives up on the rest.
+  /// reader, then drops the lines left and counts them.
   void drain(int timeout_ms);
 
-  /// Lines dropped since the start because the buffer was full.
+  /// Lines dropped, in all and since the last notice (the first of those at since).
+  struct drop_count {
+    std::uint64_t total = 0;
+    std::uint64_t unnoticed = 0;
+    std::string since;
+  };
+  drop_count drops() const { return {dropped_total_, dropped_since_notice_, first_dropped_at_}; }
+  /// Takes over the count of the binary before this one (`lameduck upgrade`): the total goes
+  /// on, and the lines it dropped without a notice get theirs here.
+  void carry(const drop_count& earlier);
+
+  /// Lines dropped since the supervisor started, because the buffer was full or the reader
+  /// took nothing until the exit or upgrade.
   std::uint64_t dropped_total() const noexcept { return dropped_total_; }
   /// Bytes waiting.
   std::size_t buffered() const noexcept { return buffer_.size() - written_; }

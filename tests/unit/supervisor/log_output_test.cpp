@@ -141,7 +141,7 @@ TEST_F(SupervisorLogOutput, ARegularFileIsWrittenAtOnceAndNothingIsDropped) {
   ::close(fd);
 }
 
-TEST_F(SupervisorLogOutput, AtExitTheBufferWaitsForTheReaderABoundedTime) {
+TEST_F(SupervisorLogOutput, AtExitTheBufferWaitsForTheReaderABoundedTimeThenCountsTheRest) {
   int p[2];
   ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
   ASSERT_EQ(::fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
@@ -150,18 +150,28 @@ TEST_F(SupervisorLogOutput, AtExitTheBufferWaitsForTheReaderABoundedTime) {
   for (int i = 0; i < 50; ++i)
     out->write(numbered(i));
   ASSERT_TRUE(out->wants_write());
-  // Nobody reads: drain gives up at its deadline.
+  // Nobody reads: drain gives up at its deadline, and the lines left are dropped and counted.
   const auto began = std::chrono::steady_clock::now();
   out->drain(200);
   const auto took = std::chrono::steady_clock::now() - began;
   EXPECT_GE(took, std::chrono::milliseconds(190));
   EXPECT_LT(took, std::chrono::milliseconds(1000));
-  EXPECT_TRUE(out->wants_write());
-  // A reader that comes within the time gets every line.
+  EXPECT_FALSE(out->wants_write());
+  EXPECT_EQ(read_all(p[0]).size(), 4000u) << "40 lines in the pipe";
+  EXPECT_EQ(out->drops().total, 10u) << "the 10 buffered";
+  EXPECT_EQ(out->drops().unnoticed, 10u);
+  EXPECT_EQ(out->drops().since, "T");
+
+  // A reader that comes within the time gets every line, after the notice of the gap.
+  for (int i = 0; i < 50; ++i)
+    out->write(numbered(i));
+  std::string expected = "dropped 10 since T\n";
+  for (int i = 0; i < 50; ++i)
+    expected += numbered(i);
   std::string seen;
   std::thread reader([&] {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (seen.size() < 5000 && std::chrono::steady_clock::now() < deadline) {
+    while (seen.size() < expected.size() && std::chrono::steady_clock::now() < deadline) {
       pollfd r{p[0], POLLIN, 0};
       ::poll(&r, 1, 100);
       seen += read_all(p[0]);
@@ -170,10 +180,26 @@ TEST_F(SupervisorLogOutput, AtExitTheBufferWaitsForTheReaderABoundedTime) {
   out->drain(5000);
   reader.join();
   EXPECT_FALSE(out->wants_write());
-  std::string expected;
-  for (int i = 0; i < 50; ++i)
-    expected += numbered(i);
   EXPECT_EQ(seen, expected);
+  EXPECT_EQ(out->drops().total, 10u);
+  EXPECT_EQ(out->drops().unnoticed, 0u);
+  out.reset();
+  ::close(p[0]);
+  ::close(p[1]);
+}
+
+TEST_F(SupervisorLogOutput, TheNextBinaryGoesOnCountingAndTellsOfTheGapBeforeIt) {
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  ASSERT_EQ(::fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
+  auto out = make(p[1], 1000);
+  out->carry({7, 3, "earlier"});
+  EXPECT_EQ(read_all(p[0]), "dropped 3 since earlier\n");
+  EXPECT_EQ(out->drops().total, 7u);
+  EXPECT_EQ(out->drops().unnoticed, 0u);
+  out->carry({5, 0, ""});
+  EXPECT_EQ(read_all(p[0]), "") << "no gap, no notice";
+  EXPECT_EQ(out->dropped_total(), 12u);
   out.reset();
   ::close(p[0]);
   ::close(p[1]);
