@@ -264,8 +264,7 @@ class connection final : public connection_base {
       ex.input_end -= ex.input_begin;
       ex.input_begin = 0;
     }
-    io_result r =
-        stream_.read(ex.input.get() + ex.input_end, exchange::input_capacity - ex.input_end);
+    io_result r = receive(ex.input.get() + ex.input_end, exchange::input_capacity - ex.input_end);
     if (r.would_block()) {
       if (phase_ != phase::receiving) release_exchange();
       // Half-close and linger; unless this very read began a TLS handshake.
@@ -281,7 +280,6 @@ class connection final : public connection_base {
       return false;
     }
     ex.input_end += r.bytes;
-    owner.metrics.received_bytes.add(r.bytes);
     if (phase_ == phase::idle) {
       enter(phase::receiving);
       owner.arm(*this, timeout_kind::header);
@@ -447,7 +445,7 @@ class connection final : public connection_base {
       return true;
     }
     if (!stream_.may_read()) return false;
-    io_result r = stream_.read(ex.input.get(), exchange::input_capacity);
+    io_result r = receive(ex.input.get(), exchange::input_capacity);
     if (r.would_block()) return false;
     if (r.status == io_status::eof) {
       begin_close();  // the client is done sending: what is queued still goes out, then ours
@@ -459,7 +457,6 @@ class connection final : public connection_base {
     }
     ex.input_begin = 0;
     ex.input_end = r.bytes;
-    owner.metrics.received_bytes.add(r.bytes);
     return true;
   }
 
@@ -496,13 +493,19 @@ class connection final : public connection_base {
     owner.arm(*this, timeout_kind::none);
   }
 
+  // Every read from the stream, counted for the metrics.
+  io_result receive(char* into, std::size_t size) {
+    const io_result r = stream_.read(into, size);
+    if (r.status == io_status::ok) owner.metrics.received_bytes.add(r.bytes);
+    return r;
+  }
+
   bool linger() {
     char discard[4096];
     for (;;) {
-      io_result r = stream_.read(discard, sizeof discard);
+      io_result r = receive(discard, sizeof discard);
       if (r.would_block()) return false;                         // the next edge resumes the linger
       if (r.status != io_status::ok) return close_now(), false;  // the client closed or reset
-      owner.metrics.received_bytes.add(r.bytes);
     }
   }
 

@@ -577,7 +577,7 @@ void add_counted(detail::loop_totals& t, const detail::worker& w) noexcept {
   t.add(w.metrics);
   t.closed +=
       w.counts[static_cast<std::size_t>(connection_state::closed)].load(std::memory_order_relaxed);
-  t.aborted += w.requests_aborted.load(std::memory_order_relaxed);
+  t.aborted += w.requests_aborted.load();
   w.add_tls_handshakes(t);
 }
 
@@ -747,8 +747,8 @@ void server::impl::order_stop(const detail::stop_order& next) {
     stop_began = clock::now();
     completed_at_stop = aborted_at_stop = 0;
     for (auto& w : workers) {
-      completed_at_stop += w->requests_completed.load(std::memory_order_relaxed);
-      aborted_at_stop += w->requests_aborted.load(std::memory_order_relaxed);
+      completed_at_stop += w->requests_completed.load();
+      aborted_at_stop += w->requests_aborted.load();
     }
   }
   if (next.drain && !order.drain && next.drain_from <= clock::now()) {
@@ -918,8 +918,8 @@ void server::impl::check_done(detail::worker& w) {
     ++(report.graceful ? stops_graceful : stops_forced);
     std::size_t completed = 0, aborted = 0;
     for (auto& other : workers) {
-      completed += other->requests_completed.load(std::memory_order_relaxed);
-      aborted += other->requests_aborted.load(std::memory_order_relaxed);
+      completed += other->requests_completed.load();
+      aborted += other->requests_aborted.load();
       other->loop().allow_exit();
     }
     report.requests_completed = completed - completed_at_stop;

@@ -18,7 +18,8 @@ namespace {
 
 constexpr std::size_t max_pooled_exchanges = 256;
 
-// Single-writer counters: only the worker's thread writes, any thread reads.
+// The counts per state: only the worker's thread writes, any thread reads; a count goes
+// down as well as up, which single_writer_counter does not.
 void bump(std::atomic<std::size_t>& a, std::ptrdiff_t by) noexcept {
   a.store(a.load(std::memory_order_relaxed) + static_cast<std::size_t>(by),
           std::memory_order_relaxed);
@@ -99,7 +100,7 @@ void worker::arm(connection_base& c, timeout_kind k) noexcept {
 }
 
 void worker::count_request(bool completed) noexcept {
-  bump(completed ? requests_completed : requests_aborted, 1);
+  (completed ? requests_completed : requests_aborted).add();
 }
 
 exchange* worker::acquire_exchange() {

@@ -139,7 +139,7 @@ class worker {
   /// Connections per state on this worker; written only by its thread.
   std::array<std::atomic<std::size_t>, connection_state_count> counts{};
   /// Requests answered completely, and abandoned, on this worker; written only by its thread.
-  std::atomic<std::size_t> requests_completed{0}, requests_aborted{0};
+  single_writer_counter requests_completed, requests_aborted;
   /// What the metrics endpoint reports for this loop, beside the counts above; written only
   /// by its thread, on cache lines of its own.
   loop_counters metrics;
