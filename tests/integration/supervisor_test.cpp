@@ -69,6 +69,9 @@ struct launch {
   /// Non-empty: the test stops reading the supervisor's standard output once a line holding
   /// this has come, as a stalled log shipper does, until resume_output(); the pipe fills.
   std::string stall_after;
+  /// The supervisor starts with these signals blocked, as a parent that waits for its own
+  /// with signalfd leaves them to its children.
+  std::vector<int> blocked_signals;
 };
 
 // `lameduck run ...` started for one test; its standard output is read as it comes, so that
@@ -108,7 +111,16 @@ class supervisor {
     for (auto& a : argv)
       args.push_back(a.data());
     args.push_back(nullptr);
-    const int rc = ::posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), envp.data());
+    posix_spawnattr_t attributes;
+    posix_spawnattr_init(&attributes);
+    sigset_t blocked;
+    ::sigemptyset(&blocked);
+    for (int sig : how.blocked_signals)
+      ::sigaddset(&blocked, sig);
+    posix_spawnattr_setsigmask(&attributes, &blocked);
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
+    const int rc = ::posix_spawn(&pid_, args[0], &actions, &attributes, args.data(), envp.data());
+    posix_spawnattr_destroy(&attributes);
     posix_spawn_file_actions_destroy(&actions);
     ::close(out[1]);
     if (rc != 0) throw std::runtime_error("posix_spawn lameduck");
@@ -715,6 +727,23 @@ TEST_F(SupervisorStop, Step5StopLetsRequestsInFlightFinishAndExitsZero) {
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_EQ(status_of(busy.read_response()), 200);
   EXPECT_TRUE(s.exits_with(0));
+}
+
+TEST_F(SupervisorStop, Step5AParentThatLeftItsSignalsBlockedDoesNotMakeItDeaf) {
+  launch how;
+  how.blocked_signals = {SIGTERM, SIGCHLD, SIGHUP};
+  supervisor& s = start_hello(1, {}, how);
+  ASSERT_TRUE(s.ready());
+  const std::vector<int> first = worker_pids(s);
+  ASSERT_EQ(first.size(), 1u);
+  s.signal(SIGHUP);  // a reload: the old worker's exit must be seen
+  EXPECT_TRUE(eventually([&] {
+    const std::vector<int> now = worker_pids(s);
+    return now.size() == 1 && now != first && worker_pids(s, "stopping").empty();
+  })) << "the old worker is not reaped: "
+      << s.ctl({"status"}).out;
+  s.signal(SIGTERM);
+  EXPECT_TRUE(s.exits_with(0)) << "SIGTERM was left blocked";
 }
 
 TEST_F(SupervisorStop, Step5OnceTheWorkersStopAcceptingTheSupervisorsPortRefuses) {
