@@ -26,6 +26,9 @@ milliseconds since(clock::time_point t) {
 }
 
 // The server reads the clock once per round of its loop, so its "now" may be a little behind.
+// Each lower bound runs from what the client did before the server could start the timeout:
+// stamped after, it loses however long the client was not scheduled (a loaded TSan run saw a
+// 300 ms header timeout measured as 249 ms from after the TLS client's connect).
 constexpr milliseconds clock_slack{20};
 
 // Over plain TCP and over TLS alike.
@@ -60,8 +63,8 @@ TEST_P(Timeouts, ClosesAConnectionThatNeverSendsAByteWithoutAnAnswer) {
 TEST_P(Timeouts, AnswersAHeadTrickledByteByByteWith408AtTheHeaderTimeout) {
   auto server = start_test_server({"--header-timeout-ms", "300"});
   std::string head = "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + std::string(200, 's') + "\r\n\r\n";
+  auto start = clock::now();  // before the connect: the header timeout runs from the accept
   raw_client c(server.port());
-  auto start = clock::now();
   std::size_t sent = 0;
   // One byte every 20 ms would take over 4 s; progress must not extend the header timeout.
   while (sent < head.size() && !c.readable_within(20ms))
@@ -98,8 +101,8 @@ TEST_P(Timeouts, DoesNotCutASlowHandlerWithTheHeaderOrIdleTimeout) {
 TEST_P(Timeouts, AnswersHalfABodyWith408AfterTheBodyTimeoutAndCloses) {
   auto server = start_test_server({"--body-timeout-ms", "200"});
   raw_client c(server.port());
+  auto start = clock::now();  // before the head: the server may read it before send() returns
   c.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nquack");
-  auto start = clock::now();
   auto all = c.read_until_close(10s);
   EXPECT_EQ(status_of(all), 408) << all;
   EXPECT_EQ(header_of(all, "Connection"), "close") << all;
@@ -139,8 +142,8 @@ TEST_P(Timeouts, AnswersABodyTrickledBelowTheLeastRateWith408OnceTheGraceHasPass
   auto server = start_test_server(
       {"--body-timeout-ms", "20000", "--min-body-rate", "1000", "--min-body-rate-grace-ms", "300"});
   raw_client c(server.port());
+  auto start = clock::now();  // before the head, whose arrival starts the grace
   c.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n");
-  auto start = clock::now();
   // A byte every 50 ms: 20 bytes a second, a fiftieth of the least rate.
   while (!c.readable_within(50ms) && since(start) < 10s)
     c.send("x");
@@ -177,10 +180,12 @@ TEST_P(Timeouts, ClosesAConnectionWhoseClientReadsBelowTheLeastRate) {
                                    "--min-response-rate-grace-ms", "300"});
   constexpr std::size_t size = 256u << 20;
   raw_client reader(server.port(), 4096);  // small window: the sockets fill fast
+  // Before the request: the server's writes, and the grace, may begin long before the client
+  // has read the head.
+  auto start = clock::now();
   reader.send("GET /big?bytes=" + std::to_string(size) + " HTTP/1.1\r\nHost: x\r\n\r\n");
   auto head = reader.read_head(20s);
   ASSERT_EQ(status_of(head), 200) << head;
-  auto start = clock::now();
   raw_client probe(server.port());
   auto active = [&] {
     probe.send("GET /counts HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -247,9 +252,11 @@ TEST_P(Timeouts, AnswersABodyNeverSentAfterContinueWith408) {
 TEST_P(Timeouts, ClosesAnIdleKeepAliveConnectionCleanlyAfterTheIdleTimeout) {
   auto server = start_test_server({"--idle-timeout-ms", "200"});
   raw_client c(server.port());
+  // Before the request: the server goes idle once its write returns, maybe long before the
+  // client has read the response.
+  auto idle_since = clock::now();
   c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
   EXPECT_EQ(body_of(c.read_response()), hello);
-  auto idle_since = clock::now();
   ASSERT_TRUE(c.closed_within(10s)) << "still open 10 s after a 200 ms idle timeout";
   EXPECT_FALSE(c.was_reset()) << "the idle connection was reset, not closed";
   EXPECT_GE(since(idle_since), 200ms - clock_slack);
@@ -337,11 +344,13 @@ TEST_P(Timeouts, ClosesAConnectionWhoseClientStopsReadingAfterTheWriteTimeout) {
   auto server = start_test_server({"--write-timeout-ms", "500"});
   constexpr std::size_t size = 64u << 20;
   raw_client reader(server.port(), 4096);  // small window: the sockets fill fast
+  // Before the request: the server's last write may come long before the client has read the
+  // head, and the timeout runs from there.
+  auto asked = clock::now();
   reader.send("GET /big?bytes=" + std::to_string(size) + " HTTP/1.1\r\nHost: x\r\n\r\n");
   auto head = reader.read_head(20s);
   ASSERT_EQ(status_of(head), 200) << head;
   ASSERT_EQ(header_of(head, "Content-Length"), std::to_string(size));
-  auto stopped_reading = clock::now();
   // The client cannot see the close without reading, and reading is progress that restarts
   // the timeout: it asks the server, on another connection, until the reader's is gone.
   raw_client probe(server.port());
@@ -352,7 +361,7 @@ TEST_P(Timeouts, ClosesAConnectionWhoseClientStopsReadingAfterTheWriteTimeout) {
   ASSERT_EQ(active(), "2") << "the big response is not being written";
   ASSERT_TRUE(eventually([&] { return active() == "1"; }, 10s))
       << "still writing 10 s after a 500 ms write timeout";
-  EXPECT_GE(since(stopped_reading), 500ms - clock_slack);
+  EXPECT_GE(since(asked), 500ms - clock_slack);
   // What was in flight arrives, then the end: the response was cut short.
   auto rest = reader.read_until_close(20s);
   EXPECT_LT(rest.size(), size);
