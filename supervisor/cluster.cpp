@@ -588,15 +588,16 @@ void cluster::check_memory() {
     s.memory_in_a_row = served < program_.restart.stable_after ? s.memory_in_a_row + 1 : 1;
     std::string text = "resident memory " + std::to_string(bytes >> 20) + " MiB exceeds " +
                        std::to_string(program_.max_memory >> 20) + " MiB; replacing it";
-    detail::log_record r = record(*w, "worker_replacing", "");
-    if (s.memory_in_a_row > 1) {
-      const milliseconds hold = backoff(s.memory_in_a_row);
+    const bool held = s.memory_in_a_row > 1;
+    const milliseconds hold = held ? backoff(s.memory_in_a_row) : milliseconds{0};
+    if (held) {
       s.memory_check_at = now + hold;
       text += " (" + std::to_string(s.memory_in_a_row) +
               " in a row: its replacement's memory is looked at after " + seconds(hold) + ")";
-      r.add("in_a_row", std::int64_t{s.memory_in_a_row}).add("next_check_s", in_seconds(hold));
     }
-    r.message += text;
+    detail::log_record r = record(*w, "worker_replacing", std::move(text));
+    if (held)
+      r.add("in_a_row", std::int64_t{s.memory_in_a_row}).add("next_check_s", in_seconds(hold));
     say(std::move(r.add("reason", std::string("memory"))
                       .add("resident_bytes", count(bytes))
                       .add("limit_bytes", count(program_.max_memory))));

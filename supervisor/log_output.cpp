@@ -77,8 +77,7 @@ void log_output::write(std::string_view line) {
   }
   after_writing();  // the notice of an earlier gap, when there is room for it now
   if (dropped_since_notice_ > 0 || buffered() + line.size() > capacity_) {
-    if (dropped_since_notice_++ == 0) first_dropped_at_ = clock_();
-    ++dropped_total_;
+    count_dropped(1);
     return;
   }
   const bool was_empty = buffered() == 0;
@@ -150,13 +149,16 @@ void log_output::drain(int timeout_ms) {
   if (!wants_write()) return;
   // Given up: only whole lines are queued, so each '\n' left ends a line that is lost, or
   // the tail of one.
-  const auto lines = static_cast<std::uint64_t>(
-      std::count(buffer_.begin() + static_cast<std::ptrdiff_t>(written_), buffer_.end(), '\n'));
+  count_dropped(static_cast<std::uint64_t>(
+      std::count(buffer_.begin() + static_cast<std::ptrdiff_t>(written_), buffer_.end(), '\n')));
+  buffer_.clear();
+  written_ = 0;
+}
+
+void log_output::count_dropped(std::uint64_t lines) {
   if (dropped_since_notice_ == 0) first_dropped_at_ = clock_();
   dropped_since_notice_ += lines;
   dropped_total_ += lines;
-  buffer_.clear();
-  written_ = 0;
 }
 
 void log_output::carry(const drop_count& earlier) {

@@ -71,6 +71,8 @@ class log_output {
   bool write_some();
   // Queues the notice of a gap once there is room for it.
   void after_writing();
+  // Counts lines dropped now, the first of a gap at the clock's time.
+  void count_dropped(std::uint64_t lines);
 
   unique_fd fd_;
   mode mode_ = mode::write;

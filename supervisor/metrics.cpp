@@ -98,7 +98,8 @@ std::string format_metrics(const std::vector<program_metrics>& programs, std::ui
   w.sample(upgrades);
   w.family("lameduck_supervisor_log_lines_dropped_total", metric_type::counter,
            "Lines (the supervisor's and its workers') dropped from its standard output while "
-           "the reader stalled and its 1 MiB buffer was full; the log says when.");
+           "the reader stalled: its 1 MiB buffer was full, or the reader took nothing in the "
+           "second before an exit or upgrade; the log says when.");
   w.sample(log_lines_dropped);
   return w.take();
 }
